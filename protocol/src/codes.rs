@@ -1,0 +1,160 @@
+//! Why a message ended, and the error codes a client can act on.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a message's stream ended. Every `speak` gets exactly one `end` carrying one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// All audio was sent.
+    Done,
+    /// The client sent `stop`.
+    Stopped,
+    /// A newer `speak` on the same session took over.
+    Superseded,
+    /// A new connection to the same session took over.
+    Replaced,
+    /// The message was rejected or failed; `error` says why.
+    Error,
+    /// The relay lost the message's state (eviction or restart) before it finished.
+    Interrupted,
+}
+
+impl EndReason {
+    /// The snake_case name used on the wire (for logs and metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Stopped => "stopped",
+            Self::Superseded => "superseded",
+            Self::Replaced => "replaced",
+            Self::Error => "error",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A machine-readable error code. The accompanying text is fixed per code, so nothing a user
+/// typed and nothing the upstream said ever reaches a client through an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    InvalidJson,
+    /// The JSON is not a well-formed client message (missing or mistyped field).
+    InvalidMessage,
+    /// The `type` is not one this protocol knows.
+    UnknownType,
+    /// The client sent a binary frame; clients send JSON text only.
+    BinaryFrame,
+    /// The frame is larger than `limits.max_frame_bytes`.
+    FrameTooLarge,
+    /// `text` is empty or only white space.
+    EmptyText,
+    /// `text` is longer than `limits.max_text_chars`.
+    TextTooLong,
+    /// `voice` is not one of the ten Orpheus voices.
+    UnknownVoice,
+    /// `model` is not an Orpheus model.
+    UnknownModel,
+    /// `voice` does not belong to `model`.
+    VoiceModelMismatch,
+    /// The upstream rate limit was hit; `retry_after_s` says when to try again.
+    RateLimited,
+    /// The relay's API key was refused by the upstream (operator problem).
+    UpstreamAuth,
+    /// The upstream organisation has not accepted the model's terms (operator problem).
+    TermsRequired,
+    /// The upstream rejected the request (4xx other than the above).
+    UpstreamRejected,
+    /// The upstream is down or over capacity (5xx, 498, network failure).
+    UpstreamUnavailable,
+    /// The upstream did not answer, or stalled, within the relay's time limit.
+    UpstreamTimeout,
+    /// The upstream connection broke in the middle of the audio.
+    UpstreamInterrupted,
+    /// The upstream answered with audio the relay cannot read.
+    UpstreamBadAudio,
+    /// The relay is not configured with an upstream API key.
+    NotConfigured,
+}
+
+impl ErrorCode {
+    /// The fixed human-readable text sent with this code.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "frame is not valid JSON",
+            Self::InvalidMessage => "message is missing a field or has a field of the wrong type",
+            Self::UnknownType => "unknown message type",
+            Self::BinaryFrame => "binary frames are not accepted from clients; send JSON text",
+            Self::FrameTooLarge => "frame exceeds limits.max_frame_bytes",
+            Self::EmptyText => "text is empty",
+            Self::TextTooLong => "text exceeds limits.max_text_chars",
+            Self::UnknownVoice => "unknown voice; see the voices in the ready message",
+            Self::UnknownModel => "unknown model; see the models in the ready message",
+            Self::VoiceModelMismatch => "the voice does not belong to the model",
+            Self::RateLimited => "speech service rate limit reached; retry after retry_after_s",
+            Self::UpstreamAuth => "the relay's speech service credentials were refused",
+            Self::TermsRequired => "the speech model's terms have not been accepted by the operator",
+            Self::UpstreamRejected => "the speech service rejected the request",
+            Self::UpstreamUnavailable => "the speech service is unavailable",
+            Self::UpstreamTimeout => "the speech service did not answer in time",
+            Self::UpstreamInterrupted => "the speech service connection broke mid-stream",
+            Self::UpstreamBadAudio => "the speech service returned audio the relay cannot read",
+            Self::NotConfigured => "the relay has no speech service credentials configured",
+        }
+    }
+
+    /// The snake_case name used on the wire (for logs and metrics).
+    pub fn as_str(self) -> &'static str {
+        ALL_CODES
+            .iter()
+            .find(|(code, _)| *code == self)
+            .map(|(_, name)| *name)
+            .expect("every code is listed in ALL_CODES")
+    }
+}
+
+const ALL_CODES: &[(ErrorCode, &str)] = &[
+    (ErrorCode::InvalidJson, "invalid_json"),
+    (ErrorCode::InvalidMessage, "invalid_message"),
+    (ErrorCode::UnknownType, "unknown_type"),
+    (ErrorCode::BinaryFrame, "binary_frame"),
+    (ErrorCode::FrameTooLarge, "frame_too_large"),
+    (ErrorCode::EmptyText, "empty_text"),
+    (ErrorCode::TextTooLong, "text_too_long"),
+    (ErrorCode::UnknownVoice, "unknown_voice"),
+    (ErrorCode::UnknownModel, "unknown_model"),
+    (ErrorCode::VoiceModelMismatch, "voice_model_mismatch"),
+    (ErrorCode::RateLimited, "rate_limited"),
+    (ErrorCode::UpstreamAuth, "upstream_auth"),
+    (ErrorCode::TermsRequired, "terms_required"),
+    (ErrorCode::UpstreamRejected, "upstream_rejected"),
+    (ErrorCode::UpstreamUnavailable, "upstream_unavailable"),
+    (ErrorCode::UpstreamTimeout, "upstream_timeout"),
+    (ErrorCode::UpstreamInterrupted, "upstream_interrupted"),
+    (ErrorCode::UpstreamBadAudio, "upstream_bad_audio"),
+    (ErrorCode::NotConfigured, "not_configured"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_match_serde() {
+        use EndReason::*;
+        for reason in [Done, Stopped, Superseded, Replaced, Error, Interrupted] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn names_match_serde() {
+        for (code, name) in ALL_CODES {
+            assert_eq!(serde_json::to_value(code).unwrap(), *name);
+            assert_eq!(code.as_str(), *name);
+            assert!(!code.message().is_empty());
+        }
+    }
+}

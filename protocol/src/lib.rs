@@ -1,0 +1,56 @@
+//! Wire protocol v1 between the Orpheus Relay worker and its clients.
+//!
+//! This crate is the executable form of `docs/protocol.md`: the JSON control messages, the binary
+//! audio frame header, the voice catalogue and the session-id rule. It is pure Rust with no runtime
+//! dependencies, so the worker, the player and the tests all speak exactly the same protocol.
+
+pub mod codes;
+pub mod frame;
+pub mod messages;
+pub mod voices;
+
+pub use codes::{EndReason, ErrorCode};
+pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
+pub use messages::{ClientMessage, EndError, Limits, ParseError, ServerMessage};
+pub use voices::{resolve as resolve_voice, Model, DEFAULT_MODEL};
+
+/// The protocol version carried in the `ready` message.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The WebSocket subprotocol a client offers and the server selects.
+pub const SUBPROTOCOL: &str = "orpheus.v1";
+
+/// Close code sent to a socket that another connection to the same session replaced.
+pub const CLOSE_REPLACED: u16 = 4000;
+
+/// The longest session id, in characters.
+pub const MAX_SESSION_ID_LEN: usize = 64;
+
+/// The longest message id, in characters.
+pub const MAX_MESSAGE_ID_LEN: usize = 64;
+
+/// Returns whether `sid` is a valid session id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_session_id(sid: &str) -> bool {
+    (1..=MAX_SESSION_ID_LEN).contains(&sid.len())
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids() {
+        assert!(is_valid_session_id("a"));
+        assert!(is_valid_session_id("Abc_09-x"));
+        assert!(is_valid_session_id(&"x".repeat(64)));
+        assert!(!is_valid_session_id(""));
+        assert!(!is_valid_session_id(&"x".repeat(65)));
+        assert!(!is_valid_session_id("a b"));
+        assert!(!is_valid_session_id("a/b"));
+        assert!(!is_valid_session_id("é"));
+        assert!(!is_valid_session_id("a.b"));
+    }
+}

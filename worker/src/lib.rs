@@ -1,0 +1,4 @@
+pub mod segment;
+pub mod session;
+pub mod upstream;
+pub mod wav;
