@@ -248,6 +248,11 @@ impl Session {
         std::mem::take(&mut self.effects)
     }
 
+    /// The session id this socket belongs to.
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
     /// The stream number of the active message, if any.
     pub fn active_stream(&self) -> Option<u32> {
         self.active.as_ref().map(|a| a.stream)

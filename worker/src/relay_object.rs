@@ -1,0 +1,255 @@
+//! The Durable Object: one per session id, the single owner of that session's socket and of its
+//! upstream requests. It is a thin adapter: it feeds the [`Session`] core and executes the
+//! effects the core returns.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
+use orpheus_protocol::SUBPROTOCOL;
+use worker::{
+    console_log, durable_object, AbortController, DurableObject, Env, Headers, Request, Response,
+    Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    WebSocketRequestResponsePair,
+};
+
+use crate::entry::session_id_from_path;
+use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
+use crate::settings::Settings;
+use crate::upstream_fetch::{self, UpstreamEvent};
+
+/// The exact ping frame the runtime answers itself, without waking a hibernated object.
+const PING: &str = r#"{"type":"ping"}"#;
+const PONG: &str = r#"{"type":"pong"}"#;
+
+fn now() -> Millis {
+    worker::js_sys::Date::now() as Millis
+}
+
+/// A short, non-reversible tag for a session id, for logs.
+fn log_tag(session: &str) -> String {
+    let hash = session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash >> 32)
+}
+
+/// The socket the core currently speaks to, and the core itself.
+struct Connection {
+    socket: WebSocket,
+    session: Session,
+    log_tag: String,
+}
+
+impl Connection {
+    fn new(socket: WebSocket, session: Session) -> Self {
+        let log_tag = log_tag(session.session_id());
+        Self { socket, session, log_tag }
+    }
+}
+
+/// The per-session Durable Object.
+#[durable_object]
+pub struct RelaySession {
+    state: State,
+    settings: Settings,
+    connection: RefCell<Option<Connection>>,
+    /// Abort handles of upstream requests in flight, owned here so any handler can abort them.
+    aborts: RefCell<HashMap<FetchId, AbortController>>,
+}
+
+impl DurableObject for RelaySession {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+            state.set_websocket_auto_response(&pair);
+        }
+        Self {
+            state,
+            settings: Settings::from_env(&env),
+            connection: RefCell::new(None),
+            aborts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let Some(session_id) = session_id_from_path(&req.path()) else {
+            return Response::error("invalid session id", 400);
+        };
+        // A new connection takes over only after the old one released everything it owned.
+        let mut next_stream = 1;
+        for old in self.state.get_websockets() {
+            if let Some((stream, _)) = self.with_session(&old, |s| {
+                s.handle(Input::Replaced, now());
+                s.next_stream()
+            }) {
+                next_stream = next_stream.max(stream);
+            }
+        }
+        self.connection.replace(None);
+
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        let session = Session::open(self.settings.session.clone(), &session_id, next_stream);
+        self.connection.replace(Some(Connection::new(pair.server.clone(), session)));
+        self.with_session(&pair.server, |_| ());
+        let headers = Headers::new();
+        headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+        Ok(Response::from_websocket(pair.client)?.with_headers(headers))
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let at = now();
+        let fetches = match &message {
+            WebSocketIncomingMessage::String(text) => {
+                self.drive(&ws, |s| s.handle(Input::Text(text), at))
+            }
+            WebSocketIncomingMessage::Binary(bytes) => {
+                self.drive(&ws, |s| s.handle(Input::Binary(bytes.len()), at))
+            }
+        };
+        self.pump(&ws, fetches).await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+        self.drive(&ws, |s| s.handle(Input::Disconnected, now()));
+        // Complete the closing handshake; the socket may already be closed.
+        let _ = ws.close(Some(1000), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.drive(&ws, |s| s.handle(Input::Disconnected, now()));
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        Response::ok("no alarms are used")
+    }
+}
+
+impl RelaySession {
+    /// Runs `f` on the session of `ws`, executes the effects it produced, and returns what `f`
+    /// returned with the upstream requests to start. The in-memory session is used when `ws` is
+    /// the current socket; otherwise (after hibernation or a restart) it is restored from the
+    /// socket's attachment. Returns `None` for a socket that was already closed or replaced.
+    fn with_session<T>(
+        &self,
+        ws: &WebSocket,
+        f: impl FnOnce(&mut Session) -> T,
+    ) -> Option<(T, Vec<FetchRequest>)> {
+        let mut slot = self.connection.borrow_mut();
+        if slot.as_ref().is_none_or(|c| &c.socket != ws) {
+            let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten()?;
+            if attachment.closed {
+                return None;
+            }
+            let session = Session::restore(self.settings.session.clone(), attachment);
+            *slot = Some(Connection::new(ws.clone(), session));
+        }
+        let connection = slot.as_mut().expect("set above");
+        let out = f(&mut connection.session);
+        let effects = connection.session.take_effects();
+        let tag = connection.log_tag.clone();
+        // Never hold the borrow while effects run: aborting may re-enter this object.
+        drop(slot);
+        Some((out, self.execute(ws, &tag, effects)))
+    }
+
+    /// Feeds an input and returns the upstream requests it started.
+    fn drive(&self, ws: &WebSocket, f: impl FnOnce(&mut Session)) -> Vec<FetchRequest> {
+        self.with_session(ws, f).map(|(_, started)| started).unwrap_or_default()
+    }
+
+    /// Executes effects in order; returns the upstream requests to start.
+    fn execute(&self, ws: &WebSocket, log_tag: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
+        let mut started = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::SendText(text) => {
+                    let _ = ws.send_with_str(text);
+                }
+                Effect::SendBinary(bytes) => {
+                    let _ = ws.send_with_bytes(bytes);
+                }
+                Effect::Fetch(request) => started.push(request),
+                Effect::Abort(fetch) => {
+                    if let Some(controller) = self.aborts.borrow_mut().remove(&fetch) {
+                        controller.abort();
+                    }
+                }
+                Effect::Persist(attachment) => {
+                    let _ = ws.serialize_attachment(attachment);
+                }
+                Effect::Close { code, reason } => {
+                    let _ = ws.close(Some(code), Some(reason));
+                }
+                Effect::Log(line) => console_log!("session={log_tag} {line}"),
+            }
+        }
+        started
+    }
+
+    fn start(&self, request: FetchRequest) -> LocalBoxStream<'static, (FetchId, UpstreamEvent)> {
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        self.aborts.borrow_mut().insert(request.fetch, controller);
+        let key = self.settings.api_key.as_deref().unwrap_or_default();
+        upstream_fetch::events(request.fetch, &self.settings.base_url, key, &request.body, signal)
+    }
+
+    fn active_stream(&self) -> Option<u32> {
+        self.connection.borrow().as_ref().and_then(|c| c.session.active_stream())
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        self.connection.borrow().as_ref().and_then(|c| c.session.next_deadline())
+    }
+
+    /// Relays one message's upstream requests until the message is no longer active. Runs
+    /// inside the handler that started the message, which keeps the object awake meanwhile.
+    /// Dropping the remaining requests when it returns cancels their bodies.
+    async fn pump(&self, ws: &WebSocket, first: Vec<FetchRequest>) {
+        let Some(stream) = first.first().map(|r| r.stream) else {
+            return;
+        };
+        let mut inflight = SelectAll::new();
+        for request in first {
+            inflight.push(self.start(request));
+        }
+        while self.active_stream() == Some(stream) {
+            let wait = self
+                .next_deadline()
+                .map_or(Duration::from_secs(1), |d| Duration::from_millis(d.saturating_sub(now()) + 1));
+            let input = if inflight.is_empty() {
+                worker::Delay::from(wait).await;
+                None
+            } else {
+                match select(inflight.next(), worker::Delay::from(wait)).await {
+                    Either::Left((event, _)) => event,
+                    Either::Right(_) => None,
+                }
+            };
+            let started = match input {
+                Some((fetch, event)) => {
+                    if event.is_final() {
+                        self.aborts.borrow_mut().remove(&fetch);
+                    }
+                    let at = now();
+                    self.drive(ws, |s| match &event {
+                        UpstreamEvent::Head(status) => s.handle(Input::UpstreamHead(fetch, status.clone()), at),
+                        UpstreamEvent::Body(bytes) => s.handle(Input::UpstreamBody(fetch, bytes), at),
+                        UpstreamEvent::End => s.handle(Input::UpstreamEnd(fetch), at),
+                        UpstreamEvent::Failed => s.handle(Input::UpstreamFailed(fetch), at),
+                    })
+                }
+                None => self.drive(ws, |s| s.handle(Input::Tick, now())),
+            };
+            for request in started {
+                inflight.push(self.start(request));
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Configuration read from the Worker's environment (wrangler.toml `[vars]` and secrets).
+
+use worker::Env;
+
+use crate::session::Config;
+
+/// Production upstream.
+const DEFAULT_BASE_URL: &str = "https://api.groq.com";
+
+/// Everything the relay reads from its environment, read once per object.
+#[derive(Clone)]
+pub struct Settings {
+    /// Base URL of the Groq-compatible upstream (`GROQ_BASE_URL`).
+    pub base_url: String,
+    /// `GROQ_API_KEY`; never logged, never sent anywhere but the upstream.
+    pub api_key: Option<String>,
+    /// Session tunables.
+    pub session: Config,
+}
+
+fn number(env: &Env, name: &str) -> Option<u64> {
+    env.var(name).ok()?.to_string().trim().parse().ok()
+}
+
+impl Settings {
+    /// Reads the settings; missing optional values take their defaults.
+    pub fn from_env(env: &Env) -> Self {
+        let base_url = env
+            .var("GROQ_BASE_URL")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| DEFAULT_BASE_URL.to_owned());
+        let api_key = env
+            .secret("GROQ_API_KEY")
+            .map(|v| v.to_string())
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        let defaults = Config::default();
+        let session = Config {
+            upstream_configured: api_key.is_some(),
+            first_byte_timeout_ms: number(env, "UPSTREAM_FIRST_BYTE_TIMEOUT_MS")
+                .unwrap_or(defaults.first_byte_timeout_ms),
+            stall_timeout_ms: number(env, "UPSTREAM_STALL_TIMEOUT_MS")
+                .unwrap_or(defaults.stall_timeout_ms),
+            ..defaults
+        };
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            session,
+        }
+    }
+}
