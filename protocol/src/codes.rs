@@ -95,7 +95,9 @@ impl ErrorCode {
             Self::VoiceModelMismatch => "the voice does not belong to the model",
             Self::RateLimited => "speech service rate limit reached; retry after retry_after_s",
             Self::UpstreamAuth => "the relay's speech service credentials were refused",
-            Self::TermsRequired => "the speech model's terms have not been accepted by the operator",
+            Self::TermsRequired => {
+                "the speech model's terms have not been accepted by the operator"
+            }
             Self::UpstreamRejected => "the speech service rejected the request",
             Self::UpstreamUnavailable => "the speech service is unavailable",
             Self::UpstreamTimeout => "the speech service did not answer in time",

@@ -68,7 +68,7 @@ impl<'a> AudioFrame<'a> {
 
     /// Encodes the frame, header and PCM, into a new buffer.
     pub fn encode(&self) -> Vec<u8> {
-        debug_assert!(!self.pcm.is_empty() && self.pcm.len() % 2 == 0);
+        debug_assert!(!self.pcm.is_empty() && self.pcm.len().is_multiple_of(2));
         let mut out = Vec::with_capacity(FRAME_HEADER_LEN + self.pcm.len());
         out.push(FRAME_VERSION);
         out.push(self.flags);
@@ -88,7 +88,7 @@ impl<'a> AudioFrame<'a> {
             return Err(FrameError::UnknownVersion(bytes[0]));
         }
         let pcm = &bytes[FRAME_HEADER_LEN..];
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(FrameError::PartialSample);
         }
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));

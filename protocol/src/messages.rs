@@ -75,7 +75,10 @@ impl ClientMessage {
             serde_json::from_str(frame).map_err(|_| ParseError::frame(ErrorCode::InvalidJson))?;
         let invalid = || ParseError::frame(ErrorCode::InvalidMessage);
         let object = value.as_object().ok_or_else(invalid)?;
-        let kind = object.get("type").and_then(Value::as_str).ok_or_else(invalid)?;
+        let kind = object
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(invalid)?;
         match kind {
             "speak" => {
                 let id = message_id(object.get("id")).ok_or_else(invalid)?.to_owned();
@@ -290,7 +293,10 @@ mod tests {
                 id: Some("a".into())
             })
         );
-        assert_eq!(ClientMessage::parse(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
     }
 
     #[test]
@@ -335,7 +341,10 @@ mod tests {
             serde_json::from_str(&ServerMessage::ready("s1", Limits::default()).to_json()).unwrap();
         assert_eq!(ready["protocol"], 1);
         assert_eq!(ready["limits"]["segment_chars"], 200);
-        assert_eq!(ready["voices"]["canopylabs/orpheus-arabic-saudi"][0], "fahad");
+        assert_eq!(
+            ready["voices"]["canopylabs/orpheus-arabic-saudi"][0],
+            "fahad"
+        );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
     }
 }

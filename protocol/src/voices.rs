@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn resolution() {
         assert_eq!(resolve(None, None), Ok((Model::English, "troy")));
-        assert_eq!(resolve(Some("noura"), None), Ok((Model::ArabicSaudi, "noura")));
+        assert_eq!(
+            resolve(Some("noura"), None),
+            Ok((Model::ArabicSaudi, "noura"))
+        );
         assert_eq!(
             resolve(None, Some("canopylabs/orpheus-arabic-saudi")),
             Ok((Model::ArabicSaudi, "fahad"))
@@ -103,7 +106,10 @@ mod tests {
         );
         assert_eq!(resolve(Some("bob"), None), Err(ErrorCode::UnknownVoice));
         assert_eq!(resolve(Some("Troy"), None), Err(ErrorCode::UnknownVoice));
-        assert_eq!(resolve(None, Some("whisper-1")), Err(ErrorCode::UnknownModel));
+        assert_eq!(
+            resolve(None, Some("whisper-1")),
+            Err(ErrorCode::UnknownModel)
+        );
         assert_eq!(
             resolve(Some("troy"), Some("canopylabs/orpheus-arabic-saudi")),
             Err(ErrorCode::VoiceModelMismatch)

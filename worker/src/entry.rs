@@ -15,7 +15,12 @@ pub fn session_id_from_path(path: &str) -> Option<String> {
 }
 
 fn offers_subprotocol(req: &Request) -> bool {
-    let offered = req.headers().get("Sec-WebSocket-Protocol").ok().flatten().unwrap_or_default();
+    let offered = req
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     offered.split(',').any(|p| p.trim() == SUBPROTOCOL)
 }
 
@@ -35,14 +40,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
                     400,
                 );
             };
-            let upgrade = req.headers().get("Upgrade").ok().flatten().unwrap_or_default();
+            let upgrade = req
+                .headers()
+                .get("Upgrade")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             if !upgrade.eq_ignore_ascii_case("websocket") {
                 return Response::error("expected a WebSocket upgrade", 426);
             }
             if !offers_subprotocol(&req) {
                 return Response::error("the client must offer the subprotocol orpheus.v1", 400);
             }
-            let stub = env.durable_object(SESSIONS_BINDING)?.id_from_name(&sid)?.get_stub()?;
+            let stub = env
+                .durable_object(SESSIONS_BINDING)?
+                .id_from_name(&sid)?
+                .get_stub()?;
             stub.fetch_with_request(req).await
         }
         _ => Response::error("not found", 404),
@@ -55,7 +68,10 @@ mod tests {
 
     #[test]
     fn session_paths() {
-        assert_eq!(session_id_from_path("/v1/sessions/abc_1-2/ws").as_deref(), Some("abc_1-2"));
+        assert_eq!(
+            session_id_from_path("/v1/sessions/abc_1-2/ws").as_deref(),
+            Some("abc_1-2")
+        );
         assert_eq!(session_id_from_path("/v1/sessions//ws"), None);
         assert_eq!(session_id_from_path("/v1/sessions/a.b/ws"), None);
         assert_eq!(session_id_from_path("/v1/sessions/a/b/ws"), None);

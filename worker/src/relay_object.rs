@@ -46,7 +46,11 @@ struct Connection {
 impl Connection {
     fn new(socket: WebSocket, session: Session) -> Self {
         let log_tag = log_tag(session.session_id());
-        Self { socket, session, log_tag }
+        Self {
+            socket,
+            session,
+            log_tag,
+        }
     }
 }
 
@@ -92,14 +96,19 @@ impl DurableObject for RelaySession {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         let session = Session::open(self.settings.session.clone(), &session_id, next_stream);
-        self.connection.replace(Some(Connection::new(pair.server.clone(), session)));
+        self.connection
+            .replace(Some(Connection::new(pair.server.clone(), session)));
         self.with_session(&pair.server, |_| ());
         let headers = Headers::new();
         headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
         let at = now();
         let fetches = match &message {
             WebSocketIncomingMessage::String(text) => {
@@ -113,7 +122,13 @@ impl DurableObject for RelaySession {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         self.drive(&ws, |s| s.handle(Input::Disconnected, now()));
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("closed"));
@@ -160,7 +175,9 @@ impl RelaySession {
 
     /// Feeds an input and returns the upstream requests it started.
     fn drive(&self, ws: &WebSocket, f: impl FnOnce(&mut Session)) -> Vec<FetchRequest> {
-        self.with_session(ws, f).map(|(_, started)| started).unwrap_or_default()
+        self.with_session(ws, f)
+            .map(|(_, started)| started)
+            .unwrap_or_default()
     }
 
     /// Executes effects in order; returns the upstream requests to start.
@@ -197,15 +214,27 @@ impl RelaySession {
         let signal = controller.signal();
         self.aborts.borrow_mut().insert(request.fetch, controller);
         let key = self.settings.api_key.as_deref().unwrap_or_default();
-        upstream_fetch::events(request.fetch, &self.settings.base_url, key, &request.body, signal)
+        upstream_fetch::events(
+            request.fetch,
+            &self.settings.base_url,
+            key,
+            &request.body,
+            signal,
+        )
     }
 
     fn active_stream(&self) -> Option<u32> {
-        self.connection.borrow().as_ref().and_then(|c| c.session.active_stream())
+        self.connection
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.session.active_stream())
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.connection.borrow().as_ref().and_then(|c| c.session.next_deadline())
+        self.connection
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.session.next_deadline())
     }
 
     /// Relays one message's upstream requests until the message is no longer active. Runs
@@ -220,9 +249,9 @@ impl RelaySession {
             inflight.push(self.start(request));
         }
         while self.active_stream() == Some(stream) {
-            let wait = self
-                .next_deadline()
-                .map_or(Duration::from_secs(1), |d| Duration::from_millis(d.saturating_sub(now()) + 1));
+            let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
+                Duration::from_millis(d.saturating_sub(now()) + 1)
+            });
             let input = if inflight.is_empty() {
                 worker::Delay::from(wait).await;
                 None
@@ -239,8 +268,12 @@ impl RelaySession {
                     }
                     let at = now();
                     self.drive(ws, |s| match &event {
-                        UpstreamEvent::Head(status) => s.handle(Input::UpstreamHead(fetch, status.clone()), at),
-                        UpstreamEvent::Body(bytes) => s.handle(Input::UpstreamBody(fetch, bytes), at),
+                        UpstreamEvent::Head(status) => {
+                            s.handle(Input::UpstreamHead(fetch, status.clone()), at)
+                        }
+                        UpstreamEvent::Body(bytes) => {
+                            s.handle(Input::UpstreamBody(fetch, bytes), at)
+                        }
                         UpstreamEvent::End => s.handle(Input::UpstreamEnd(fetch), at),
                         UpstreamEvent::Failed => s.handle(Input::UpstreamFailed(fetch), at),
                     })

@@ -33,7 +33,11 @@ pub fn split(text: &str, max_chars: usize, first_chars: usize) -> Vec<String> {
     let mut segments = Vec::new();
     let mut start = skip_space(&chars, 0);
     while start < chars.len() {
-        let limit = if segments.is_empty() { first_chars.min(max_chars) } else { max_chars };
+        let limit = if segments.is_empty() {
+            first_chars.min(max_chars)
+        } else {
+            max_chars
+        };
         let end = if chars.len() - start <= limit {
             chars.len()
         } else {
@@ -88,7 +92,17 @@ fn classify(chars: &[char]) -> Vec<Boundary> {
 }
 
 fn is_combining(c: Option<char>) -> bool {
-    matches!(c, Some('\u{0300}'..='\u{036F}' | '\u{064B}'..='\u{065F}' | '\u{0670}' | '\u{06D6}'..='\u{06ED}' | '\u{200C}' | '\u{200D}'))
+    matches!(
+        c,
+        Some(
+            '\u{0300}'..='\u{036F}'
+            | '\u{064B}'..='\u{065F}'
+            | '\u{0670}'
+            | '\u{06D6}'..='\u{06ED}'
+            | '\u{200C}'
+            | '\u{200D}',
+        )
+    )
 }
 
 /// The cut after `start` within `limit` characters at the best boundary available.
@@ -120,7 +134,11 @@ mod tests {
             assert_eq!(s.trim(), s);
         }
         let squash = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-        assert_eq!(squash(&segments.concat()), squash(text), "nothing lost or reordered");
+        assert_eq!(
+            squash(&segments.concat()),
+            squash(text),
+            "nothing lost or reordered"
+        );
     }
 
     fn split_default(text: &str) -> Vec<String> {
@@ -137,11 +155,15 @@ mod tests {
 
     #[test]
     fn first_segment_is_short_and_ends_at_a_sentence() {
-        let text = "Hi! This is the first sentence. ".to_owned() + &"Then a long one goes on and on. ".repeat(12);
+        let text = "Hi! This is the first sentence. ".to_owned()
+            + &"Then a long one goes on and on. ".repeat(12);
         let segments = split_default(&text);
         assert!(segments[0].chars().count() <= FIRST_SEGMENT_CHARS);
         assert!(segments[0].ends_with('.'));
-        assert!(segments[1].chars().count() > FIRST_SEGMENT_CHARS, "later segments are packed");
+        assert!(
+            segments[1].chars().count() > FIRST_SEGMENT_CHARS,
+            "later segments are packed"
+        );
         assert!(segments.iter().all(|s| s.ends_with('.')));
     }
 
@@ -153,7 +175,10 @@ mod tests {
         assert!(split_default(&words).iter().all(|s| s.ends_with("word")));
         let blob = "x".repeat(450);
         let segments = split_default(&blob);
-        assert_eq!(segments.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![100, 200, 150]);
+        assert_eq!(
+            segments.iter().map(|s| s.len()).collect::<Vec<_>>(),
+            vec![100, 200, 150]
+        );
     }
 
     #[test]
@@ -165,7 +190,10 @@ mod tests {
         assert!(segments.iter().all(|s| s.ends_with('؟')), "{segments:?}");
         let no_spaces = "بِكُمْ".repeat(80);
         for s in split_default(&no_spaces) {
-            assert!(!is_combining(s.chars().next()), "a mark never starts a segment");
+            assert!(
+                !is_combining(s.chars().next()),
+                "a mark never starts a segment"
+            );
         }
     }
 

@@ -430,7 +430,10 @@ impl Session {
 
     fn fetch_mut(&mut self, fetch: FetchId) -> Option<&mut Fetch> {
         let active = self.active.as_mut()?;
-        active.fetches.iter_mut().find(|f| f.id == fetch && !f.settled())
+        active
+            .fetches
+            .iter_mut()
+            .find(|f| f.id == fetch && !f.settled())
     }
 
     fn on_head(&mut self, fetch: FetchId, status: UpstreamStatus, now: Millis) {
@@ -444,7 +447,11 @@ impl Session {
                 f.deadline = now + stall;
             }
             Err(error) => {
-                let line = format!("upstream status={} code={}", status.status, error.code.as_str());
+                let line = format!(
+                    "upstream status={} code={}",
+                    status.status,
+                    error.code.as_str()
+                );
                 f.failed = Some(error);
                 // The runtime has already read the whole (short) error body.
                 f.released = true;
@@ -517,7 +524,11 @@ impl Session {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        if let Some(f) = active.fetches.iter_mut().find(|f| f.id == fetch && !f.released) {
+        if let Some(f) = active
+            .fetches
+            .iter_mut()
+            .find(|f| f.id == fetch && !f.released)
+        {
             f.released = true;
             self.effects.push(Effect::Abort(fetch));
         }
@@ -557,7 +568,11 @@ impl Session {
                 }
             }
             let done = front.body_done;
-            let keep = if done { 0 } else { self.config.hold_back_samples * 2 };
+            let keep = if done {
+                0
+            } else {
+                self.config.hold_back_samples * 2
+            };
             let ready = front.pcm.len().saturating_sub(keep);
             if ready > 0 {
                 let pcm: Vec<u8> = front.pcm.drain(..ready).collect();
@@ -583,7 +598,11 @@ impl Session {
         let mut frames = Vec::with_capacity(pieces);
         for (i, piece) in pcm.chunks(max).enumerate() {
             let frame = AudioFrame {
-                flags: if last_in_segment && i + 1 == pieces { LAST_IN_SEGMENT } else { 0 },
+                flags: if last_in_segment && i + 1 == pieces {
+                    LAST_IN_SEGMENT
+                } else {
+                    0
+                },
                 stream: active.stream,
                 offset: active.samples_sent as u32,
                 pcm: piece,
@@ -592,7 +611,8 @@ impl Session {
             frames.push(frame.encode());
         }
         if self.open {
-            self.effects.extend(frames.into_iter().map(Effect::SendBinary));
+            self.effects
+                .extend(frames.into_iter().map(Effect::SendBinary));
         }
     }
 
@@ -611,7 +631,10 @@ impl Session {
             active.stream,
             reason.as_str(),
             active.samples_sent,
-            error.as_ref().map(|e| format!(" code={}", e.code.as_str())).unwrap_or_default()
+            error
+                .as_ref()
+                .map(|e| format!(" code={}", e.code.as_str()))
+                .unwrap_or_default()
         ));
         self.send(&ServerMessage::End {
             id: active.id,

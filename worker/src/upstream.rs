@@ -89,11 +89,18 @@ mod tests {
 
     #[test]
     fn statuses_map_to_actionable_codes() {
-        assert!(classify(&UpstreamStatus { status: 200, ..Default::default() }).is_ok());
+        assert!(classify(&UpstreamStatus {
+            status: 200,
+            ..Default::default()
+        })
+        .is_ok());
         assert_eq!(code_of(429, None), ErrorCode::RateLimited);
         assert_eq!(code_of(401, None), ErrorCode::UpstreamAuth);
         assert_eq!(code_of(403, None), ErrorCode::UpstreamAuth);
-        assert_eq!(code_of(400, Some("model_terms_required")), ErrorCode::TermsRequired);
+        assert_eq!(
+            code_of(400, Some("model_terms_required")),
+            ErrorCode::TermsRequired
+        );
         assert_eq!(code_of(400, None), ErrorCode::UpstreamRejected);
         assert_eq!(code_of(413, None), ErrorCode::UpstreamRejected);
         assert_eq!(code_of(422, None), ErrorCode::UpstreamRejected);
@@ -104,9 +111,17 @@ mod tests {
 
     #[test]
     fn retry_after_only_where_it_helps() {
-        let e = classify(&UpstreamStatus { status: 429, retry_after_s: Some(3), error_code: None });
+        let e = classify(&UpstreamStatus {
+            status: 429,
+            retry_after_s: Some(3),
+            error_code: None,
+        });
         assert_eq!(e.unwrap_err().retry_after_s, Some(3));
-        let e = classify(&UpstreamStatus { status: 401, retry_after_s: Some(3), error_code: None });
+        let e = classify(&UpstreamStatus {
+            status: 401,
+            retry_after_s: Some(3),
+            error_code: None,
+        });
         assert_eq!(e.unwrap_err().retry_after_s, None);
         assert_eq!(parse_retry_after("2"), Some(2));
         assert_eq!(parse_retry_after(" 7.66 "), Some(8));
@@ -124,7 +139,8 @@ mod tests {
     #[test]
     fn body_has_exactly_the_documented_fields() {
         let body: serde_json::Value =
-            serde_json::from_str(&request_body(Model::ArabicSaudi, "noura", "مرحبا \"x\"")).unwrap();
+            serde_json::from_str(&request_body(Model::ArabicSaudi, "noura", "مرحبا \"x\""))
+                .unwrap();
         assert_eq!(body["model"], "canopylabs/orpheus-arabic-saudi");
         assert_eq!(body["voice"], "noura");
         assert_eq!(body["input"], "مرحبا \"x\"");

@@ -63,13 +63,20 @@ pub fn events(
     stream::unfold(first, move |step| async move {
         match step {
             Step::Request(request, signal) => {
-                let Ok(mut response) = Fetch::Request(request).send_with_signal(&signal).await else {
+                let Ok(mut response) = Fetch::Request(request).send_with_signal(&signal).await
+                else {
                     return Some((UpstreamEvent::Failed, Step::Done));
                 };
                 let status = response.status_code();
                 if status == 200 {
                     return Some(match response.stream() {
-                        Ok(body) => (UpstreamEvent::Head(UpstreamStatus { status, ..Default::default() }), Step::Body(body)),
+                        Ok(body) => (
+                            UpstreamEvent::Head(UpstreamStatus {
+                                status,
+                                ..Default::default()
+                            }),
+                            Step::Body(body),
+                        ),
                         Err(_) => (UpstreamEvent::Failed, Step::Done),
                     });
                 }
@@ -80,8 +87,17 @@ pub fn events(
                     .flatten()
                     .and_then(|v| upstream::parse_retry_after(&v));
                 let text = response.text().await.unwrap_or_default();
-                let error_code = text.get(..MAX_ERROR_BODY_BYTES.min(text.len())).and_then(upstream::error_code);
-                Some((UpstreamEvent::Head(UpstreamStatus { status, retry_after_s, error_code }), Step::Done))
+                let error_code = text
+                    .get(..MAX_ERROR_BODY_BYTES.min(text.len()))
+                    .and_then(upstream::error_code);
+                Some((
+                    UpstreamEvent::Head(UpstreamStatus {
+                        status,
+                        retry_after_s,
+                        error_code,
+                    }),
+                    Step::Done,
+                ))
             }
             Step::Body(mut body) => Some(match body.next().await {
                 Some(Ok(bytes)) => (UpstreamEvent::Body(bytes), Step::Body(body)),

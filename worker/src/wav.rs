@@ -229,7 +229,9 @@ mod tests {
     }
 
     fn pcm(n: usize) -> Vec<u8> {
-        (0..n).flat_map(|i| ((i as i16).wrapping_mul(257)).to_le_bytes()).collect()
+        (0..n)
+            .flat_map(|i| ((i as i16).wrapping_mul(257)).to_le_bytes())
+            .collect()
     }
 
     fn read_in_pieces(body: &[u8], sizes: &[usize]) -> (Result<(), WavError>, Vec<u8>, WavReader) {
@@ -254,7 +256,14 @@ mod tests {
         let samples = pcm(1000);
         let mut body = header(24_000, samples.len() as u32);
         body.extend_from_slice(&samples);
-        for sizes in [&[1usize][..], &[3, 7, 1], &[43, 2], &[44], &[5000], &[13, 1, 1, 2]] {
+        for sizes in [
+            &[1usize][..],
+            &[3, 7, 1],
+            &[43, 2],
+            &[44],
+            &[5000],
+            &[13, 1, 1, 2],
+        ] {
             let (done, out, reader) = read_in_pieces(&body, sizes);
             assert_eq!(done, Ok(()));
             assert_eq!(out, samples, "split {sizes:?}");
@@ -306,7 +315,10 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_relay() {
-        assert_eq!(read_in_pieces(b"{\"error\":{}}", &[4]).0, Err(WavError::NotWav));
+        assert_eq!(
+            read_in_pieces(b"{\"error\":{}}", &[4]).0,
+            Err(WavError::NotWav)
+        );
         let mut stereo = header(24_000, 0);
         stereo[22] = 2;
         assert!(matches!(
@@ -314,12 +326,18 @@ mod tests {
             Err(WavError::Unsupported(Format { channels: 2, .. }))
         ));
         let no_fmt = b"RIFF\0\0\0\0WAVEdata\0\0\0\0\0\0".to_vec();
-        assert_eq!(read_in_pieces(&no_fmt, &[3]).0, Err(WavError::DataBeforeFormat));
+        assert_eq!(
+            read_in_pieces(&no_fmt, &[3]).0,
+            Err(WavError::DataBeforeFormat)
+        );
         let h = header(24_000, 0);
         assert_eq!(read_in_pieces(&h[..30], &[30]).0, Err(WavError::Truncated));
         let mut reader = WavReader::new();
         let mut out = Vec::new();
         assert!(reader.push(b"nope, not a wav", &mut out).is_err());
-        assert!(reader.push(&h, &mut out).is_err(), "a failed reader stays failed");
+        assert!(
+            reader.push(&h, &mut out).is_err(),
+            "a failed reader stays failed"
+        );
     }
 }

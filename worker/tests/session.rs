@@ -20,7 +20,10 @@ fn wav_body(seed: u64, samples: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn ok() -> UpstreamStatus {
-    UpstreamStatus { status: 200, ..Default::default() }
+    UpstreamStatus {
+        status: 200,
+        ..Default::default()
+    }
 }
 
 /// Drives a session and checks what a client would see, frame by frame.
@@ -88,8 +91,14 @@ impl Harness {
     /// Executes effects as the runtime would, checking the client-visible invariants.
     fn drain(&mut self) {
         for effect in self.session.take_effects() {
-            assert!(self.closed.is_none() || matches!(effect, Effect::Persist(_) | Effect::Log(_) | Effect::Abort(_)),
-                "nothing is sent after close: {effect:?}");
+            assert!(
+                self.closed.is_none()
+                    || matches!(
+                        effect,
+                        Effect::Persist(_) | Effect::Log(_) | Effect::Abort(_)
+                    ),
+                "nothing is sent after close: {effect:?}"
+            );
             match effect {
                 Effect::SendText(json) => {
                     let message = ServerMessage::parse(&json).expect("valid server JSON");
@@ -98,7 +107,10 @@ impl Harness {
                             assert_eq!(self.current_stream, None, "one active stream at a time");
                             self.current_stream = Some(*stream);
                         }
-                        ServerMessage::End { stream: Some(stream), .. } => {
+                        ServerMessage::End {
+                            stream: Some(stream),
+                            ..
+                        } => {
                             assert!(self.ended_streams.insert(*stream), "one end per stream");
                             if self.current_stream == Some(*stream) {
                                 self.current_stream = None;
@@ -110,20 +122,37 @@ impl Harness {
                 }
                 Effect::SendBinary(bytes) => {
                     let frame = AudioFrame::decode(&bytes).expect("valid frame");
-                    assert_eq!(Some(frame.stream), self.current_stream, "audio only for the started stream");
-                    assert!(!self.ended_streams.contains(&frame.stream), "no audio after end");
+                    assert_eq!(
+                        Some(frame.stream),
+                        self.current_stream,
+                        "audio only for the started stream"
+                    );
+                    assert!(
+                        !self.ended_streams.contains(&frame.stream),
+                        "no audio after end"
+                    );
                     let got = self.audio.entry(frame.stream).or_default();
-                    assert_eq!(frame.offset as usize, got.len() / 2, "offsets are contiguous");
+                    assert_eq!(
+                        frame.offset as usize,
+                        got.len() / 2,
+                        "offsets are contiguous"
+                    );
                     got.extend_from_slice(frame.pcm);
                 }
                 Effect::Fetch(request) => {
                     self.open_fetches.insert(request.fetch, request.stream);
-                    self.fetch_order.entry(request.stream).or_default().push(request.fetch);
+                    self.fetch_order
+                        .entry(request.stream)
+                        .or_default()
+                        .push(request.fetch);
                     let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
                     assert!(body["input"].as_str().unwrap().chars().count() <= 200);
                 }
                 Effect::Abort(fetch) => {
-                    assert!(self.open_fetches.remove(&fetch).is_some(), "abort of a live fetch only");
+                    assert!(
+                        self.open_fetches.remove(&fetch).is_some(),
+                        "abort of a live fetch only"
+                    );
                 }
                 Effect::Close { code, .. } => self.closed = Some(code),
                 Effect::Persist(attachment) => {
@@ -149,16 +178,19 @@ impl Harness {
         self.texts
             .iter()
             .filter_map(|m| match m {
-                ServerMessage::End { id, reason, error, .. } => {
-                    Some((id.clone(), *reason, error.as_ref().map(|e| e.code)))
-                }
+                ServerMessage::End {
+                    id, reason, error, ..
+                } => Some((id.clone(), *reason, error.as_ref().map(|e| e.code))),
                 _ => None,
             })
             .collect()
     }
 
     fn expected_audio(&self, stream: u32) -> Vec<u8> {
-        self.fetch_order[&stream].iter().flat_map(|f| self.delivered[f].clone()).collect()
+        self.fetch_order[&stream]
+            .iter()
+            .flat_map(|f| self.delivered[f].clone())
+            .collect()
     }
 
     fn fetches_of(&self, stream: u32) -> Vec<FetchId> {
@@ -180,7 +212,11 @@ fn one_message_end_to_end() {
     assert_eq!(h.audio[&1], h.expected_audio(1));
     assert!(h.open_fetches.is_empty());
     match &h.texts[0] {
-        ServerMessage::Start { sample_rate, stream, .. } => assert_eq!((*sample_rate, *stream), (24_000, 1)),
+        ServerMessage::Start {
+            sample_rate,
+            stream,
+            ..
+        } => assert_eq!((*sample_rate, *stream), (24_000, 1)),
         other => panic!("expected start, got {other:?}"),
     }
     match h.texts.last().unwrap() {
@@ -283,9 +319,22 @@ fn finish_three_times_is_the_same_as_once() {
     let once = h.session.take_effects();
     h.session.finish(EndReason::Stopped, None);
     h.session.finish(EndReason::Error, None);
-    assert!(h.session.take_effects().is_empty(), "second and third calls do nothing");
-    assert_eq!(once.iter().filter(|e| matches!(e, Effect::Abort(_))).count(), 2);
-    assert_eq!(once.iter().filter(|e| matches!(e, Effect::SendText(t) if t.contains("\"end\""))).count(), 1);
+    assert!(
+        h.session.take_effects().is_empty(),
+        "second and third calls do nothing"
+    );
+    assert_eq!(
+        once.iter()
+            .filter(|e| matches!(e, Effect::Abort(_)))
+            .count(),
+        2
+    );
+    assert_eq!(
+        once.iter()
+            .filter(|e| matches!(e, Effect::SendText(t) if t.contains("\"end\"")))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -315,7 +364,11 @@ fn rejected_speak_leaves_the_active_message_alone() {
     h.text(r#"{"type":"speak","id":"e","text":"hi","model":"gpt"}"#);
     h.text(r#"{"type":"speak","id":"f","text":"hi","voice":"troy","model":"canopylabs/orpheus-arabic-saudi"}"#);
     h.text(r#"{"type":"speak","id":"g","text":5}"#);
-    let codes: Vec<_> = h.ends().into_iter().map(|(id, _, code)| (id, code.unwrap())).collect();
+    let codes: Vec<_> = h
+        .ends()
+        .into_iter()
+        .map(|(id, _, code)| (id, code.unwrap()))
+        .collect();
     assert_eq!(
         codes,
         vec![
@@ -327,7 +380,11 @@ fn rejected_speak_leaves_the_active_message_alone() {
             ("g".into(), ErrorCode::InvalidMessage),
         ]
     );
-    assert_eq!(h.fetches_of(1).len(), 1, "no upstream call for rejected input");
+    assert_eq!(
+        h.fetches_of(1).len(),
+        1,
+        "no upstream call for rejected input"
+    );
     assert_eq!(h.open_fetches.len(), 1);
     h.complete(h.fetches_of(1)[0], 100, 50);
     assert_eq!(h.ends().last().unwrap().1, EndReason::Done);
@@ -340,7 +397,10 @@ fn frame_errors_get_an_error_frame() {
     h.text(r#"{"type":"sing"}"#);
     h.text(r#"{"type":"speak","text":"no id"}"#);
     h.feed(Input::Binary(10));
-    let big = format!(r#"{{"type":"speak","id":"x","text":"{}"}}"#, "a".repeat(40_000));
+    let big = format!(
+        r#"{{"type":"speak","id":"x","text":"{}"}}"#,
+        "a".repeat(40_000)
+    );
     h.text(&big);
     h.text(r#"{"type":"ping"}"#);
     let codes: Vec<_> = h
@@ -379,10 +439,24 @@ fn upstream_errors_map_to_codes_without_hidden_retries() {
         h.speak("m", "Hello.");
         let fetch = h.fetches_of(1)[0];
         let retry_after_s = (status == 429 || status == 503).then_some(4);
-        h.feed(Input::UpstreamHead(fetch, UpstreamStatus { status, retry_after_s, error_code: None }));
+        h.feed(Input::UpstreamHead(
+            fetch,
+            UpstreamStatus {
+                status,
+                retry_after_s,
+                error_code: None,
+            },
+        ));
         match h.texts.last().unwrap() {
-            ServerMessage::End { reason, error: Some(e), .. } => {
-                assert_eq!((*reason, e.code, e.retry_after_s), (EndReason::Error, code, retry));
+            ServerMessage::End {
+                reason,
+                error: Some(e),
+                ..
+            } => {
+                assert_eq!(
+                    (*reason, e.code, e.retry_after_s),
+                    (EndReason::Error, code, retry)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -395,10 +469,23 @@ fn error_in_a_later_segment_comes_after_the_earlier_audio() {
     let mut h = Harness::new(Config::default());
     h.speak("m", &long_text(8));
     let f = h.fetches_of(1);
-    h.feed(Input::UpstreamHead(f[1], UpstreamStatus { status: 503, ..Default::default() }));
+    h.feed(Input::UpstreamHead(
+        f[1],
+        UpstreamStatus {
+            status: 503,
+            ..Default::default()
+        },
+    ));
     assert!(h.ends().is_empty(), "segment 0 still plays");
     h.complete(f[0], 1000, 300);
-    assert_eq!(h.ends(), vec![("m".into(), EndReason::Error, Some(ErrorCode::UpstreamUnavailable))]);
+    assert_eq!(
+        h.ends(),
+        vec![(
+            "m".into(),
+            EndReason::Error,
+            Some(ErrorCode::UpstreamUnavailable)
+        )]
+    );
     assert_eq!(h.audio[&1], h.delivered[&f[0]]);
 }
 
@@ -426,7 +513,11 @@ fn mid_stream_break_and_timeouts() {
     h.speak("m", "Hello.");
     let f = h.fetches_of(1)[0];
     h.feed(Input::UpstreamHead(f, ok()));
-    assert_eq!(h.session.next_deadline(), Some(h.now + 10_000), "stall timer after headers");
+    assert_eq!(
+        h.session.next_deadline(),
+        Some(h.now + 10_000),
+        "stall timer after headers"
+    );
 }
 
 #[test]
@@ -452,7 +543,10 @@ fn replace_and_disconnect_release_the_upstream() {
     let mut h = Harness::new(Config::default());
     h.speak("m", &long_text(6));
     h.feed(Input::Disconnected);
-    assert!(h.open_fetches.is_empty(), "nobody listens: upstream released");
+    assert!(
+        h.open_fetches.is_empty(),
+        "nobody listens: upstream released"
+    );
     assert!(h.ends().is_empty(), "nothing is sent to a closed socket");
 }
 
@@ -463,11 +557,11 @@ fn restore_after_eviction_ends_the_lost_message_once() {
     let last = session
         .take_effects()
         .into_iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             Effect::Persist(a) => Some(a),
             _ => None,
         })
-        .last()
         .unwrap();
     assert_eq!(last.active.as_ref().unwrap().id, "m");
     let mut restored = Session::restore(Config::default(), last.clone());
@@ -480,18 +574,32 @@ fn restore_after_eviction_ends_the_lost_message_once() {
         })
         .collect();
     assert_eq!(ends.len(), 1);
-    assert!(matches!(&ends[0], ServerMessage::End { reason: EndReason::Interrupted, stream: Some(1), .. }));
+    assert!(matches!(
+        &ends[0],
+        ServerMessage::End {
+            reason: EndReason::Interrupted,
+            stream: Some(1),
+            ..
+        }
+    ));
     let persisted = effects.iter().rev().find_map(|e| match e {
         Effect::Persist(a) => Some(a.clone()),
         _ => None,
     });
-    assert_eq!(persisted.unwrap().active, None, "the interruption is recorded, so it is sent once");
+    assert_eq!(
+        persisted.unwrap().active,
+        None,
+        "the interruption is recorded, so it is sent once"
+    );
     assert_eq!(restored.next_stream(), 2, "stream numbers are never reused");
 }
 
 #[test]
 fn not_configured_makes_no_upstream_call() {
-    let mut h = Harness::new(Config { upstream_configured: false, ..Config::default() });
+    let mut h = Harness::new(Config {
+        upstream_configured: false,
+        ..Config::default()
+    });
     h.speak("m", "Hello.");
     assert_eq!(h.ends()[0].2, Some(ErrorCode::NotConfigured));
     assert!(h.fetch_order.is_empty());
@@ -515,10 +623,20 @@ fn randomized_event_sequences_keep_the_invariants() {
         seed ^= seed << 17;
         seed % n
     };
-    let texts = ["Hi.", "Short one, then more.", &long_text(3), &long_text(9), "  ", "مرحبا بكم. كيف حالكم؟"];
+    let texts = [
+        "Hi.",
+        "Short one, then more.",
+        &long_text(3),
+        &long_text(9),
+        "  ",
+        "مرحبا بكم. كيف حالكم؟",
+    ];
     let mut done_checked = 0;
     for _run in 0..3000 {
-        let mut h = Harness::new(Config { hold_back_samples: next(300) as usize, ..Config::default() });
+        let mut h = Harness::new(Config {
+            hold_back_samples: next(300) as usize,
+            ..Config::default()
+        });
         let mut speaks = 0;
         let mut bodies: HashMap<FetchId, Cursor> = HashMap::new();
         for _step in 0..(10 + next(60)) {
@@ -539,7 +657,12 @@ fn randomized_event_sequences_keep_the_invariants() {
                 5 => {
                     h.now += next(25_000);
                     h.feed(Input::Tick);
-                    let gone: Vec<_> = h.open_fetches.keys().copied().filter(|f| !live.contains(f)).collect();
+                    let gone: Vec<_> = h
+                        .open_fetches
+                        .keys()
+                        .copied()
+                        .filter(|f| !live.contains(f))
+                        .collect();
                     assert!(gone.is_empty());
                 }
                 _ if live.is_empty() => {}
@@ -548,7 +671,11 @@ fn randomized_event_sequences_keep_the_invariants() {
                     let cursor = bodies.entry(fetch).or_insert_with(|| {
                         let (body, pcm) = wav_body(fetch, 1 + next(3000) as usize);
                         h.delivered.insert(fetch, pcm);
-                        Cursor { body, at: 0, responded: false }
+                        Cursor {
+                            body,
+                            at: 0,
+                            responded: false,
+                        }
                     });
                     if k == 11 {
                         h.delivered.remove(&fetch);
@@ -556,7 +683,13 @@ fn randomized_event_sequences_keep_the_invariants() {
                     } else if !cursor.responded {
                         cursor.responded = true;
                         let status = if next(20) == 0 { 503 } else { 200 };
-                        h.feed(Input::UpstreamHead(fetch, UpstreamStatus { status, ..Default::default() }));
+                        h.feed(Input::UpstreamHead(
+                            fetch,
+                            UpstreamStatus {
+                                status,
+                                ..Default::default()
+                            },
+                        ));
                     } else {
                         let end = (cursor.at + 1 + next(2000) as usize).min(cursor.body.len());
                         let chunk = cursor.body[cursor.at..end].to_vec();
@@ -576,13 +709,26 @@ fn randomized_event_sequences_keep_the_invariants() {
         assert!(h.open_fetches.is_empty(), "no upstream request left open");
         assert_eq!(h.session.active_stream(), None);
         for message in &h.texts {
-            if let ServerMessage::End { stream: Some(s), reason: EndReason::Done, samples, .. } = message {
+            if let ServerMessage::End {
+                stream: Some(s),
+                reason: EndReason::Done,
+                samples,
+                ..
+            } = message
+            {
                 assert_eq!(h.audio.get(s).map_or(0, |a| a.len() / 2) as u64, *samples);
-                assert_eq!(h.audio.get(s).cloned().unwrap_or_default(), h.expected_audio(*s), "bit-exact");
+                assert_eq!(
+                    h.audio.get(s).cloned().unwrap_or_default(),
+                    h.expected_audio(*s),
+                    "bit-exact"
+                );
                 done_checked += 1;
             }
         }
         h.feed(Input::Disconnected);
     }
-    assert!(done_checked > 100, "the random walk reaches completed messages ({done_checked})");
+    assert!(
+        done_checked > 100,
+        "the random walk reaches completed messages ({done_checked})"
+    );
 }

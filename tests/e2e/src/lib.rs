@@ -1,1 +1,566 @@
-pub fn x(){}
+//! End-to-end fixture: the real Worker in real workerd (`wrangler dev`), the local Groq-compatible
+//! upstream in-process (so tests read its counters directly), and a WebSocket client that checks
+//! the protocol's promises on every frame it receives.
+//!
+//! Run through `scripts/test`, which puts Node 22 and wrangler on PATH and builds the Worker.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use groq_local::{Config as UpstreamConfig, Engine, Stats};
+use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The API key the fixture gives both the upstream and the Worker.
+pub const TEST_KEY: &str = "gsk_e2e_fake_key_0123456789";
+
+/// Samples per character the upstream renders: realistic speech length.
+pub const SAMPLES_PER_CHAR: usize = 1600;
+
+/// Timeouts the Worker is started with, short so timeout tests stay quick.
+pub const UPSTREAM_TIMEOUT_MS: u64 = 2500;
+
+/// A result type for tests: any error fails the test with its message.
+pub type TestResult<T = ()> = Result<T, String>;
+
+/// Fails the test with a message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running relay and upstream, shared by every test of one run.
+pub struct Fixture {
+    /// `http://IP:PORT` of the upstream.
+    pub upstream_url: String,
+    /// The tokio runtime the upstream and the clients run on.
+    pub runtime: tokio::runtime::Runtime,
+    /// The upstream's live counters.
+    pub upstream: Arc<Stats>,
+    /// `http://127.0.0.1:PORT` of wrangler dev.
+    pub relay_url: String,
+    /// Where wrangler dev's output goes.
+    pub log_path: PathBuf,
+    wrangler: Child,
+    _scratch: TempDir,
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Fixture {
+    /// The upstream configuration the tests use: the deterministic signal, no generation delay.
+    pub fn test_upstream() -> UpstreamConfig {
+        UpstreamConfig {
+            api_key: TEST_KEY.to_owned(),
+            engine: Engine::Signal {
+                samples_per_char: SAMPLES_PER_CHAR,
+            },
+            ..UpstreamConfig::default()
+        }
+    }
+
+    /// Starts the upstream and `wrangler dev` from the repository root, waiting until both serve.
+    pub fn start(root: &Path, upstream: UpstreamConfig) -> TestResult<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let api_key = upstream.api_key.clone();
+        let (upstream_addr, upstream) = runtime
+            .block_on(groq_local::spawn(upstream))
+            .map_err(|e| format!("upstream: {e}"))?;
+
+        let scratch =
+            TempDir(std::env::temp_dir().join(format!("orpheus-e2e-{}", std::process::id())));
+        std::fs::create_dir_all(&scratch.0).map_err(|e| e.to_string())?;
+        let env_file = scratch.0.join("secrets.env");
+        std::fs::write(&env_file, format!("GROQ_API_KEY={api_key}\n"))
+            .map_err(|e| e.to_string())?;
+        let log_dir = root.join("target/e2e");
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let log_path = log_dir.join("wrangler.log");
+        let log = File::create(&log_path).map_err(|e| e.to_string())?;
+
+        let port = free_port();
+        let mut command = Command::new("wrangler");
+        command
+            .current_dir(root)
+            .args([
+                "dev",
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--inspector-port", &free_port().to_string()])
+            .args(["--persist-to", &scratch.0.join("state").to_string_lossy()])
+            .arg("--env-file")
+            .arg(&env_file)
+            .args(["--var", &format!("GROQ_BASE_URL:http://{upstream_addr}")])
+            .args([
+                "--var",
+                &format!("UPSTREAM_FIRST_BYTE_TIMEOUT_MS:{UPSTREAM_TIMEOUT_MS}"),
+            ])
+            .args([
+                "--var",
+                &format!("UPSTREAM_STALL_TIMEOUT_MS:{UPSTREAM_TIMEOUT_MS}"),
+            ])
+            .env("CI", "true")
+            .env("ORPHEUS_WASM_OPT", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let wrangler = command.spawn().map_err(|e| {
+            format!(
+                "cannot start wrangler ({e}); run the suite with scripts/test, which installs it"
+            )
+        })?;
+        let fixture = Self {
+            upstream_url: format!("http://{upstream_addr}"),
+            runtime,
+            upstream,
+            relay_url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            wrangler,
+            _scratch: scratch,
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if fixture
+                .runtime
+                .block_on(http_get(&fixture.relay_url, "/healthz"))
+                .is_ok_and(|(s, _)| s == 200)
+            {
+                return Ok(fixture);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "wrangler dev did not become ready; see {}",
+            fixture.log_path.display()
+        ))
+    }
+
+    /// The WebSocket URL of a session.
+    pub fn session_url(&self, sid: &str) -> String {
+        format!(
+            "{}/v1/sessions/{sid}/ws",
+            self.relay_url.replacen("http", "ws", 1)
+        )
+    }
+
+    /// Waits until the upstream has no open connection (the relay released everything).
+    pub async fn upstream_quiet(&self, within: Duration) -> TestResult {
+        let deadline = Instant::now() + within;
+        loop {
+            let open = self.upstream.snapshot().open_connections;
+            if open == 0 {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{open} upstream connection(s) still open after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // wrangler runs workerd as a child: end the whole process group.
+        let group = format!("-{}", self.wrangler.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.wrangler.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.wrangler.wait();
+    }
+}
+
+/// A plain HTTP GET (or upgrade attempt) returning the status and body.
+pub async fn http_get(base: &str, path: &str) -> TestResult<(u16, String)> {
+    http_request(base, path, &[]).await
+}
+
+/// An HTTP GET with extra headers, returning the status and body.
+pub async fn http_request(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> TestResult<(u16, String)> {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// What the relay sent for one message.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// The `start` (sample rate and stream), if any.
+    pub start: Option<ServerMessage>,
+    /// All PCM bytes, in offset order (contiguity is checked on arrival).
+    pub pcm: Vec<u8>,
+    /// Audio frames received.
+    pub frames: usize,
+    /// Frames flagged last-in-segment.
+    pub segment_ends: usize,
+    /// The `end`.
+    pub end: Option<ServerMessage>,
+}
+
+impl Received {
+    /// The end's reason.
+    pub fn reason(&self) -> Option<EndReason> {
+        match &self.end {
+            Some(ServerMessage::End { reason, .. }) => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// The end's error code name.
+    pub fn error_code(&self) -> Option<String> {
+        match &self.end {
+            Some(ServerMessage::End { error: Some(e), .. }) => Some(e.code.as_str().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The stream number from `end` (or `start`).
+    pub fn stream(&self) -> Option<u32> {
+        match (&self.end, &self.start) {
+            (
+                Some(ServerMessage::End {
+                    stream: Some(s), ..
+                }),
+                _,
+            ) => Some(*s),
+            (_, Some(ServerMessage::Start { stream, .. })) => Some(*stream),
+            _ => None,
+        }
+    }
+}
+
+/// A frame from the relay.
+#[derive(Debug)]
+pub enum Frame {
+    /// A JSON control message.
+    Text(ServerMessage),
+    /// An audio frame: stream, offset, flags, PCM.
+    Audio {
+        stream: u32,
+        offset: u32,
+        last: bool,
+        pcm: Vec<u8>,
+    },
+    /// The socket closed, with this close code.
+    Closed(Option<u16>),
+}
+
+/// A protocol client that checks, on every frame, that no audio arrives for a stream that has
+/// ended or was never started, and that offsets are contiguous.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `ready` message.
+    pub ready: ServerMessage,
+    current: Option<(u32, u32)>,
+    ended: std::collections::HashSet<u32>,
+}
+
+impl Client {
+    /// Connects to a session, offering `orpheus.v1`, and reads `ready`.
+    pub async fn connect(fixture: &Fixture, sid: &str) -> TestResult<Self> {
+        Self::connect_url(&fixture.session_url(sid)).await
+    }
+
+    /// Connects to a session URL.
+    pub async fn connect_url(url: &str) -> TestResult<Self> {
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+        let (ws, response) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect: {e}"))?;
+        let protocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok());
+        ensure!(
+            protocol == Some(SUBPROTOCOL),
+            "server selected {protocol:?}"
+        );
+        let mut client = Self {
+            ws,
+            ready: ServerMessage::Pong,
+            current: None,
+            ended: Default::default(),
+        };
+        match client.next(Duration::from_secs(10)).await? {
+            Frame::Text(ready @ ServerMessage::Ready { .. }) => client.ready = ready,
+            other => return Err(format!("expected ready, got {other:?}")),
+        }
+        Ok(client)
+    }
+
+    /// Sends a JSON text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> TestResult {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> TestResult {
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends `speak`.
+    pub async fn speak(&mut self, id: &str, text: &str, voice: Option<&str>) -> TestResult {
+        let mut message = serde_json::json!({"type": "speak", "id": id, "text": text});
+        if let Some(voice) = voice {
+            message["voice"] = voice.into();
+        }
+        self.send_text(message.to_string()).await
+    }
+
+    /// Sends `stop` for `id`.
+    pub async fn stop(&mut self, id: &str) -> TestResult {
+        self.send_text(serde_json::json!({"type": "stop", "id": id}).to_string())
+            .await
+    }
+
+    /// Closes the socket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    /// The next frame, checked against the protocol's promises.
+    pub async fn next(&mut self, within: Duration) -> TestResult<Frame> {
+        loop {
+            let message = match tokio::time::timeout(within, self.ws.next()).await {
+                Err(_) => return Err(format!("no frame within {within:?}")),
+                Ok(None) => return Ok(Frame::Closed(None)),
+                Ok(Some(Err(e))) => return Err(format!("socket error: {e}")),
+                Ok(Some(Ok(message))) => message,
+            };
+            return Ok(match message {
+                Message::Text(text) => {
+                    let parsed = ServerMessage::parse(&text)
+                        .map_err(|e| format!("bad server JSON {text}: {e}"))?;
+                    match &parsed {
+                        ServerMessage::Start { stream, .. } => {
+                            ensure!(
+                                self.current.is_none(),
+                                "start of {stream} while {:?} active",
+                                self.current
+                            );
+                            ensure!(
+                                !self.ended.contains(stream),
+                                "start of ended stream {stream}"
+                            );
+                            self.current = Some((*stream, 0));
+                        }
+                        ServerMessage::End {
+                            stream: Some(stream),
+                            ..
+                        } => {
+                            ensure!(self.ended.insert(*stream), "second end for stream {stream}");
+                            if self.current.is_some_and(|(s, _)| s == *stream) {
+                                self.current = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                    Frame::Text(parsed)
+                }
+                Message::Binary(bytes) => {
+                    let frame = AudioFrame::decode(&bytes).map_err(|e| e.to_string())?;
+                    ensure!(
+                        !self.ended.contains(&frame.stream),
+                        "audio of stream {} after its end",
+                        frame.stream
+                    );
+                    let Some((stream, next_offset)) = self.current.as_mut() else {
+                        return Err(format!("audio of stream {} before its start", frame.stream));
+                    };
+                    ensure!(
+                        frame.stream == *stream,
+                        "audio of stream {} while {stream} is active",
+                        frame.stream
+                    );
+                    ensure!(
+                        frame.offset == *next_offset,
+                        "offset {} but expected {next_offset}",
+                        frame.offset
+                    );
+                    *next_offset += frame.samples();
+                    Frame::Audio {
+                        stream: frame.stream,
+                        offset: frame.offset,
+                        last: frame.is_last_in_segment(),
+                        pcm: frame.pcm.to_vec(),
+                    }
+                }
+                Message::Close(close) => Frame::Closed(close.map(|c| c.code.into())),
+                _ => continue,
+            });
+        }
+    }
+
+    /// Collects frames until the `end` for `id`, failing on anything unexpected.
+    pub async fn until_end(&mut self, id: &str, within: Duration) -> TestResult<Received> {
+        let deadline = Instant::now() + within;
+        let mut received = Received::default();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left.max(Duration::from_millis(1))).await? {
+                Frame::Text(ServerMessage::Start {
+                    id: sid,
+                    stream,
+                    sample_rate,
+                    channels,
+                    encoding,
+                }) => {
+                    ensure!(sid == id, "start for {sid} while waiting for {id}");
+                    received.start = Some(ServerMessage::Start {
+                        id: sid,
+                        stream,
+                        sample_rate,
+                        channels,
+                        encoding,
+                    });
+                }
+                Frame::Text(end @ ServerMessage::End { .. }) => {
+                    let ServerMessage::End {
+                        id: eid, samples, ..
+                    } = &end
+                    else {
+                        unreachable!()
+                    };
+                    if eid != id {
+                        return Err(format!("end for {eid} while waiting for {id}: {end:?}"));
+                    }
+                    ensure!(
+                        *samples as usize == received.pcm.len() / 2,
+                        "end says {samples} samples, got {}",
+                        received.pcm.len() / 2
+                    );
+                    received.end = Some(end);
+                    return Ok(received);
+                }
+                Frame::Text(other) => {
+                    return Err(format!("unexpected {other:?} while waiting for {id}"))
+                }
+                Frame::Audio { pcm, last, .. } => {
+                    received.frames += 1;
+                    received.segment_ends += usize::from(last);
+                    received.pcm.extend_from_slice(&pcm);
+                }
+                Frame::Closed(code) => {
+                    return Err(format!("closed ({code:?}) while waiting for {id}"))
+                }
+            }
+        }
+    }
+
+    /// Speaks and waits for the end.
+    pub async fn say(&mut self, id: &str, text: &str, voice: Option<&str>) -> TestResult<Received> {
+        self.speak(id, text, voice).await?;
+        self.until_end(id, Duration::from_secs(60)).await
+    }
+}
+
+/// The PCM the upstream produces for `text` split the way the relay splits it.
+pub fn expected_pcm(text: &str) -> Vec<u8> {
+    use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+    split(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS)
+        .iter()
+        .flat_map(|segment| groq_local::render_signal(segment, SAMPLES_PER_CHAR))
+        .flat_map(i16::to_le_bytes)
+        .collect()
+}
+
+/// Checks relayed PCM against the upstream's, pointing at the first differing sample.
+pub fn check_bit_exact(got: &[u8], text: &str) -> TestResult {
+    let want = expected_pcm(text);
+    if got == want.as_slice() {
+        return Ok(());
+    }
+    let first = got
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    Err(format!(
+        "audio differs at byte {first}: got {} bytes, expected {}",
+        got.len(),
+        want.len()
+    ))
+}

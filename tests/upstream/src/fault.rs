@@ -40,7 +40,10 @@ impl Fault {
         let mut f = Fault::default();
         for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let (key, value) = item.split_once('=').unwrap_or((item, ""));
-            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad number in {item:?}"));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad number in {item:?}"))
+            };
             match key {
                 "status" => f.status = Some(num(value)? as u16),
                 "code" => f.code = Some(value.to_owned()),
@@ -85,7 +88,9 @@ mod tests {
     fn parses_specs_and_directives() {
         let f = Fault::parse("status=429;retry_after=3").unwrap();
         assert_eq!((f.status, f.retry_after), (Some(429), Some(3)));
-        let f = Fault::from_input("Hello [[fault:chunk=7;extra_chunks]] there").unwrap().unwrap();
+        let f = Fault::from_input("Hello [[fault:chunk=7;extra_chunks]] there")
+            .unwrap()
+            .unwrap();
         assert_eq!(f.chunk, Some(7));
         assert!(f.extra_chunks);
         assert!(Fault::from_input("plain").is_none());

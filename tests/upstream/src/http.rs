@@ -23,7 +23,10 @@ pub struct Request {
 impl Request {
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -44,7 +47,11 @@ pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Op
         let mut chunk = [0u8; 4096];
         let n = reader.read(&mut chunk).await?;
         if n == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err(invalid("truncated head")) };
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(invalid("truncated head"))
+            };
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -58,8 +65,16 @@ pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Op
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut rest = buf[head_end + 4..].to_vec();
-    let mut request = Request { method, path, headers, body: Vec::new() };
-    if request.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    let mut request = Request {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    if request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         request.body = read_chunked(reader, &mut rest).await?;
     } else {
         let len: usize = request
@@ -84,7 +99,10 @@ pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Op
     Ok(Some(request))
 }
 
-async fn read_chunked<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+async fn read_chunked<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = fill_until(reader, buf, |b| b.windows(2).position(|w| w == b"\r\n")).await?;
@@ -169,7 +187,8 @@ mod tests {
         assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/x"));
         assert_eq!(req.header("authorization"), Some("Bearer k"));
         assert_eq!(req.body, b"abc");
-        let raw = b"POST /y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n";
+        let raw =
+            b"POST /y HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n";
         let req = read_request(&mut &raw[..]).await.unwrap().unwrap();
         assert_eq!(req.body, b"abc");
         assert!(read_request(&mut &b""[..]).await.unwrap().is_none());

@@ -22,7 +22,10 @@ fn parse_args() -> Result<(u16, Config), String> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: not a number"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number"))
+        };
         match flag.as_str() {
             "--port" => port = number(value()?)? as u16,
             "--key" => config.api_key = value()?,
@@ -34,7 +37,11 @@ fn parse_args() -> Result<(u16, Config), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    config.engine = if espeak { Engine::Espeak } else { Engine::Signal { samples_per_char } };
+    config.engine = if espeak {
+        Engine::Espeak
+    } else {
+        Engine::Signal { samples_per_char }
+    };
     Ok((port, config))
 }
 
@@ -58,6 +65,9 @@ async fn main() {
         }
     };
     let addr = listener.local_addr().expect("bound address");
-    println!("groq-local listening on http://{addr} (engine: {:?})", config.engine);
+    println!(
+        "groq-local listening on http://{addr} (engine: {:?})",
+        config.engine
+    );
     serve(listener, Arc::new(config), Arc::new(Stats::default())).await;
 }

@@ -46,7 +46,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             api_key: "groq-local-key".to_owned(),
-            engine: Engine::Signal { samples_per_char: 1600 },
+            engine: Engine::Signal {
+                samples_per_char: 1600,
+            },
             fault: Fault::default(),
             ms_per_char: 0,
         }
@@ -168,7 +170,8 @@ impl Peer {
 async fn handle(stream: TcpStream, config: &Config, stats: &Stats) -> Result<(), Gone> {
     stream.set_nodelay(true).ok();
     let (mut read, write) = stream.into_split();
-    let request = match tokio::time::timeout(Duration::from_secs(30), read_request(&mut read)).await {
+    let request = match tokio::time::timeout(Duration::from_secs(30), read_request(&mut read)).await
+    {
         Ok(Ok(Some(request))) => request,
         _ => return Ok(()),
     };
@@ -185,12 +188,24 @@ async fn handle(stream: TcpStream, config: &Config, stats: &Stats) -> Result<(),
         ("GET", "/_stats") => {
             let body = serde_json::to_vec(&stats.snapshot()).expect("stats serialise");
             let headers = [("content-type", "application/json".to_owned())];
-            peer.write(&response_head(200, &headers, Some(body.len()))).await?;
+            peer.write(&response_head(200, &headers, Some(body.len())))
+                .await?;
             peer.write(&body).await
         }
         _ => {
-            let message = format!("Unknown request URL: {} {}. Please check the URL for typos.", request.method, request.path);
-            send_error(&mut peer, 404, &message, "invalid_request_error", "unknown_url", None).await
+            let message = format!(
+                "Unknown request URL: {} {}. Please check the URL for typos.",
+                request.method, request.path
+            );
+            send_error(
+                &mut peer,
+                404,
+                &message,
+                "invalid_request_error",
+                "unknown_url",
+                None,
+            )
+            .await
         }
     }
 }
@@ -221,48 +236,86 @@ async fn send_error(
     if let Some(seconds) = retry_after {
         headers.push(("retry-after", seconds.to_string()));
     }
-    peer.write(&response_head(status, &headers, Some(body.len()))).await?;
+    peer.write(&response_head(status, &headers, Some(body.len())))
+        .await?;
     peer.write(body.as_bytes()).await
 }
 
 /// Voices per model, as Groq serves them.
 fn model_voices(model: &str) -> Option<&'static [&'static str]> {
     match model {
-        "canopylabs/orpheus-v1-english" => Some(&["autumn", "diana", "hannah", "austin", "daniel", "troy"]),
+        "canopylabs/orpheus-v1-english" => {
+            Some(&["autumn", "diana", "hannah", "austin", "daniel", "troy"])
+        }
         "canopylabs/orpheus-arabic-saudi" => Some(&["fahad", "sultan", "lulwa", "noura"]),
         _ => None,
     }
 }
 
 /// Validates a speech request like Groq; on success returns (model, voice, input).
-fn validate(request: &Request, config: &Config) -> Result<(String, String, String), (u16, String, &'static str)> {
+fn validate(
+    request: &Request,
+    config: &Config,
+) -> Result<(String, String, String), (u16, String, &'static str)> {
     let expected = format!("Bearer {}", config.api_key);
     if request.header("authorization") != Some(expected.as_str()) {
         return Err((401, "Invalid API Key".to_owned(), "invalid_api_key"));
     }
-    let body: Value = serde_json::from_slice(&request.body)
-        .map_err(|_| (400, "We could not parse the JSON body of your request.".to_owned(), "invalid_request"))?;
+    let body: Value = serde_json::from_slice(&request.body).map_err(|_| {
+        (
+            400,
+            "We could not parse the JSON body of your request.".to_owned(),
+            "invalid_request",
+        )
+    })?;
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
-    let missing = |name: &str| (400, format!("'{name}' : property '{name}' is missing"), "invalid_request");
+    let missing = |name: &str| {
+        (
+            400,
+            format!("'{name}' : property '{name}' is missing"),
+            "invalid_request",
+        )
+    };
     let model = field("model").ok_or_else(|| missing("model"))?;
     let voice = field("voice").ok_or_else(|| missing("voice"))?;
     let input = field("input").ok_or_else(|| missing("input"))?;
     let voices = model_voices(&model).ok_or_else(|| {
-        (404, format!("The model `{model}` does not exist or you do not have access to it."), "model_not_found")
+        (
+            404,
+            format!("The model `{model}` does not exist or you do not have access to it."),
+            "model_not_found",
+        )
     })?;
     if !voices.contains(&voice.as_str()) {
-        return Err((400, format!("voice must be one of [{}]", voices.join(" ")), "invalid_request"));
+        return Err((
+            400,
+            format!("voice must be one of [{}]", voices.join(" ")),
+            "invalid_request",
+        ));
     }
     if input.is_empty() || input.chars().count() > 200 {
-        return Err((400, "input must be between 1 and 200 characters".to_owned(), "invalid_request"));
+        return Err((
+            400,
+            "input must be between 1 and 200 characters".to_owned(),
+            "invalid_request",
+        ));
     }
     if body.get("response_format").is_some_and(|f| f != "wav") {
-        return Err((400, "response_format must be one of [wav]".to_owned(), "invalid_request"));
+        return Err((
+            400,
+            "response_format must be one of [wav]".to_owned(),
+            "invalid_request",
+        ));
     }
     Ok((model, voice, input))
 }
 
-async fn speech(peer: &mut Peer, request: &Request, config: &Config, stats: &Stats) -> Result<(), Gone> {
+async fn speech(
+    peer: &mut Peer,
+    request: &Request,
+    config: &Config,
+    stats: &Stats,
+) -> Result<(), Gone> {
     let served = stats.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let (model, voice, input) = match validate(request, config) {
         Ok(valid) => valid,
@@ -276,7 +329,8 @@ async fn speech(peer: &mut Peer, request: &Request, config: &Config, stats: &Sta
         Some(Ok(fault)) => fault,
         Some(Err(_)) | None => config.fault.clone(),
     };
-    peer.wait(fault.delay_ms + config.ms_per_char * input.chars().count() as u64).await?;
+    peer.wait(fault.delay_ms + config.ms_per_char * input.chars().count() as u64)
+        .await?;
     if fault.stall_head {
         // Hold the connection open without answering, until the client gives up (bounded).
         return peer.wait(300_000).await;
@@ -339,7 +393,14 @@ fn wav(pcm: &[i16], extra_chunks: bool) -> Vec<u8> {
     let data_len = data.len() as u32;
     let mut out = Vec::with_capacity(data.len() + 80);
     out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&if extra_chunks { u32::MAX } else { 36 + data_len }.to_le_bytes());
+    out.extend_from_slice(
+        &if extra_chunks {
+            u32::MAX
+        } else {
+            36 + data_len
+        }
+        .to_le_bytes(),
+    );
     out.extend_from_slice(b"WAVE");
     if extra_chunks {
         out.extend_from_slice(b"LIST\x0b\0\0\0INFOISFT\x01\x02\x03\0");
@@ -371,7 +432,11 @@ async fn render(engine: &Engine, input: &str, voice: &str) -> Vec<i16> {
 async fn espeak(text: &str, voice: &str) -> Option<Vec<i16>> {
     let female = ["autumn", "diana", "hannah", "lulwa", "noura"].contains(&voice);
     let arabic = ["fahad", "sultan", "lulwa", "noura"].contains(&voice);
-    let variant = format!("{}+{}", if arabic { "ar" } else { "en-us" }, if female { "f3" } else { "m3" });
+    let variant = format!(
+        "{}+{}",
+        if arabic { "ar" } else { "en-us" },
+        if female { "f3" } else { "m3" }
+    );
     let mut child = tokio::process::Command::new("espeak-ng")
         .args(["--stdout", "-s", "165", "-v", &variant])
         .stdin(std::process::Stdio::piped())

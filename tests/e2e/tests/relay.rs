@@ -1,0 +1,528 @@
+//! End-to-end tests of the relay: real workerd via `wrangler dev`, real WebSockets, and the local
+//! Groq-compatible upstream. One fixture is shared by all tests, which run one at a time so the
+//! upstream's counters belong to the test that reads them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use orpheus_e2e::{check_bit_exact, ensure, http_request, Client, Fixture, Frame, TestResult};
+use orpheus_protocol::{EndReason, ServerMessage, CLOSE_REPLACED};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn english(chars: usize) -> String {
+    let sentence = "The relay keeps every stream in order, and every message ends exactly once. ";
+    let mut text = sentence.repeat(chars / sentence.len() + 1);
+    text.truncate(
+        text.char_indices()
+            .nth(chars)
+            .map_or(text.len(), |(i, _)| i),
+    );
+    text
+}
+
+fn arabic(chars: usize) -> String {
+    let sentence = "مَرْحَبًا بِكُمْ فِي الْمُرَحِّلِ، كُلُّ رِسَالَةٍ تَنْتَهِي مَرَّةً وَاحِدَةً فَقَطْ. ";
+    sentence.chars().cycle().take(chars).collect()
+}
+
+/// A text whose first segment the upstream drips and then stalls without closing: only the
+/// relay releasing the request can close that upstream connection.
+fn slow_text() -> String {
+    format!(
+        "[[fault:chunk=4000;gap_ms=3;stall_after=160000]] {}",
+        english(300)
+    )
+}
+
+async fn second_message(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "second-message").await?;
+    for (id, text) in [
+        ("first", "Hello there, this is the first message."),
+        ("second", "And this is the second one."),
+    ] {
+        let got = c.say(id, text, None).await?;
+        ensure!(
+            got.reason() == Some(EndReason::Done),
+            "{id} ended {:?}",
+            got.end
+        );
+        ensure!(!got.pcm.is_empty(), "{id} had no audio");
+        check_bit_exact(&got.pcm, text)?;
+    }
+    Ok(())
+}
+
+async fn hundred_messages(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "hundred").await?;
+    let before = fx.upstream.snapshot();
+    let mut ends = 0;
+    for i in 0..100 {
+        let text = format!("Message number {i}. It carries a sentence or two of speech.");
+        let got = c.say(&format!("m{i}"), &text, None).await?;
+        ensure!(
+            got.reason() == Some(EndReason::Done),
+            "m{i} ended {:?}",
+            got.end
+        );
+        check_bit_exact(&got.pcm, &text)?;
+        ends += 1;
+    }
+    ensure!(ends == 100, "{ends} ends");
+    fx.upstream_quiet(Duration::from_secs(2)).await?;
+    let after = fx.upstream.snapshot();
+    ensure!(
+        after.completed_bodies - before.completed_bodies == 100,
+        "{} bodies",
+        after.completed_bodies - before.completed_bodies
+    );
+    Ok(())
+}
+
+async fn rapid_interrupt(fx: &Fixture) -> TestResult {
+    let mut seed: u64 = 0x5EED_0002;
+    println!("rapid_interrupt seed={seed:#x}");
+    let mut c = Client::connect(fx, "rapid-interrupt").await?;
+    let (mut stopped, mut done) = (0, 0);
+    for trial in 0..200 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let id = format!("t{trial}");
+        c.speak(&id, &slow_text(), None).await?;
+        tokio::time::sleep(Duration::from_millis(seed % 250)).await;
+        c.stop(&id).await?;
+        let got = c.until_end(&id, Duration::from_secs(10)).await?;
+        match got.reason() {
+            Some(EndReason::Stopped) => stopped += 1,
+            Some(EndReason::Done) => done += 1,
+            other => return Err(format!("{id} ended {other:?}")),
+        }
+        fx.upstream_quiet(Duration::from_secs(1))
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+    }
+    // Nothing of any stopped stream may trail in after its end.
+    match c.next(Duration::from_millis(300)).await {
+        Err(_) => {}
+        Ok(frame) => return Err(format!("frame after the last end: {frame:?}")),
+    }
+    println!("rapid_interrupt: {stopped} stopped, {done} done");
+    ensure!(
+        stopped > 100,
+        "stops should mostly land mid-stream ({stopped} of 200)"
+    );
+    Ok(())
+}
+
+async fn supersede(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "supersede").await?;
+    c.speak("old", &slow_text(), None).await?;
+    match c.next(LONG).await? {
+        Frame::Text(ServerMessage::Start { .. }) => {}
+        other => return Err(format!("expected start, got {other:?}")),
+    }
+    let text = "A fresh message takes over.";
+    c.speak("new", text, None).await?;
+    let old = c.until_end("old", LONG).await?;
+    ensure!(
+        old.reason() == Some(EndReason::Superseded),
+        "old ended {:?}",
+        old.end
+    );
+    let new = c.until_end("new", LONG).await?;
+    ensure!(
+        new.reason() == Some(EndReason::Done),
+        "new ended {:?}",
+        new.end
+    );
+    check_bit_exact(&new.pcm, text)?;
+    fx.upstream_quiet(Duration::from_secs(1)).await
+}
+
+async fn replace(fx: &Fixture) -> TestResult {
+    let mut first = Client::connect(fx, "replace").await?;
+    first.speak("m", &slow_text(), None).await?;
+    first.next(LONG).await?; // start
+    let mut second = Client::connect(fx, "replace").await?;
+    let got = first.until_end("m", LONG).await?;
+    ensure!(
+        got.reason() == Some(EndReason::Replaced),
+        "ended {:?}",
+        got.end
+    );
+    match first.next(Duration::from_secs(5)).await? {
+        Frame::Closed(code) => ensure!(code == Some(CLOSE_REPLACED), "closed with {code:?}"),
+        other => return Err(format!("expected the close after replaced, got {other:?}")),
+    }
+    let text = "The new connection owns the session now.";
+    let got = second.say("n", text, None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "ended {:?}", got.end);
+    ensure!(
+        got.stream() > Some(1),
+        "stream numbers carry on: {:?}",
+        got.stream()
+    );
+    check_bit_exact(&got.pcm, text)?;
+    fx.upstream_quiet(Duration::from_secs(1)).await
+}
+
+async fn disconnect_releases_upstream(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "disconnect").await?;
+    c.speak("m", &slow_text(), None).await?;
+    c.next(LONG).await?; // start
+    ensure!(
+        fx.upstream.snapshot().open_connections > 0,
+        "upstream should be streaming"
+    );
+    c.close().await;
+    fx.upstream_quiet(Duration::from_secs(2)).await?;
+    // The session is usable again from a new connection.
+    let mut c = Client::connect(fx, "disconnect").await?;
+    let got = c.say("again", "Back again.", None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "ended {:?}", got.end);
+    Ok(())
+}
+
+async fn long_texts(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "long-texts").await?;
+    for (voice, text) in [("troy", english(2000)), ("noura", arabic(2000))] {
+        let before = fx.upstream.inputs().len();
+        let got = c.say(voice, &text, Some(voice)).await?;
+        ensure!(
+            got.reason() == Some(EndReason::Done),
+            "{voice} ended {:?}",
+            got.end
+        );
+        check_bit_exact(&got.pcm, &text)?;
+        let inputs = fx.upstream.inputs()[before..].to_vec();
+        ensure!(
+            inputs.len() >= 10,
+            "{} segments for 2000 chars",
+            inputs.len()
+        );
+        ensure!(
+            inputs.iter().all(|i| i.chars().count() <= 200),
+            "a segment over 200 characters"
+        );
+        ensure!(
+            got.segment_ends == inputs.len(),
+            "{} segment-end flags for {} segments",
+            got.segment_ends,
+            inputs.len()
+        );
+        ensure!(
+            inputs[0].chars().count() <= 100,
+            "first segment is short ({})",
+            inputs[0].chars().count()
+        );
+    }
+    Ok(())
+}
+
+async fn all_ten_voices(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "voices").await?;
+    let ServerMessage::Ready { voices, .. } = c.ready.clone() else {
+        unreachable!()
+    };
+    let all: Vec<String> = voices.values().flatten().cloned().collect();
+    ensure!(all.len() == 10, "{} voices announced", all.len());
+    for voice in all {
+        let text = format!("Hello from {voice}.");
+        let got = c.say(&voice, &text, Some(&voice)).await?;
+        ensure!(
+            got.reason() == Some(EndReason::Done),
+            "{voice} ended {:?}",
+            got.end
+        );
+        check_bit_exact(&got.pcm, &text)?;
+    }
+    Ok(())
+}
+
+async fn upstream_faults(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "faults").await?;
+    let cases: &[(&str, Option<&str>, Option<u32>)] = &[
+        ("status=429;retry_after=7", Some("rate_limited"), Some(7)),
+        ("status=401", Some("upstream_auth"), None),
+        (
+            "status=400;code=model_terms_required",
+            Some("terms_required"),
+            None,
+        ),
+        ("status=400", Some("upstream_rejected"), None),
+        ("status=500", Some("upstream_unavailable"), None),
+        (
+            "status=503;retry_after=3",
+            Some("upstream_unavailable"),
+            Some(3),
+        ),
+        ("reset_after=3000", Some("upstream_interrupted"), None),
+        ("stall_after=2000", Some("upstream_timeout"), None),
+        ("stall_head", Some("upstream_timeout"), None),
+        ("delay_ms=400", None, None),
+        ("split_header;chunk=7;gap_ms=0", None, None),
+        ("extra_chunks;chunk=333", None, None),
+        ("chunk=1001;gap_ms=1", None, None),
+    ];
+    for (i, (fault, code, retry)) in cases.iter().enumerate() {
+        let text = format!("Fault case {i} [[fault:{fault}]] here.");
+        let before = fx.upstream.snapshot().requests;
+        let got = c
+            .say(&format!("f{i}"), &text, None)
+            .await
+            .map_err(|e| format!("{fault}: {e}"))?;
+        match code {
+            Some(code) => {
+                ensure!(
+                    got.reason() == Some(EndReason::Error),
+                    "{fault}: ended {:?}",
+                    got.end
+                );
+                ensure!(
+                    got.error_code().as_deref() == Some(*code),
+                    "{fault}: {:?}",
+                    got.end
+                );
+                let Some(ServerMessage::End { error: Some(e), .. }) = &got.end else {
+                    unreachable!()
+                };
+                ensure!(
+                    e.retry_after_s == *retry,
+                    "{fault}: retry_after_s {:?}",
+                    e.retry_after_s
+                );
+                ensure!(
+                    !e.message.contains("org_"),
+                    "{fault}: upstream text leaked: {}",
+                    e.message
+                );
+            }
+            None => {
+                ensure!(
+                    got.reason() == Some(EndReason::Done),
+                    "{fault}: ended {:?}",
+                    got.end
+                );
+                check_bit_exact(&got.pcm, &text).map_err(|e| format!("{fault}: {e}"))?;
+            }
+        }
+        let requests = fx.upstream.snapshot().requests - before;
+        ensure!(
+            requests == 1,
+            "{fault}: {requests} upstream requests (no hidden retries)"
+        );
+        fx.upstream_quiet(Duration::from_secs(2))
+            .await
+            .map_err(|e| format!("{fault}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn bad_input(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "bad-input").await?;
+    let before = fx.upstream.snapshot().requests;
+    let frame_errors: Vec<(String, &str)> = vec![
+        ("{not json".into(), "invalid_json"),
+        (r#"{"type":"sing"}"#.into(), "unknown_type"),
+        (
+            r#"{"type":"speak","text":"no id"}"#.into(),
+            "invalid_message",
+        ),
+        (
+            format!(
+                r#"{{"type":"speak","id":"x","text":"{}"}}"#,
+                "a".repeat(40_000)
+            ),
+            "frame_too_large",
+        ),
+    ];
+    for (frame, code) in &frame_errors {
+        c.send_text(frame.clone()).await?;
+        match c.next(Duration::from_secs(5)).await? {
+            Frame::Text(ServerMessage::Error { code: got, .. }) => {
+                ensure!(got.as_str() == *code, "{code}: got {got:?}")
+            }
+            other => return Err(format!("{code}: got {other:?}")),
+        }
+    }
+    c.send_binary(vec![1, 2, 3]).await?;
+    match c.next(Duration::from_secs(5)).await? {
+        Frame::Text(ServerMessage::Error { code, .. }) => {
+            ensure!(code.as_str() == "binary_frame", "{code:?}")
+        }
+        other => return Err(format!("binary: got {other:?}")),
+    }
+    let rejected: Vec<(serde_json::Value, &str)> = vec![
+        (
+            serde_json::json!({"type":"speak","id":"e","text":"   "}),
+            "empty_text",
+        ),
+        (
+            serde_json::json!({"type":"speak","id":"l","text":"a".repeat(4001)}),
+            "text_too_long",
+        ),
+        (
+            serde_json::json!({"type":"speak","id":"v","text":"hi","voice":"bob"}),
+            "unknown_voice",
+        ),
+        (
+            serde_json::json!({"type":"speak","id":"m","text":"hi","model":"whisper-1"}),
+            "unknown_model",
+        ),
+        (
+            serde_json::json!({"type":"speak","id":"x","text":"hi","voice":"troy","model":"canopylabs/orpheus-arabic-saudi"}),
+            "voice_model_mismatch",
+        ),
+        (
+            serde_json::json!({"type":"speak","id":"t","text":42}),
+            "invalid_message",
+        ),
+    ];
+    for (frame, code) in &rejected {
+        c.send_text(frame.to_string()).await?;
+        let id = frame["id"].as_str().unwrap();
+        let got = c.until_end(id, Duration::from_secs(5)).await?;
+        ensure!(
+            got.reason() == Some(EndReason::Error) && got.error_code().as_deref() == Some(*code),
+            "{code}: {:?}",
+            got.end
+        );
+        ensure!(got.stream().is_none(), "a rejected speak has no stream");
+    }
+    ensure!(
+        fx.upstream.snapshot().requests == before,
+        "rejected input reached the upstream"
+    );
+    // Pings: the exact frame is answered by the runtime, any other spelling by the session.
+    for ping in [r#"{"type":"ping"}"#, r#"{ "type" : "ping" }"#] {
+        c.send_text(ping).await?;
+        match c.next(Duration::from_secs(5)).await? {
+            Frame::Text(ServerMessage::Pong) => {}
+            other => return Err(format!("ping: got {other:?}")),
+        }
+    }
+    // Stopping an unknown id is a no-op; the session is still usable.
+    c.stop("nobody").await?;
+    let text = "Still here after all that.";
+    let got = c.say("ok", text, None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "ended {:?}", got.end);
+    check_bit_exact(&got.pcm, text)
+}
+
+async fn refused_upgrades(fx: &Fixture) -> TestResult {
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    let mut with_protocol = upgrade.to_vec();
+    with_protocol.push(("Sec-WebSocket-Protocol", "orpheus.v1"));
+    let before = fx.upstream.snapshot().requests;
+    let too_long = format!("/v1/sessions/{}/ws", "a".repeat(65));
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
+        ("/v1/sessions/bad.id/ws", with_protocol.clone(), 400),
+        (&too_long, with_protocol.clone(), 400),
+        ("/v1/sessions/fine/ws", upgrade.to_vec(), 400),
+        ("/v1/sessions/fine/ws", vec![], 426),
+        ("/nowhere", vec![], 404),
+    ];
+    for (path, headers, status) in cases {
+        let (got, body) = http_request(&fx.relay_url, path, &headers).await?;
+        ensure!(got == status, "{path}: {got} {body}");
+    }
+    ensure!(
+        fx.upstream.snapshot().requests == before,
+        "a refused upgrade reached the upstream"
+    );
+    Ok(())
+}
+
+async fn many_sessions_at_once(fx: &Fixture) -> TestResult {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let url = fx.session_url(&format!("parallel-{i}"));
+            tokio::spawn(async move {
+                let mut c = Client::connect_url(&url).await?;
+                let text = format!("Session {i} speaks at the same time as the others.");
+                let got = c.say("m", &text, None).await?;
+                ensure!(
+                    got.reason() == Some(EndReason::Done),
+                    "session {i}: {:?}",
+                    got.end
+                );
+                check_bit_exact(&got.pcm, &text)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    println!("8 parallel sessions in {:?}", started.elapsed());
+    fx.upstream_quiet(Duration::from_secs(2)).await
+}
+
+type TestFn = for<'a> fn(
+    &'a Fixture,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = TestResult> + 'a>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|fx| Box::pin($name(fx))) as TestFn)),*]
+    };
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One at a time: tests read the shared upstream's counters.
+    args.test_threads = Some(1);
+    let tests = tests![
+        second_message,
+        hundred_messages,
+        rapid_interrupt,
+        supersede,
+        replace,
+        disconnect_releases_upstream,
+        long_texts,
+        all_ten_voices,
+        upstream_faults,
+        bad_input,
+        refused_upgrades,
+        many_sessions_at_once,
+    ];
+    if args.list {
+        let trials = tests
+            .into_iter()
+            .map(|(name, _)| Trial::test(name, || Ok(())))
+            .collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixture = match Fixture::start(&root, Fixture::test_upstream()) {
+        Ok(fixture) => Arc::new(fixture),
+        Err(e) => {
+            eprintln!("e2e fixture failed to start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            let fx = fixture.clone();
+            Trial::test(name, move || {
+                fx.runtime.block_on(test(&fx)).map_err(Failed::from)
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.has_failed() {
+        eprintln!("wrangler dev log: {}", fixture.log_path.display());
+    }
+    drop(fixture);
+    conclusion.exit();
+}
