@@ -1,12 +1,13 @@
 //! Wire protocol v1 between the Orpheus Relay worker and its clients.
 //!
 //! This crate is the executable form of `docs/protocol.md`: the JSON control messages, the binary
-//! audio frame header, the voice catalogue and the session-id rule. It is pure Rust with no runtime
+//! audio frame header, the voice catalogue, the session-id rule and connection tickets. It is pure Rust with no runtime
 //! dependencies, so the worker, the player and the tests all speak exactly the same protocol.
 
 pub mod codes;
 pub mod frame;
 pub mod messages;
+pub mod ticket;
 pub mod voices;
 
 pub use codes::{EndReason, ErrorCode};

@@ -1,11 +1,26 @@
 //! The Worker's front door: routes requests and refuses bad upgrades before any Durable Object
 //! is touched.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use orpheus_protocol::ticket::{self, TicketClaims, TICKET_PROTOCOL_PREFIX};
 use orpheus_protocol::{is_valid_session_id, SUBPROTOCOL};
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{
+    console_log, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result,
+};
+
+use crate::settings::Settings;
 
 /// The Durable Object namespace binding (wrangler.toml).
 const SESSIONS_BINDING: &str = "SESSIONS";
+
+/// Header carrying a verified ticket's `jti:exp` from the Worker to the Durable Object.
+pub const TICKET_HEADER: &str = "x-orpheus-ticket";
+
+/// Lifetime of tickets minted by the development endpoint.
+const DEV_TICKET_TTL_S: u64 = 120;
+
+static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 
 /// Extracts the session id from `/v1/sessions/{sid}/ws`, if the path has that shape and the id
 /// is valid.
@@ -14,52 +29,125 @@ pub fn session_id_from_path(path: &str) -> Option<String> {
     is_valid_session_id(sid).then(|| sid.to_owned())
 }
 
-fn offers_subprotocol(req: &Request) -> bool {
-    let offered = req
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    offered.split(',').any(|p| p.trim() == SUBPROTOCOL)
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn now_s() -> u64 {
+    (worker::js_sys::Date::now() / 1000.0) as u64
 }
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let path = req.path();
+    let settings = Settings::from_env(&env);
+    if !ANNOUNCED.swap(true, Ordering::Relaxed) {
+        console_log!("orpheus-relay: {}", settings.policy.describe());
+    }
     if req.method() != Method::Get {
         return Response::error("method not allowed", 405);
     }
+    let path = req.path();
     match path.as_str() {
         "/" => Response::from_html(crate::INFO_PAGE),
         "/healthz" => Response::ok("ok"),
-        p if p.starts_with("/v1/sessions/") => {
-            let Some(sid) = session_id_from_path(p) else {
-                return Response::error(
-                    "invalid session id: use /v1/sessions/{1-64 of A-Z a-z 0-9 _ -}/ws",
-                    400,
-                );
-            };
-            let upgrade = req
-                .headers()
-                .get("Upgrade")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if !upgrade.eq_ignore_ascii_case("websocket") {
-                return Response::error("expected a WebSocket upgrade", 426);
-            }
-            if !offers_subprotocol(&req) {
-                return Response::error("the client must offer the subprotocol orpheus.v1", 400);
-            }
-            let stub = env
-                .durable_object(SESSIONS_BINDING)?
-                .id_from_name(&sid)?
-                .get_stub()?;
-            stub.fetch_with_request(req).await
+        "/_dev/ticket" if settings.policy.dev_mode && settings.policy.secret.is_some() => {
+            dev_ticket(&req, &settings)
         }
+        p if p.starts_with("/v1/sessions/") => session_socket(req, &env, &settings, p).await,
         _ => Response::error("not found", 404),
     }
+}
+
+async fn session_socket(
+    req: Request,
+    env: &Env,
+    settings: &Settings,
+    path: &str,
+) -> Result<Response> {
+    let Some(sid) = session_id_from_path(path) else {
+        return Response::error(
+            "invalid session id: use /v1/sessions/{1-64 of A-Z a-z 0-9 _ -}/ws",
+            400,
+        );
+    };
+    let upgrade = header(&req, "Upgrade").unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Response::error("expected a WebSocket upgrade", 426);
+    }
+    let offered = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
+    if !offered.split(',').any(|p| p.trim() == SUBPROTOCOL) {
+        return Response::error("the client must offer the subprotocol orpheus.v1", 400);
+    }
+    let origin = header(&req, "Origin");
+    let claims = match settings
+        .policy
+        .admit(&sid, origin.as_deref(), &offered, now_s())
+    {
+        Ok(claims) => claims,
+        Err(refusal) => {
+            console_log!(
+                "refused status={} reason={}",
+                refusal.status(),
+                refusal.reason()
+            );
+            return Response::error(refusal.reason(), refusal.status());
+        }
+    };
+    let stub = env
+        .durable_object(SESSIONS_BINDING)?
+        .id_from_name(&sid)?
+        .get_stub()?;
+    stub.fetch_with_request(forwarded(&req, claims.as_ref())?)
+        .await
+}
+
+/// The upgrade request as the Durable Object sees it: the client's headers, minus any ticket
+/// header the client tried to supply, plus the verified ticket's id and expiry.
+fn forwarded(req: &Request, claims: Option<&TicketClaims>) -> Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !name.eq_ignore_ascii_case(TICKET_HEADER) {
+            headers.append(&name, &value)?;
+        }
+    }
+    if let Some(claims) = claims {
+        headers.set(TICKET_HEADER, &format!("{}:{}", claims.exp, claims.jti))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    Request::new_with_init(req.url()?.as_str(), &init)
+}
+
+/// Development only: mints a ticket for `?session=SID`, bound to the caller's origin.
+fn dev_ticket(req: &Request, settings: &Settings) -> Result<Response> {
+    let url = req.url()?;
+    let sid = url
+        .query_pairs()
+        .find(|(k, _)| k == "session")
+        .map(|(_, v)| v.into_owned());
+    let Some(sid) = sid.filter(|s| is_valid_session_id(s)) else {
+        return Response::error("use /_dev/ticket?session={session id}", 400);
+    };
+    let origin = header(req, "Origin").unwrap_or_else(|| url.origin().ascii_serialization());
+    let random = || (worker::js_sys::Math::random() * 2f64.powi(52)) as u64;
+    let claims = TicketClaims {
+        v: 1,
+        sid,
+        origin,
+        exp: now_s() + DEV_TICKET_TTL_S,
+        jti: format!("{:013x}{:013x}", random(), random()),
+    };
+    let secret = settings
+        .policy
+        .secret
+        .as_deref()
+        .expect("checked by the route");
+    let ticket = ticket::mint(secret, &claims);
+    Response::from_json(&serde_json::json!({
+        "ticket": ticket,
+        "protocols": [SUBPROTOCOL, format!("{TICKET_PROTOCOL_PREFIX}{ticket}")],
+        "expires_at": claims.exp,
+    }))
 }
 
 #[cfg(test)]

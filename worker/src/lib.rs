@@ -5,6 +5,7 @@
 //! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping) and
 //! [`upstream`] (Groq's request and error mapping). The rest is runtime glue.
 
+pub mod admission;
 pub mod segment;
 pub mod session;
 pub mod upstream;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
+use orpheus_protocol::ticket::CLOCK_SKEW_S;
 use orpheus_protocol::SUBPROTOCOL;
 use worker::{
     console_log, durable_object, AbortController, DurableObject, Env, Headers, Request, Response,
@@ -15,7 +16,7 @@ use worker::{
     WebSocketRequestResponsePair,
 };
 
-use crate::entry::session_id_from_path;
+use crate::entry::{session_id_from_path, TICKET_HEADER};
 use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
 use crate::settings::Settings;
 use crate::upstream_fetch::{self, UpstreamEvent};
@@ -23,6 +24,9 @@ use crate::upstream_fetch::{self, UpstreamEvent};
 /// The exact ping frame the runtime answers itself, without waking a hibernated object.
 const PING: &str = r#"{"type":"ping"}"#;
 const PONG: &str = r#"{"type":"pong"}"#;
+
+/// Storage key of the ids of tickets already used on this session.
+const USED_TICKETS_KEY: &str = "used_tickets";
 
 fn now() -> Millis {
     worker::js_sys::Date::now() as Millis
@@ -81,6 +85,14 @@ impl DurableObject for RelaySession {
         let Some(session_id) = session_id_from_path(&req.path()) else {
             return Response::error("invalid session id", 400);
         };
+        let tag = log_tag(&session_id);
+        if let Some(ticket) = req.headers().get(TICKET_HEADER)? {
+            if !self.claim_ticket(&ticket).await? {
+                console_log!("session={tag} upgrade refused reason=replayed ticket");
+                return Response::error("ticket already used", 401);
+            }
+        }
+        console_log!("session={tag} upgrade accepted");
         // A new connection takes over only after the old one released everything it owned.
         let mut next_stream = 1;
         for old in self.state.get_websockets() {
@@ -146,6 +158,24 @@ impl DurableObject for RelaySession {
 }
 
 impl RelaySession {
+    /// Records a verified ticket (`exp:jti`) as used; false if it was used before. Entries are
+    /// kept until the ticket expires, after which the Worker refuses it anyway.
+    async fn claim_ticket(&self, ticket: &str) -> Result<bool> {
+        let (exp, jti) = ticket.split_once(':').unwrap_or(("0", ticket));
+        let exp: u64 = exp.parse().unwrap_or(0);
+        let storage = self.state.storage();
+        let mut used: HashMap<String, u64> =
+            storage.get(USED_TICKETS_KEY).await?.unwrap_or_default();
+        let now_s = now() / 1000;
+        used.retain(|_, expires| *expires + CLOCK_SKEW_S >= now_s);
+        if used.contains_key(jti) {
+            return Ok(false);
+        }
+        used.insert(jti.to_owned(), exp);
+        storage.put(USED_TICKETS_KEY, &used).await?;
+        Ok(true)
+    }
+
     /// Runs `f` on the session of `ws`, executes the effects it produced, and returns what `f`
     /// returned with the upstream requests to start. The in-memory session is used when `ws` is
     /// the current socket; otherwise (after hibernation or a restart) it is restored from the

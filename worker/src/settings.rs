@@ -2,6 +2,7 @@
 
 use worker::Env;
 
+use crate::admission::Policy;
 use crate::session::Config;
 
 /// Production upstream.
@@ -16,6 +17,8 @@ pub struct Settings {
     pub api_key: Option<String>,
     /// Session tunables.
     pub session: Config,
+    /// Who may connect.
+    pub policy: Policy,
 }
 
 fn number(env: &Env, name: &str) -> Option<u64> {
@@ -43,10 +46,25 @@ impl Settings {
                 .unwrap_or(defaults.stall_timeout_ms),
             ..defaults
         };
+        let policy = Policy {
+            secret: env
+                .secret("SESSION_SECRET")
+                .map(|v| v.to_string().into_bytes())
+                .ok()
+                .filter(|s| !s.is_empty()),
+            dev_mode: env
+                .var("ORPHEUS_DEV_MODE")
+                .is_ok_and(|v| v.to_string() == "1"),
+            allowed_origins: env
+                .var("ALLOWED_ORIGINS")
+                .map(|v| Policy::parse_origins(&v.to_string()))
+                .unwrap_or_default(),
+        };
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             session,
+            policy,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use groq_local::{Config as UpstreamConfig, Engine, Stats};
+use orpheus_protocol::ticket::{mint, TicketClaims, TICKET_PROTOCOL_PREFIX};
 use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,21 +51,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A running relay and upstream, shared by every test of one run.
-pub struct Fixture {
-    /// `http://IP:PORT` of the upstream.
-    pub upstream_url: String,
-    /// The tokio runtime the upstream and the clients run on.
-    pub runtime: tokio::runtime::Runtime,
-    /// The upstream's live counters.
-    pub upstream: Arc<Stats>,
-    /// `http://127.0.0.1:PORT` of wrangler dev.
-    pub relay_url: String,
-    /// Where wrangler dev's output goes.
-    pub log_path: PathBuf,
-    wrangler: Child,
-    _scratch: TempDir,
-}
+/// The secret shared by the test "backend" (this crate) and the relay.
+pub const TEST_SECRET: &str = "e2e-session-secret-not-for-production";
+
+/// The page origin the tests connect from; the relay allows it (and [`OTHER_ORIGIN`]).
+pub const TEST_ORIGIN: &str = "http://app.e2e.test";
+
+/// A second allowed origin, for tickets used from the wrong allowed page.
+pub const OTHER_ORIGIN: &str = "http://other.e2e.test";
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -75,39 +69,35 @@ impl Drop for TempDir {
     }
 }
 
-impl Fixture {
-    /// The upstream configuration the tests use: the deterministic signal, no generation delay.
-    pub fn test_upstream() -> UpstreamConfig {
-        UpstreamConfig {
-            api_key: TEST_KEY.to_owned(),
-            engine: Engine::Signal {
-                samples_per_char: SAMPLES_PER_CHAR,
-            },
-            ..UpstreamConfig::default()
-        }
-    }
+/// One `wrangler dev` running the Worker, killed (with workerd) on drop.
+pub struct Relay {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Where its output goes.
+    pub log_path: PathBuf,
+    child: Child,
+    _scratch: TempDir,
+}
 
-    /// Starts the upstream and `wrangler dev` from the repository root, waiting until both serve.
-    pub fn start(root: &Path, upstream: UpstreamConfig) -> TestResult<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let api_key = upstream.api_key.clone();
-        let (upstream_addr, upstream) = runtime
-            .block_on(groq_local::spawn(upstream))
-            .map_err(|e| format!("upstream: {e}"))?;
-
-        let scratch =
-            TempDir(std::env::temp_dir().join(format!("orpheus-e2e-{}", std::process::id())));
+impl Relay {
+    /// Starts `wrangler dev` from the repository root with these `[vars]` and secrets, and waits
+    /// until it serves. `name` names its log file under `target/e2e/`.
+    pub fn start(
+        root: &Path,
+        name: &str,
+        vars: &[(String, String)],
+        secrets: &[(String, String)],
+    ) -> TestResult<Self> {
+        let scratch = TempDir(
+            std::env::temp_dir().join(format!("orpheus-e2e-{}-{name}", std::process::id())),
+        );
         std::fs::create_dir_all(&scratch.0).map_err(|e| e.to_string())?;
         let env_file = scratch.0.join("secrets.env");
-        std::fs::write(&env_file, format!("GROQ_API_KEY={api_key}\n"))
-            .map_err(|e| e.to_string())?;
+        let lines: String = secrets.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&env_file, lines).map_err(|e| e.to_string())?;
         let log_dir = root.join("target/e2e");
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
-        let log_path = log_dir.join("wrangler.log");
+        let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path).map_err(|e| e.to_string())?;
 
         let port = free_port();
@@ -126,58 +116,180 @@ impl Fixture {
             .args(["--persist-to", &scratch.0.join("state").to_string_lossy()])
             .arg("--env-file")
             .arg(&env_file)
-            .args(["--var", &format!("GROQ_BASE_URL:http://{upstream_addr}")])
-            .args([
-                "--var",
-                &format!("UPSTREAM_FIRST_BYTE_TIMEOUT_MS:{UPSTREAM_TIMEOUT_MS}"),
-            ])
-            .args([
-                "--var",
-                &format!("UPSTREAM_STALL_TIMEOUT_MS:{UPSTREAM_TIMEOUT_MS}"),
-            ])
             .env("CI", "true")
             .env("ORPHEUS_WASM_OPT", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
+        for (key, value) in vars {
+            command.args(["--var", &format!("{key}:{value}")]);
+        }
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let wrangler = command.spawn().map_err(|e| {
+        let child = command.spawn().map_err(|e| {
             format!(
                 "cannot start wrangler ({e}); run the suite with scripts/test, which installs it"
             )
         })?;
-        let fixture = Self {
-            upstream_url: format!("http://{upstream_addr}"),
-            runtime,
-            upstream,
-            relay_url: format!("http://127.0.0.1:{port}"),
+        let relay = Self {
+            url: format!("http://127.0.0.1:{port}"),
             log_path,
-            wrangler,
+            child,
             _scratch: scratch,
         };
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
-            if fixture
-                .runtime
-                .block_on(http_get(&fixture.relay_url, "/healthz"))
-                .is_ok_and(|(s, _)| s == 200)
-            {
-                return Ok(fixture);
+            if healthy(port) {
+                return Ok(relay);
             }
             std::thread::sleep(Duration::from_millis(250));
         }
         Err(format!(
             "wrangler dev did not become ready; see {}",
-            fixture.log_path.display()
+            relay.log_path.display()
         ))
+    }
+
+    /// Everything it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// The WebSocket URL of a session.
     pub fn session_url(&self, sid: &str) -> String {
         format!(
             "{}/v1/sessions/{sid}/ws",
-            self.relay_url.replacen("http", "ws", 1)
+            self.url.replacen("http", "ws", 1)
         )
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // wrangler runs workerd as a child: end the whole process group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+/// A running relay and upstream, shared by every test of one run.
+pub struct Fixture {
+    /// The tokio runtime the upstream and the clients run on.
+    pub runtime: tokio::runtime::Runtime,
+    /// The upstream's live counters.
+    pub upstream: Arc<Stats>,
+    /// `http://IP:PORT` of the upstream.
+    pub upstream_url: String,
+    /// The relay, configured as in production: tickets required, origins allow-listed.
+    pub relay: Relay,
+    root: PathBuf,
+}
+
+impl Fixture {
+    /// The upstream configuration the tests use: the deterministic signal, no generation delay.
+    pub fn test_upstream() -> UpstreamConfig {
+        UpstreamConfig {
+            api_key: TEST_KEY.to_owned(),
+            engine: Engine::Signal {
+                samples_per_char: SAMPLES_PER_CHAR,
+            },
+            ..UpstreamConfig::default()
+        }
+    }
+
+    /// Starts the upstream and a production-like relay from the repository root.
+    pub fn start(root: &Path, upstream: UpstreamConfig) -> TestResult<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let api_key = upstream.api_key.clone();
+        let (upstream_addr, upstream) = runtime
+            .block_on(groq_local::spawn(upstream))
+            .map_err(|e| format!("upstream: {e}"))?;
+        let upstream_url = format!("http://{upstream_addr}");
+        let origins = format!("{TEST_ORIGIN},{OTHER_ORIGIN}");
+        let relay = Relay::start(
+            root,
+            "relay",
+            &Self::relay_vars(&upstream_url, &[("ALLOWED_ORIGINS", &origins)]),
+            &[
+                ("GROQ_API_KEY".to_owned(), api_key),
+                ("SESSION_SECRET".to_owned(), TEST_SECRET.to_owned()),
+            ],
+        )?;
+        Ok(Self {
+            runtime,
+            upstream,
+            upstream_url,
+            relay,
+            root: root.to_owned(),
+        })
+    }
+
+    /// `[vars]` pointing a relay at this fixture's upstream with short timeouts, plus `extra`.
+    fn relay_vars(upstream_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let timeout = UPSTREAM_TIMEOUT_MS.to_string();
+        [
+            ("GROQ_BASE_URL", upstream_url),
+            ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", timeout.as_str()),
+            ("UPSTREAM_STALL_TIMEOUT_MS", timeout.as_str()),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+
+    /// Starts an extra relay on the same upstream with other security settings; it always has
+    /// the upstream key, and `session_secret` if given.
+    pub fn extra_relay(
+        &self,
+        name: &str,
+        extra_vars: &[(&str, &str)],
+        session_secret: Option<&str>,
+    ) -> TestResult<Relay> {
+        let mut secrets = vec![("GROQ_API_KEY".to_owned(), TEST_KEY.to_owned())];
+        secrets.extend(session_secret.map(|s| ("SESSION_SECRET".to_owned(), s.to_owned())));
+        Relay::start(
+            &self.root,
+            name,
+            &Self::relay_vars(&self.upstream_url, extra_vars),
+            &secrets,
+        )
+    }
+
+    /// The main relay's base URL.
+    pub fn relay_url(&self) -> &str {
+        &self.relay.url
+    }
+
+    /// The WebSocket URL of a session on the main relay.
+    pub fn session_url(&self, sid: &str) -> String {
+        self.relay.session_url(sid)
     }
 
     /// Waits until the upstream has no open connection (the relay released everything).
@@ -197,21 +309,30 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // wrangler runs workerd as a child: end the whole process group.
-        let group = format!("-{}", self.wrangler.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.wrangler.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.wrangler.wait();
-    }
+/// Mints a ticket as an app backend would, valid for `ttl_s` (negative: already expired).
+pub fn ticket(secret: &str, sid: &str, origin: &str, ttl_s: i64) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = TicketClaims {
+        v: 1,
+        sid: sid.to_owned(),
+        origin: origin.to_owned(),
+        exp: now.saturating_add_signed(ttl_s),
+        jti: format!(
+            "e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+    };
+    mint(secret.as_bytes(), &claims)
+}
+
+/// The subprotocols a browser offers with a ticket.
+pub fn protocols_with(ticket: &str) -> String {
+    format!("{SUBPROTOCOL}, {TICKET_PROTOCOL_PREFIX}{ticket}")
 }
 
 /// A plain HTTP GET (or upgrade attempt) returning the status and body.
@@ -325,18 +446,32 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to a session, offering `orpheus.v1`, and reads `ready`.
+    /// Connects to a session of the main relay with a fresh ticket, from the test origin.
     pub async fn connect(fixture: &Fixture, sid: &str) -> TestResult<Self> {
-        Self::connect_url(&fixture.session_url(sid)).await
+        let ticket = ticket(TEST_SECRET, sid, TEST_ORIGIN, 60);
+        Self::connect_with(
+            &fixture.session_url(sid),
+            &protocols_with(&ticket),
+            Some(TEST_ORIGIN),
+        )
+        .await
     }
 
-    /// Connects to a session URL.
-    pub async fn connect_url(url: &str) -> TestResult<Self> {
+    /// Connects offering `protocols` (the `Sec-WebSocket-Protocol` value) from `origin`, and
+    /// reads `ready`.
+    pub async fn connect_with(
+        url: &str,
+        protocols: &str,
+        origin: Option<&str>,
+    ) -> TestResult<Self> {
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
+        let header = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", header(protocols)?);
+        if let Some(origin) = origin {
+            request.headers_mut().insert("Origin", header(origin)?);
+        }
         let (ws, response) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async(request),

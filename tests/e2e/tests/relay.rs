@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use orpheus_e2e::{check_bit_exact, ensure, http_request, Client, Fixture, Frame, TestResult};
+use orpheus_e2e::{
+    check_bit_exact, ensure, http_request, protocols_with, ticket, Client, Fixture, Frame,
+    TestResult, OTHER_ORIGIN, TEST_ORIGIN, TEST_SECRET,
+};
 use orpheus_protocol::{EndReason, ServerMessage, CLOSE_REPLACED};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -432,7 +435,7 @@ async fn refused_upgrades(fx: &Fixture) -> TestResult {
         ("/nowhere", vec![], 404),
     ];
     for (path, headers, status) in cases {
-        let (got, body) = http_request(&fx.relay_url, path, &headers).await?;
+        let (got, body) = http_request(fx.relay_url(), path, &headers).await?;
         ensure!(got == status, "{path}: {got} {body}");
     }
     ensure!(
@@ -446,9 +449,11 @@ async fn many_sessions_at_once(fx: &Fixture) -> TestResult {
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
-            let url = fx.session_url(&format!("parallel-{i}"));
+            let sid = format!("parallel-{i}");
+            let url = fx.session_url(&sid);
+            let protocols = protocols_with(&ticket(TEST_SECRET, &sid, TEST_ORIGIN, 60));
             tokio::spawn(async move {
-                let mut c = Client::connect_url(&url).await?;
+                let mut c = Client::connect_with(&url, &protocols, Some(TEST_ORIGIN)).await?;
                 let text = format!("Session {i} speaks at the same time as the others.");
                 let got = c.say("m", &text, None).await?;
                 ensure!(
@@ -465,6 +470,232 @@ async fn many_sessions_at_once(fx: &Fixture) -> TestResult {
     }
     println!("8 parallel sessions in {:?}", started.elapsed());
     fx.upstream_quiet(Duration::from_secs(2)).await
+}
+
+const UPGRADE_HEADERS: [(&str, &str); 4] = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+];
+
+/// Attempts an upgrade and returns the HTTP status (101 means admitted).
+async fn upgrade_status(
+    base: &str,
+    sid: &str,
+    origin: Option<&str>,
+    protocols: &str,
+) -> TestResult<u16> {
+    let mut headers = UPGRADE_HEADERS.to_vec();
+    headers.push(("Sec-WebSocket-Protocol", protocols));
+    if let Some(origin) = origin {
+        headers.push(("Origin", origin));
+    }
+    let path = format!("/v1/sessions/{sid}/ws");
+    let request = http_request(base, &path, &headers);
+    // An admitted upgrade keeps the connection open: its status line is all we need.
+    match tokio::time::timeout(Duration::from_secs(3), request).await {
+        Ok(result) => result.map(|(status, _)| status),
+        Err(_) => Ok(101),
+    }
+}
+
+/// How many times the session objects were reached (each logs one upgrade line).
+fn object_invocations(relay: &orpheus_e2e::Relay) -> usize {
+    relay.log().matches(" upgrade accepted").count()
+        + relay.log().matches(" upgrade refused").count()
+}
+
+async fn wait_for_log(relay: &orpheus_e2e::Relay, what: &str, within: Duration) -> TestResult {
+    let deadline = Instant::now() + within;
+    while !relay.log().contains(what) {
+        ensure!(
+            Instant::now() < deadline,
+            "{what:?} not logged within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn ticket_refusals(fx: &Fixture) -> TestResult {
+    let sid = "guarded";
+    let good = |origin: &str| protocols_with(&ticket(TEST_SECRET, sid, origin, 60));
+    // Positive control: an admitted connection reaches the object and is logged as such.
+    let before = object_invocations(&fx.relay);
+    let c =
+        Client::connect_with(&fx.session_url(sid), &good(TEST_ORIGIN), Some(TEST_ORIGIN)).await?;
+    c.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while object_invocations(&fx.relay) == before {
+        ensure!(
+            Instant::now() < deadline,
+            "the object's upgrade line never appeared in the log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
+        ("no ticket", "orpheus.v1".into(), Some(TEST_ORIGIN), 401),
+        (
+            "malformed",
+            "orpheus.v1, orpheus.ticket.not-a-ticket".into(),
+            Some(TEST_ORIGIN),
+            401,
+        ),
+        (
+            "bad signature",
+            protocols_with(&ticket("another-secret", sid, TEST_ORIGIN, 60)),
+            Some(TEST_ORIGIN),
+            401,
+        ),
+        (
+            "expired",
+            protocols_with(&ticket(TEST_SECRET, sid, TEST_ORIGIN, -120)),
+            Some(TEST_ORIGIN),
+            401,
+        ),
+        (
+            "too long-lived",
+            protocols_with(&ticket(TEST_SECRET, sid, TEST_ORIGIN, 3600)),
+            Some(TEST_ORIGIN),
+            401,
+        ),
+        (
+            "wrong session",
+            protocols_with(&ticket(TEST_SECRET, "other", TEST_ORIGIN, 60)),
+            Some(TEST_ORIGIN),
+            401,
+        ),
+        (
+            "ticket for another allowed origin",
+            good(TEST_ORIGIN),
+            Some(OTHER_ORIGIN),
+            401,
+        ),
+        (
+            "origin not allowed",
+            good(TEST_ORIGIN),
+            Some("http://evil.e2e.test"),
+            403,
+        ),
+        ("no origin", good(TEST_ORIGIN), None, 403),
+    ];
+    let requests = fx.upstream.snapshot().requests;
+    let invocations = object_invocations(&fx.relay);
+    for (case, protocols, origin, status) in &cases {
+        let got = upgrade_status(fx.relay_url(), sid, *origin, protocols).await?;
+        ensure!(got == *status, "{case}: status {got}, expected {status}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        object_invocations(&fx.relay) == invocations,
+        "a refused upgrade reached the Durable Object"
+    );
+    ensure!(
+        fx.upstream.snapshot().requests == requests,
+        "a refused upgrade reached the upstream"
+    );
+
+    // Replay: the Worker cannot know a ticket was used; the session's object refuses it.
+    let once = good(TEST_ORIGIN);
+    let c = Client::connect_with(&fx.session_url(sid), &once, Some(TEST_ORIGIN)).await?;
+    c.close().await;
+    let got = upgrade_status(fx.relay_url(), sid, Some(TEST_ORIGIN), &once).await?;
+    ensure!(got == 401, "replayed ticket: status {got}");
+    wait_for_log(
+        &fx.relay,
+        "upgrade refused reason=replayed ticket",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(
+        fx.upstream.snapshot().requests == requests,
+        "a refused upgrade reached the upstream"
+    );
+    ensure!(
+        !fx.relay
+            .log()
+            .contains(&once["orpheus.v1, orpheus.ticket.".len()..]),
+        "a ticket was logged"
+    );
+    Ok(())
+}
+
+/// The README's Node snippet mints tickets the relay accepts.
+async fn node_minted_ticket(fx: &Fixture) -> TestResult {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/mint-ticket.mjs");
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .args(["node-minted", TEST_ORIGIN])
+        .env("SESSION_SECRET", TEST_SECRET)
+        .output()
+        .map_err(|e| format!("node: {e}"))?;
+    ensure!(
+        output.status.success(),
+        "mint-ticket.mjs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ticket = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let url = fx.session_url("node-minted");
+    let mut c = Client::connect_with(&url, &protocols_with(&ticket), Some(TEST_ORIGIN)).await?;
+    let got = c.say("n", "Minted by node.", None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "{:?}", got.end);
+    Ok(())
+}
+
+async fn secure_defaults_and_dev_mode(fx: &Fixture) -> TestResult {
+    // The production relay has no development endpoint.
+    let (status, _) = http_request(fx.relay_url(), "/_dev/ticket?session=x", &[]).await?;
+    ensure!(
+        status == 404,
+        "/_dev/ticket outside development mode: {status}"
+    );
+
+    // No secret and no development mode: every connection is refused, and the log says why.
+    let bare = fx.extra_relay("bare", &[], None)?;
+    let requests = fx.upstream.snapshot().requests;
+    let got = upgrade_status(&bare.url, "s", Some(TEST_ORIGIN), "orpheus.v1").await?;
+    ensure!(got == 503, "no secret, no dev mode: status {got}");
+    wait_for_log(
+        &bare,
+        "SESSION_SECRET is not set: refusing every connection",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(
+        object_invocations(&bare) == 0,
+        "the refused upgrade reached the Durable Object"
+    );
+    drop(bare);
+
+    // Development mode with a secret: the dev endpoint mints a ticket the relay accepts.
+    let dev = fx.extra_relay("dev", &[("ORPHEUS_DEV_MODE", "1")], Some("dev-secret"))?;
+    let (status, body) = http_request(&dev.url, "/_dev/ticket?session=dev-demo", &[]).await?;
+    ensure!(status == 200, "/_dev/ticket: {status} {body}");
+    let json: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {body}"))?;
+    let protocols: Vec<&str> = json["protocols"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let mut c = Client::connect_with(
+        &dev.session_url("dev-demo"),
+        &protocols.join(", "),
+        Some(&dev.url),
+    )
+    .await?;
+    let text = "Development mode works with tickets too.";
+    let got = c.say("d", text, None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "dev: {:?}", got.end);
+    check_bit_exact(&got.pcm, text)?;
+    ensure!(
+        fx.upstream.snapshot().requests == requests + 1,
+        "one upstream request for one segment"
+    );
+    wait_for_log(&dev, "LOCAL DEVELOPMENT MODE", Duration::from_secs(5)).await
 }
 
 type TestFn = for<'a> fn(
@@ -493,6 +724,9 @@ fn main() {
         upstream_faults,
         bad_input,
         refused_upgrades,
+        ticket_refusals,
+        node_minted_ticket,
+        secure_defaults_and_dev_mode,
         many_sessions_at_once,
     ];
     if args.list {
@@ -521,7 +755,7 @@ fn main() {
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.has_failed() {
-        eprintln!("wrangler dev log: {}", fixture.log_path.display());
+        eprintln!("wrangler dev log: {}", fixture.relay.log_path.display());
     }
     drop(fixture);
     conclusion.exit();
