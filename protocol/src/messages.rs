@@ -209,12 +209,16 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<EndError>,
     },
-    /// A frame that is not a valid message and has no `speak` id to answer to.
+    /// A frame that is not a valid message and has no `speak` id to answer to, or one sent
+    /// faster than the session allows.
     Error {
         /// What was wrong.
         code: ErrorCode,
         /// Fixed text for the code.
         message: String,
+        /// Seconds to wait, for `rate_limited`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_s: Option<u32>,
     },
     /// Answer to `ping`.
     Pong,
@@ -243,6 +247,7 @@ impl ServerMessage {
         Self::Error {
             code,
             message: code.message().to_owned(),
+            retry_after_s: None,
         }
     }
 

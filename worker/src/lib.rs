@@ -6,6 +6,7 @@
 //! [`upstream`] (Groq's request and error mapping). The rest is runtime glue.
 
 pub mod admission;
+pub mod budget;
 pub mod segment;
 pub mod session;
 pub mod upstream;

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -16,6 +17,7 @@ use worker::{
     WebSocketRequestResponsePair,
 };
 
+use crate::budget::SpeechBudget;
 use crate::entry::{session_id_from_path, TICKET_HEADER};
 use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
 use crate::settings::Settings;
@@ -27,6 +29,9 @@ const PONG: &str = r#"{"type":"pong"}"#;
 
 /// Storage key of the ids of tickets already used on this session.
 const USED_TICKETS_KEY: &str = "used_tickets";
+
+/// Storage key of the session's spending budget.
+const BUDGET_KEY: &str = "budget";
 
 fn now() -> Millis {
     worker::js_sys::Date::now() as Millis
@@ -66,6 +71,9 @@ pub struct RelaySession {
     connection: RefCell<Option<Connection>>,
     /// Abort handles of upstream requests in flight, owned here so any handler can abort them.
     aborts: RefCell<HashMap<FetchId, AbortController>>,
+    /// The session's budget: the authoritative copy, loaded from storage before any event and
+    /// saved after every change, so reconnecting or eviction resets nothing.
+    budget: Rc<RefCell<SpeechBudget>>,
 }
 
 impl DurableObject for RelaySession {
@@ -73,11 +81,21 @@ impl DurableObject for RelaySession {
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
             state.set_websocket_auto_response(&pair);
         }
+        let budget = Rc::new(RefCell::new(SpeechBudget::default()));
+        let (slot, storage) = (budget.clone(), state.storage());
+        // The runtime holds every event until this has run; the future itself need not be awaited.
+        let _loaded = state.block_concurrency_while(async move {
+            if let Ok(Some(saved)) = storage.get::<SpeechBudget>(BUDGET_KEY).await {
+                *slot.borrow_mut() = saved;
+            }
+            Ok(())
+        });
         Self {
             state,
             settings: Settings::from_env(&env),
             connection: RefCell::new(None),
             aborts: RefCell::new(HashMap::new()),
+            budget,
         }
     }
 
@@ -107,7 +125,13 @@ impl DurableObject for RelaySession {
 
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        let session = Session::open(self.settings.session.clone(), &session_id, next_stream);
+        let budget = self.budget.borrow().clone();
+        let session = Session::open(
+            self.settings.session.clone(),
+            &session_id,
+            next_stream,
+            budget,
+        );
         self.connection
             .replace(Some(Connection::new(pair.server.clone(), session)));
         self.with_session(&pair.server, |_| ());
@@ -191,7 +215,8 @@ impl RelaySession {
             if attachment.closed {
                 return None;
             }
-            let session = Session::restore(self.settings.session.clone(), attachment);
+            let budget = self.budget.borrow().clone();
+            let session = Session::restore(self.settings.session.clone(), attachment, budget);
             *slot = Some(Connection::new(ws.clone(), session));
         }
         let connection = slot.as_mut().expect("set above");
@@ -229,6 +254,13 @@ impl RelaySession {
                 }
                 Effect::Persist(attachment) => {
                     let _ = ws.serialize_attachment(attachment);
+                }
+                Effect::SaveBudget(budget) => {
+                    *self.budget.borrow_mut() = budget.clone();
+                    let storage = self.state.storage();
+                    worker::wasm_bindgen_futures::spawn_local(async move {
+                        let _ = storage.put(BUDGET_KEY, budget).await;
+                    });
                 }
                 Effect::Close { code, reason } => {
                     let _ = ws.close(Some(code), Some(reason));

@@ -20,6 +20,7 @@ use orpheus_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{BudgetLimits, FrameRate, FrameVerdict, SpeechBudget};
 use crate::segment;
 use crate::upstream::{self, UpstreamStatus};
 use crate::wav::WavReader;
@@ -29,6 +30,9 @@ pub type FetchId = u64;
 
 /// Milliseconds since the Unix epoch, as the runtime's clock reports them.
 pub type Millis = u64;
+
+/// WebSocket close code for a client that keeps flooding.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 /// Tunables of a session; the defaults are what production uses.
 #[derive(Debug, Clone)]
@@ -50,6 +54,10 @@ pub struct Config {
     pub hold_back_samples: usize,
     /// Largest PCM payload of one audio frame.
     pub max_frame_pcm_bytes: usize,
+    /// The session's spending limits.
+    pub budget: BudgetLimits,
+    /// Client frames allowed per second; more than twice that closes the socket (1008).
+    pub frames_per_second: u32,
 }
 
 impl Default for Config {
@@ -63,6 +71,8 @@ impl Default for Config {
             stall_timeout_ms: 10_000,
             hold_back_samples: 240,
             max_frame_pcm_bytes: 16 * 1024,
+            budget: BudgetLimits::default(),
+            frames_per_second: 20,
         }
     }
 }
@@ -114,6 +124,8 @@ pub enum Effect {
     Abort(FetchId),
     /// Store this as the socket's attachment (survives hibernation).
     Persist(Attachment),
+    /// Store the session's budget (survives reconnection and eviction).
+    SaveBudget(SpeechBudget),
     /// Close the socket.
     Close {
         /// WebSocket close code.
@@ -196,13 +208,16 @@ pub struct Session {
     next_fetch: FetchId,
     active: Option<Active>,
     open: bool,
+    budget: SpeechBudget,
+    frame_rate: FrameRate,
     effects: Vec<Effect>,
 }
 
 impl Session {
-    /// A session for a newly accepted socket: emits `ready` and the initial attachment.
-    pub fn open(config: Config, session: &str, next_stream: u32) -> Self {
-        let mut s = Self::new(config, session, next_stream);
+    /// A session for a newly accepted socket, spending from the session's `budget`: emits
+    /// `ready` and the initial attachment.
+    pub fn open(config: Config, session: &str, next_stream: u32, budget: SpeechBudget) -> Self {
+        let mut s = Self::new(config, session, next_stream, budget);
         let ready = ServerMessage::ready(session, s.config.limits);
         s.send(&ready);
         s.persist();
@@ -211,8 +226,8 @@ impl Session {
 
     /// The session of a socket whose in-memory state was lost (hibernation or restart).
     /// A message the attachment says was active can no longer finish: it ends `interrupted`.
-    pub fn restore(config: Config, attachment: Attachment) -> Self {
-        let mut s = Self::new(config, &attachment.session, attachment.next_stream);
+    pub fn restore(config: Config, attachment: Attachment, budget: SpeechBudget) -> Self {
+        let mut s = Self::new(config, &attachment.session, attachment.next_stream, budget);
         s.open = !attachment.closed;
         if let Some(record) = attachment.active {
             s.send(&ServerMessage::End {
@@ -231,7 +246,7 @@ impl Session {
         s
     }
 
-    fn new(config: Config, session: &str, next_stream: u32) -> Self {
+    fn new(config: Config, session: &str, next_stream: u32, budget: SpeechBudget) -> Self {
         Self {
             config,
             session: session.to_owned(),
@@ -239,6 +254,8 @@ impl Session {
             next_fetch: 1,
             active: None,
             open: true,
+            budget,
+            frame_rate: FrameRate::default(),
             effects: Vec::new(),
         }
     }
@@ -246,6 +263,11 @@ impl Session {
     /// Takes the effects produced so far, in the order they must be executed.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
+    }
+
+    /// What the session has spent (carried over to a replacing connection).
+    pub fn budget(&self) -> &SpeechBudget {
+        &self.budget
     }
 
     /// The session id this socket belongs to.
@@ -281,8 +303,22 @@ impl Session {
 
     /// Feeds one input at time `now`. Effects accumulate until [`Session::take_effects`].
     pub fn handle(&mut self, input: Input<'_>, now: Millis) {
-        if !self.open && matches!(input, Input::Text(_) | Input::Binary(_)) {
-            return;
+        if matches!(input, Input::Text(_) | Input::Binary(_)) {
+            if !self.open {
+                return;
+            }
+            match self.frame_rate.check(self.config.frames_per_second, now) {
+                FrameVerdict::Accept => {}
+                FrameVerdict::Refuse { warn } => return self.refuse_frame(&input, warn),
+                FrameVerdict::Flood => {
+                    self.log("flood: closing 1008".to_owned());
+                    self.finish(
+                        EndReason::Error,
+                        Some(EndError::new(ErrorCode::RateLimited, Some(1))),
+                    );
+                    return self.close(CLOSE_POLICY_VIOLATION, "flooding");
+                }
+            }
         }
         match input {
             Input::Text(frame) => self.on_text(frame, now),
@@ -304,13 +340,37 @@ impl Session {
         }
     }
 
+    /// A frame over the rate limit is not handled. A `speak` still gets its one `end`; other
+    /// frames get one `error` per second. (Replies are bounded: twice the rate closes.)
+    fn refuse_frame(&mut self, input: &Input<'_>, warn: bool) {
+        let speak_id = match input {
+            Input::Text(frame) if frame.len() <= self.config.limits.max_frame_bytes as usize => {
+                match ClientMessage::parse(frame) {
+                    Ok(ClientMessage::Speak { id, .. }) => Some(id),
+                    Err(e) => e.speak_id,
+                    Ok(_) => None,
+                }
+            }
+            _ => None,
+        };
+        match speak_id {
+            Some(id) => self.reject(id, ErrorCode::RateLimited, Some(1)),
+            None if warn => self.send(&ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: ErrorCode::RateLimited.message().to_owned(),
+                retry_after_s: Some(1),
+            }),
+            None => {}
+        }
+    }
+
     fn on_text(&mut self, frame: &str, now: Millis) {
         if frame.len() > self.config.limits.max_frame_bytes as usize {
             return self.send(&ServerMessage::error(ErrorCode::FrameTooLarge));
         }
         match ClientMessage::parse(frame) {
             Err(e) => match e.speak_id {
-                Some(id) => self.reject(id, e.code),
+                Some(id) => self.reject(id, e.code, None),
                 None => self.send(&ServerMessage::error(e.code)),
             },
             Ok(ClientMessage::Ping) => self.send(&ServerMessage::Pong),
@@ -351,11 +411,15 @@ impl Session {
         let (model, voice) = match checked {
             Ok(resolved) => resolved,
             // A rejected speak leaves the active message alone.
-            Err(code) => return self.reject(id, code),
+            Err(code) => return self.reject(id, code, None),
         };
         if !self.config.upstream_configured {
-            return self.reject(id, ErrorCode::NotConfigured);
+            return self.reject(id, ErrorCode::NotConfigured, None);
         }
+        if let Err(retry_after) = self.budget.admit(&self.config.budget, chars as u64, now) {
+            return self.reject(id, ErrorCode::RateLimited, Some(retry_after));
+        }
+        self.effects.push(Effect::SaveBudget(self.budget.clone()));
         self.finish(EndReason::Superseded, None);
         let stream = self.next_stream;
         self.next_stream = self.next_stream.checked_add(1).unwrap_or(1);
@@ -384,14 +448,14 @@ impl Session {
     }
 
     /// Ends a `speak` that was never accepted.
-    fn reject(&mut self, id: String, code: ErrorCode) {
+    fn reject(&mut self, id: String, code: ErrorCode, retry_after_s: Option<u32>) {
         self.log(format!("reject code={}", code.as_str()));
         self.send(&ServerMessage::End {
             id,
             stream: None,
             reason: EndReason::Error,
             samples: 0,
-            error: Some(EndError::new(code, None)),
+            error: Some(EndError::new(code, retry_after_s)),
         });
     }
 

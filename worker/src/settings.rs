@@ -3,6 +3,7 @@
 use worker::Env;
 
 use crate::admission::Policy;
+use crate::budget::BudgetLimits;
 use crate::session::Config;
 
 /// Production upstream.
@@ -38,7 +39,23 @@ impl Settings {
             .ok()
             .filter(|k| !k.trim().is_empty());
         let defaults = Config::default();
+        let limit = |name: &str, default: u64| number(env, name).unwrap_or(default);
+        let mut limits = defaults.limits;
+        limits.max_text_chars = limit("LIMIT_TEXT_CHARS", limits.max_text_chars.into()) as u32;
+        limits.max_frame_bytes = limit("LIMIT_FRAME_BYTES", limits.max_frame_bytes.into()) as u32;
+        let budget = BudgetLimits {
+            messages_per_minute: limit(
+                "LIMIT_MESSAGES_PER_MINUTE",
+                defaults.budget.messages_per_minute.into(),
+            ) as u32,
+            chars_per_minute: limit("LIMIT_CHARS_PER_MINUTE", defaults.budget.chars_per_minute),
+            chars_per_day: limit("LIMIT_CHARS_PER_DAY", defaults.budget.chars_per_day),
+        };
         let session = Config {
+            limits,
+            budget,
+            frames_per_second: limit("LIMIT_FRAMES_PER_SECOND", defaults.frames_per_second.into())
+                as u32,
             upstream_configured: api_key.is_some(),
             first_byte_timeout_ms: number(env, "UPSTREAM_FIRST_BYTE_TIMEOUT_MS")
                 .unwrap_or(defaults.first_byte_timeout_ms),

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use orpheus_protocol::{AudioFrame, EndReason, ErrorCode, ServerMessage, CLOSE_REPLACED};
-use orpheus_worker::session::{Config, Effect, FetchId, Input, Session};
+use orpheus_worker::budget::{BudgetLimits, SpeechBudget};
+use orpheus_worker::session::{Config, Effect, FetchId, Input, Session, CLOSE_POLICY_VIOLATION};
 use orpheus_worker::upstream::UpstreamStatus;
 
 /// A deterministic WAV body for a fetch: header then `samples` samples derived from `seed`.
@@ -46,7 +47,7 @@ struct Harness {
 impl Harness {
     fn new(config: Config) -> Self {
         let mut h = Self {
-            session: Session::open(config, "s1", 1),
+            session: Session::open(config, "s1", 1, SpeechBudget::default()),
             now: 1_000,
             open_fetches: HashMap::new(),
             fetch_order: BTreeMap::new(),
@@ -95,7 +96,10 @@ impl Harness {
                 self.closed.is_none()
                     || matches!(
                         effect,
-                        Effect::Persist(_) | Effect::Log(_) | Effect::Abort(_)
+                        Effect::Persist(_)
+                            | Effect::Log(_)
+                            | Effect::Abort(_)
+                            | Effect::SaveBudget(_)
                     ),
                 "nothing is sent after close: {effect:?}"
             );
@@ -158,6 +162,7 @@ impl Harness {
                 Effect::Persist(attachment) => {
                     assert!(serde_json::to_string(&attachment).unwrap().len() < 2048);
                 }
+                Effect::SaveBudget(_) => {}
                 Effect::Log(line) => assert!(!line.contains("secret text"), "logs carry no text"),
             }
         }
@@ -552,7 +557,7 @@ fn replace_and_disconnect_release_the_upstream() {
 
 #[test]
 fn restore_after_eviction_ends_the_lost_message_once() {
-    let mut session = Session::open(Config::default(), "s1", 1);
+    let mut session = Session::open(Config::default(), "s1", 1, SpeechBudget::default());
     session.handle(Input::Text(r#"{"type":"speak","id":"m","text":"Hi."}"#), 0);
     let last = session
         .take_effects()
@@ -564,7 +569,7 @@ fn restore_after_eviction_ends_the_lost_message_once() {
         })
         .unwrap();
     assert_eq!(last.active.as_ref().unwrap().id, "m");
-    let mut restored = Session::restore(Config::default(), last.clone());
+    let mut restored = Session::restore(Config::default(), last.clone(), SpeechBudget::default());
     let effects = restored.take_effects();
     let ends: Vec<_> = effects
         .iter()
@@ -605,6 +610,138 @@ fn not_configured_makes_no_upstream_call() {
     assert!(h.fetch_order.is_empty());
 }
 
+#[test]
+fn budget_refuses_without_an_upstream_call_and_carries_over() {
+    let budget = BudgetLimits {
+        messages_per_minute: 2,
+        chars_per_minute: 1000,
+        chars_per_day: 1000,
+    };
+    let mut h = Harness::new(Config {
+        budget,
+        ..Config::default()
+    });
+    for id in ["a", "b"] {
+        h.speak(id, "Hello.");
+        h.complete(
+            *h.fetches_of(h.session.active_stream().unwrap())
+                .last()
+                .unwrap(),
+            10,
+            100,
+        );
+    }
+    h.now += 5_000;
+    h.speak("c", "Hello.");
+    let last = h.texts.last().unwrap().clone();
+    match last {
+        ServerMessage::End {
+            id,
+            reason: EndReason::Error,
+            error: Some(e),
+            stream: None,
+            ..
+        } => {
+            assert_eq!(
+                (id.as_str(), e.code, e.retry_after_s),
+                ("c", ErrorCode::RateLimited, Some(55))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.fetch_order.len(),
+        2,
+        "no upstream call for the refused message"
+    );
+    // A new connection with the carried-over budget is refused too; after the window, it passes.
+    let carried = h.session.budget().clone();
+    let mut next = Session::open(
+        Config {
+            budget,
+            ..Config::default()
+        },
+        "s1",
+        3,
+        carried,
+    );
+    next.take_effects();
+    next.handle(
+        Input::Text(r#"{"type":"speak","id":"d","text":"Hi."}"#),
+        h.now,
+    );
+    assert!(next
+        .take_effects()
+        .iter()
+        .all(|e| !matches!(e, Effect::Fetch(_))));
+    next.handle(
+        Input::Text(r#"{"type":"speak","id":"e","text":"Hi."}"#),
+        h.now + 55_000,
+    );
+    assert!(next
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::Fetch(_))));
+}
+
+#[test]
+fn flooding_client_is_throttled_then_closed() {
+    // Frames 1-5 pass, 6-10 are refused, the 11th within the same second closes.
+    let mut h = Harness::new(Config {
+        frames_per_second: 5,
+        ..Config::default()
+    });
+    h.speak("m", "Hello.");
+    for _ in 0..4 {
+        h.text(r#"{"type":"ping"}"#);
+    }
+    assert_eq!(
+        h.texts
+            .iter()
+            .filter(|m| **m == ServerMessage::Pong)
+            .count(),
+        4
+    );
+    h.text(r#"{"type":"ping"}"#);
+    assert!(matches!(
+        h.texts.last(),
+        Some(ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            retry_after_s: Some(1),
+            ..
+        })
+    ));
+    let before = h.texts.len();
+    for _ in 0..3 {
+        h.text(r#"{"type":"ping"}"#);
+    }
+    assert_eq!(
+        h.texts.len(),
+        before,
+        "further excess frames are dropped silently"
+    );
+    h.speak("over", "Too fast.");
+    assert_eq!(
+        h.ends().last().unwrap(),
+        &(
+            "over".into(),
+            EndReason::Error,
+            Some(ErrorCode::RateLimited)
+        ),
+        "an over-rate speak still ends once"
+    );
+    assert_eq!(h.closed, None);
+    h.text(r#"{"type":"ping"}"#);
+    assert_eq!(h.closed, Some(CLOSE_POLICY_VIOLATION));
+    assert_eq!(h.ends().len(), 2);
+    assert_eq!(
+        h.ends()[1],
+        ("m".into(), EndReason::Error, Some(ErrorCode::RateLimited)),
+        "the active message still ends once"
+    );
+    assert!(h.open_fetches.is_empty());
+}
+
 /// How far a simulated upstream response has been delivered.
 struct Cursor {
     body: Vec<u8>,
@@ -640,6 +777,7 @@ fn randomized_event_sequences_keep_the_invariants() {
         let mut speaks = 0;
         let mut bodies: HashMap<FetchId, Cursor> = HashMap::new();
         for _step in 0..(10 + next(60)) {
+            h.now += next(120);
             let live: Vec<FetchId> = {
                 let mut v: Vec<_> = h.open_fetches.keys().copied().collect();
                 v.sort();

@@ -232,10 +232,18 @@ impl Fixture {
             .map_err(|e| format!("upstream: {e}"))?;
         let upstream_url = format!("http://{upstream_addr}");
         let origins = format!("{TEST_ORIGIN},{OTHER_ORIGIN}");
+        // Generous limits: the load tests send hundreds of messages a minute on one session.
+        let vars = [
+            ("ALLOWED_ORIGINS", origins.as_str()),
+            ("LIMIT_MESSAGES_PER_MINUTE", "100000"),
+            ("LIMIT_CHARS_PER_MINUTE", "100000000"),
+            ("LIMIT_CHARS_PER_DAY", "100000000"),
+            ("LIMIT_FRAMES_PER_SECOND", "1000"),
+        ];
         let relay = Relay::start(
             root,
             "relay",
-            &Self::relay_vars(&upstream_url, &[("ALLOWED_ORIGINS", &origins)]),
+            &Self::relay_vars(&upstream_url, &vars),
             &[
                 ("GROQ_API_KEY".to_owned(), api_key),
                 ("SESSION_SECRET".to_owned(), TEST_SECRET.to_owned()),

@@ -1,0 +1,290 @@
+//! Per-session spending limits: messages and characters per minute, characters per day.
+//!
+//! The budget belongs to the session, not to a connection: the Durable Object stores it, so
+//! reconnecting or hibernating resets nothing. Windows slide: the minute window keeps every
+//! accepted message's time exactly; the day window keeps characters in one-minute buckets.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::Millis;
+
+const MINUTE_MS: Millis = 60_000;
+const DAY_MINUTES: u64 = 24 * 60;
+
+/// The limits, configurable per deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLimits {
+    /// Accepted `speak`s in any 60 s.
+    pub messages_per_minute: u32,
+    /// Characters of accepted `speak`s in any 60 s.
+    pub chars_per_minute: u64,
+    /// Characters of accepted `speak`s in any 24 h (to the minute).
+    pub chars_per_day: u64,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_minute: 30,
+            chars_per_minute: 6_000,
+            chars_per_day: 100_000,
+        }
+    }
+}
+
+/// What a session has spent recently. Serialisable for the Durable Object's storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpeechBudget {
+    /// (accepted at, characters) for the last minute, oldest first.
+    minute: VecDeque<(Millis, u64)>,
+    /// (minute index since the epoch, characters) for the last day, oldest first.
+    day: VecDeque<(u64, u64)>,
+}
+
+fn seconds_until(at: Millis, now: Millis) -> u32 {
+    (at.saturating_sub(now)).div_ceil(1000).max(1) as u32
+}
+
+impl SpeechBudget {
+    fn prune(&mut self, now: Millis) {
+        while self
+            .minute
+            .front()
+            .is_some_and(|&(at, _)| at + MINUTE_MS <= now)
+        {
+            self.minute.pop_front();
+        }
+        let this_minute = now / MINUTE_MS;
+        while self
+            .day
+            .front()
+            .is_some_and(|&(m, _)| m + DAY_MINUTES <= this_minute)
+        {
+            self.day.pop_front();
+        }
+    }
+
+    /// When enough of `window` (oldest first, as (expires at, amount)) has expired for
+    /// `used - expired + wanted <= limit`.
+    fn free_at(
+        window: impl Iterator<Item = (Millis, u64)>,
+        used: u64,
+        wanted: u64,
+        limit: u64,
+    ) -> Millis {
+        let mut freed = 0;
+        for (expires, amount) in window {
+            freed += amount;
+            if used - freed + wanted <= limit {
+                return expires;
+            }
+        }
+        Millis::MAX
+    }
+
+    /// Spends `chars` for a new message at `now`, or says in how many seconds it could be.
+    pub fn admit(&mut self, limits: &BudgetLimits, chars: u64, now: Millis) -> Result<(), u32> {
+        self.prune(now);
+        let minute_chars: u64 = self.minute.iter().map(|&(_, c)| c).sum();
+        let day_chars: u64 = self.day.iter().map(|&(_, c)| c).sum();
+        let minute_window = || self.minute.iter().map(|&(at, c)| (at + MINUTE_MS, c));
+        let mut wait_until = now;
+        if self.minute.len() as u64 >= u64::from(limits.messages_per_minute) {
+            let count_window = self.minute.iter().map(|&(at, _)| (at + MINUTE_MS, 1));
+            let used = self.minute.len() as u64;
+            wait_until = wait_until.max(Self::free_at(
+                count_window,
+                used,
+                1,
+                u64::from(limits.messages_per_minute),
+            ));
+        }
+        if minute_chars + chars > limits.chars_per_minute {
+            wait_until = wait_until.max(Self::free_at(
+                minute_window(),
+                minute_chars,
+                chars,
+                limits.chars_per_minute,
+            ));
+        }
+        if day_chars + chars > limits.chars_per_day {
+            let day_window = self
+                .day
+                .iter()
+                .map(|&(m, c)| ((m + DAY_MINUTES) * MINUTE_MS, c));
+            wait_until = wait_until.max(Self::free_at(
+                day_window,
+                day_chars,
+                chars,
+                limits.chars_per_day,
+            ));
+        }
+        if wait_until > now {
+            // A message larger than a whole window can never pass; a day is the honest answer.
+            return Err(if wait_until == Millis::MAX {
+                86_400
+            } else {
+                seconds_until(wait_until, now)
+            });
+        }
+        self.minute.push_back((now, chars));
+        let this_minute = now / MINUTE_MS;
+        match self.day.back_mut() {
+            Some((m, c)) if *m == this_minute => *c += chars,
+            _ => self.day.push_back((this_minute, chars)),
+        }
+        Ok(())
+    }
+}
+
+/// Frames a client may send per second, and what happens beyond.
+#[derive(Debug, Clone, Default)]
+pub struct FrameRate {
+    /// Arrival times of the frames of the last second, oldest first.
+    recent: VecDeque<Millis>,
+    /// When the client was last told it is over the limit.
+    warned_at: Option<Millis>,
+}
+
+/// What to do with a client frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Within the limit: handle it.
+    Accept,
+    /// Over the limit: drop it, telling the client once a second.
+    Refuse {
+        /// Whether to send the `rate_limited` error for this one.
+        warn: bool,
+    },
+    /// More than twice the limit within a second: close the connection (1008).
+    Flood,
+}
+
+impl FrameRate {
+    /// Counts a frame arriving at `now` against `per_second`.
+    pub fn check(&mut self, per_second: u32, now: Millis) -> FrameVerdict {
+        while self.recent.front().is_some_and(|&at| at + 1000 <= now) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let count = self.recent.len() as u64;
+        let limit = u64::from(per_second);
+        if count <= limit {
+            FrameVerdict::Accept
+        } else if count <= 2 * limit {
+            let warn = self.warned_at.is_none_or(|at| at + 1000 <= now);
+            if warn {
+                self.warned_at = Some(now);
+            }
+            FrameVerdict::Refuse { warn }
+        } else {
+            FrameVerdict::Flood
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BudgetLimits = BudgetLimits {
+        messages_per_minute: 3,
+        chars_per_minute: 100,
+        chars_per_day: 250,
+    };
+    const T0: Millis = 1_800_000_000_000;
+
+    #[test]
+    fn messages_per_minute_exactly() {
+        let mut b = SpeechBudget::default();
+        for i in 0..3 {
+            assert_eq!(b.admit(&LIMITS, 1, T0 + i * 1000), Ok(()));
+        }
+        assert_eq!(
+            b.admit(&LIMITS, 1, T0 + 10_000),
+            Err(50),
+            "until the first one is a minute old"
+        );
+        assert_eq!(b.admit(&LIMITS, 1, T0 + 59_999), Err(1));
+        assert_eq!(
+            b.admit(&LIMITS, 1, T0 + 60_000),
+            Ok(()),
+            "the window has passed"
+        );
+    }
+
+    #[test]
+    fn chars_per_minute_exactly() {
+        let mut b = SpeechBudget::default();
+        assert_eq!(b.admit(&LIMITS, 60, T0), Ok(()));
+        assert_eq!(
+            b.admit(&LIMITS, 40, T0 + 5_000),
+            Ok(()),
+            "exactly at the limit passes"
+        );
+        assert_eq!(
+            b.admit(&LIMITS, 1, T0 + 6_000),
+            Err(54),
+            "one over waits for the first to expire"
+        );
+        assert_eq!(b.admit(&LIMITS, 60, T0 + 60_000), Ok(()));
+        assert_eq!(
+            b.admit(&LIMITS, 101, T0 + 200_000),
+            Err(86_400),
+            "larger than any window"
+        );
+    }
+
+    #[test]
+    fn chars_per_day_exactly() {
+        let mut b = SpeechBudget::default();
+        for minute in 0..2 {
+            assert_eq!(b.admit(&LIMITS, 100, T0 + minute * MINUTE_MS), Ok(()));
+        }
+        assert_eq!(
+            b.admit(&LIMITS, 50, T0 + 3 * MINUTE_MS),
+            Ok(()),
+            "250 in a day"
+        );
+        let refused = b.admit(&LIMITS, 1, T0 + 4 * MINUTE_MS).unwrap_err();
+        assert!((86_100..=86_400).contains(&refused), "{refused}");
+        let next_day = T0 + DAY_MINUTES * MINUTE_MS + MINUTE_MS;
+        assert_eq!(b.admit(&LIMITS, 100, next_day), Ok(()));
+    }
+
+    #[test]
+    fn survives_serialisation() {
+        let mut b = SpeechBudget::default();
+        b.admit(&LIMITS, 100, T0).unwrap();
+        let mut back: SpeechBudget =
+            serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back.admit(&LIMITS, 1, T0 + 1000), Err(59));
+    }
+
+    #[test]
+    fn frame_rate_refuses_then_closes() {
+        let mut r = FrameRate::default();
+        for i in 0..5 {
+            assert_eq!(r.check(5, T0 + i), FrameVerdict::Accept);
+        }
+        assert_eq!(r.check(5, T0 + 10), FrameVerdict::Refuse { warn: true });
+        assert_eq!(r.check(5, T0 + 11), FrameVerdict::Refuse { warn: false });
+        for i in 0..3 {
+            assert_eq!(
+                r.check(5, T0 + 12 + i),
+                FrameVerdict::Refuse { warn: false }
+            );
+        }
+        assert_eq!(r.check(5, T0 + 20), FrameVerdict::Flood);
+        let mut r = FrameRate::default();
+        for i in 0..50 {
+            assert_eq!(
+                r.check(5, T0 + i * 200),
+                FrameVerdict::Accept,
+                "a steady 5/s is fine"
+            );
+        }
+    }
+}
