@@ -58,6 +58,8 @@ pub struct Config {
     pub budget: BudgetLimits,
     /// Client frames allowed per second; more than twice that closes the socket (1008).
     pub frames_per_second: u32,
+    /// Longest upstream `retry-after` the relay waits out (once, before any audio) on 429/503.
+    pub max_retry_wait_s: u32,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             max_frame_pcm_bytes: 16 * 1024,
             budget: BudgetLimits::default(),
             frames_per_second: 20,
+            max_retry_wait_s: 5,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct FetchRequest {
     pub fetch: FetchId,
     /// The stream the request belongs to.
     pub stream: u32,
+    /// The segment of the message's text it speaks (0-based); a retry repeats it.
+    pub segment: u32,
     /// Groq's JSON body: model, input, voice, response_format.
     pub body: String,
 }
@@ -165,6 +170,12 @@ pub struct ActiveRecord {
 #[derive(Debug)]
 struct Fetch {
     id: FetchId,
+    /// Groq's JSON request body, kept for the one allowed retry.
+    body: String,
+    /// Set while a retry waits for this time before being requested.
+    retry_at: Option<Millis>,
+    /// Index of the segment within the message.
+    segment: u32,
     wav: WavReader,
     /// PCM received but not yet sent.
     pcm: Vec<u8>,
@@ -192,11 +203,15 @@ struct Active {
     voice: &'static str,
     /// Segments not yet requested.
     queued: VecDeque<String>,
+    /// Segments requested so far.
+    requested: u32,
     /// Requests in segment order; the front one is being relayed.
     fetches: VecDeque<Fetch>,
     sample_rate: Option<u32>,
     samples_sent: u64,
     samples_persisted: u64,
+    /// Whether the message's one upstream retry was used.
+    retried: bool,
 }
 
 /// The state machine for one client socket. See the module docs for its rules.
@@ -438,10 +453,12 @@ impl Session {
             model,
             voice,
             queued: segments.into(),
+            requested: 0,
             fetches: VecDeque::new(),
             sample_rate: None,
             samples_sent: 0,
             samples_persisted: 0,
+            retried: false,
         });
         self.persist();
         self.request_more(now);
@@ -470,8 +487,20 @@ impl Session {
             };
             let fetch = self.next_fetch;
             self.next_fetch += 1;
+            let body = upstream::request_body(active.model, active.voice, &text);
+            let segment = active.requested;
+            active.requested += 1;
+            self.effects.push(Effect::Fetch(FetchRequest {
+                fetch,
+                stream: active.stream,
+                segment,
+                body: body.clone(),
+            }));
             active.fetches.push_back(Fetch {
                 id: fetch,
+                body,
+                retry_at: None,
+                segment,
                 wav: WavReader::new(),
                 pcm: Vec::new(),
                 responded: false,
@@ -480,12 +509,6 @@ impl Session {
                 released: false,
                 deadline: now + self.config.first_byte_timeout_ms,
             });
-            let body = upstream::request_body(active.model, active.voice, &text);
-            self.effects.push(Effect::Fetch(FetchRequest {
-                fetch,
-                stream: active.stream,
-                body,
-            }));
         }
         if active.fetches.is_empty() {
             self.finish(EndReason::Done, None);
@@ -502,9 +525,13 @@ impl Session {
 
     fn on_head(&mut self, fetch: FetchId, status: UpstreamStatus, now: Millis) {
         let stall = self.config.stall_timeout_ms;
-        let Some(f) = self.fetch_mut(fetch) else {
+        if self.fetch_mut(fetch).is_none() {
             return;
-        };
+        }
+        if self.retry_later(fetch, &status, now) {
+            return;
+        }
+        let f = self.fetch_mut(fetch).expect("checked above");
         match upstream::classify(&status) {
             Ok(()) => {
                 f.responded = true;
@@ -523,6 +550,41 @@ impl Session {
             }
         }
         self.relay(now);
+    }
+
+    /// Schedules the one retry a message may have: for 429 or 503, before any of its audio was
+    /// sent, when `retry-after` (default 1 s) is short enough. The request is replaced by one
+    /// with a new id that the tick at the retry time starts.
+    fn retry_later(&mut self, fetch: FetchId, status: &UpstreamStatus, now: Millis) -> bool {
+        let wait_s = status.retry_after_s.unwrap_or(1);
+        let Some(active) = self.active.as_mut() else {
+            return false;
+        };
+        let allowed = matches!(status.status, 429 | 503)
+            && !active.retried
+            && active.samples_sent == 0
+            && wait_s <= self.config.max_retry_wait_s;
+        if !allowed {
+            return false;
+        }
+        active.retried = true;
+        let retry = self.next_fetch;
+        self.next_fetch += 1;
+        let f = active
+            .fetches
+            .iter_mut()
+            .find(|f| f.id == fetch)
+            .expect("a live fetch");
+        f.id = retry;
+        f.retry_at = Some(now + u64::from(wait_s) * 1000);
+        f.deadline = now + u64::from(wait_s) * 1000;
+        // The error response is over, and the retry is not started yet: nothing to abort.
+        f.released = true;
+        self.log(format!(
+            "upstream status={} retry_in_s={wait_s}",
+            status.status
+        ));
+        true
     }
 
     fn on_body(&mut self, fetch: FetchId, bytes: &[u8], now: Millis) {
@@ -568,10 +630,25 @@ impl Session {
         let Some(active) = self.active.as_mut() else {
             return;
         };
+        for f in active
+            .fetches
+            .iter_mut()
+            .filter(|f| f.retry_at.is_some_and(|at| at <= now))
+        {
+            f.retry_at = None;
+            f.released = false;
+            f.deadline = now + self.config.first_byte_timeout_ms;
+            self.effects.push(Effect::Fetch(FetchRequest {
+                fetch: f.id,
+                stream: active.stream,
+                segment: f.segment,
+                body: f.body.clone(),
+            }));
+        }
         let expired: Vec<FetchId> = active
             .fetches
             .iter_mut()
-            .filter(|f| !f.settled() && f.deadline <= now)
+            .filter(|f| !f.settled() && f.retry_at.is_none() && f.deadline <= now)
             .map(|f| {
                 f.failed = Some(EndError::new(ErrorCode::UpstreamTimeout, None));
                 f.id
@@ -647,11 +724,15 @@ impl Session {
             }
             let active = self.active.as_mut().expect("still active");
             active.fetches.pop_front();
+            // A next segment that already failed ends the message: request nothing more for it.
+            let next_failed = active.fetches.front().is_some_and(|f| f.failed.is_some());
             if active.samples_persisted != active.samples_sent {
                 active.samples_persisted = active.samples_sent;
                 self.persist();
             }
-            self.request_more(now);
+            if !next_failed {
+                self.request_more(now);
+            }
         }
     }
 

@@ -59,6 +59,10 @@ impl Settings {
             upstream_configured: api_key.is_some(),
             first_byte_timeout_ms: number(env, "UPSTREAM_FIRST_BYTE_TIMEOUT_MS")
                 .unwrap_or(defaults.first_byte_timeout_ms),
+            max_retry_wait_s: limit(
+                "UPSTREAM_MAX_RETRY_WAIT_S",
+                defaults.max_retry_wait_s.into(),
+            ) as u32,
             stall_timeout_ms: number(env, "UPSTREAM_STALL_TIMEOUT_MS")
                 .unwrap_or(defaults.stall_timeout_ms),
             ..defaults

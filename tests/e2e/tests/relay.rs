@@ -258,9 +258,14 @@ async fn upstream_faults(fx: &Fixture) -> TestResult {
         ("status=400", Some("upstream_rejected"), None),
         ("status=500", Some("upstream_unavailable"), None),
         (
-            "status=503;retry_after=3",
+            "status=503;retry_after=9",
             Some("upstream_unavailable"),
-            Some(3),
+            Some(9),
+        ),
+        (
+            "status=500;retry_after=1",
+            Some("upstream_unavailable"),
+            Some(1),
         ),
         ("reset_after=3000", Some("upstream_interrupted"), None),
         ("stall_after=2000", Some("upstream_timeout"), None),
@@ -322,6 +327,68 @@ async fn upstream_faults(fx: &Fixture) -> TestResult {
             .map_err(|e| format!("{fault}: {e}"))?;
     }
     Ok(())
+}
+
+/// 429 and 503: one retry, only before any audio, honouring retry-after; never a loop.
+async fn upstream_retry(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "retry").await?;
+    let cases: &[(&str, Option<&str>, u64)] = &[
+        ("status=429;retry_after=1;once", None, 2),
+        ("status=503;once", None, 2),
+        ("status=429;retry_after=2", Some("rate_limited"), 2),
+        ("status=503;retry_after=1", Some("upstream_unavailable"), 2),
+    ];
+    for (i, (fault, code, requests)) in cases.iter().enumerate() {
+        let text = format!("Retry case {i} [[fault:{fault}]] here.");
+        let before = fx.upstream.snapshot().requests;
+        let started = Instant::now();
+        let got = c.say(&format!("r{i}"), &text, None).await?;
+        let waited = started.elapsed();
+        match code {
+            None => {
+                ensure!(
+                    got.reason() == Some(EndReason::Done),
+                    "{fault}: {:?}",
+                    got.end
+                );
+                check_bit_exact(&got.pcm, &text)?;
+            }
+            Some(code) => ensure!(
+                got.error_code().as_deref() == Some(*code),
+                "{fault}: {:?}",
+                got.end
+            ),
+        }
+        ensure!(
+            waited >= Duration::from_millis(900),
+            "{fault}: retry-after not honoured ({waited:?})"
+        );
+        let made = fx.upstream.snapshot().requests - before;
+        ensure!(
+            made == *requests,
+            "{fault}: {made} upstream requests, expected {requests}"
+        );
+    }
+    // Audio already sent: the second segment's 429 is not retried (that would stall playback).
+    let text = format!(
+        "{} [[fault:delay_ms=400;status=429;retry_after=1;once]] {}",
+        english(90),
+        english(60)
+    );
+    let before = fx.upstream.snapshot().requests;
+    let got = c.say("after-audio", &text, None).await?;
+    ensure!(!got.pcm.is_empty(), "the first segment's audio was relayed");
+    ensure!(
+        got.error_code().as_deref() == Some("rate_limited"),
+        "after audio: {:?}",
+        got.end
+    );
+    let made = fx.upstream.snapshot().requests - before;
+    ensure!(
+        made == 2,
+        "after audio: {made} upstream requests, expected 2 (no retry)"
+    );
+    fx.upstream_quiet(Duration::from_secs(2)).await
 }
 
 async fn bad_input(fx: &Fixture) -> TestResult {
@@ -885,6 +952,7 @@ fn main() {
         long_texts,
         all_ten_voices,
         upstream_faults,
+        upstream_retry,
         bad_input,
         refused_upgrades,
         ticket_refusals,

@@ -13,6 +13,8 @@ pub struct Fault {
     pub code: Option<String>,
     /// `retry-after` header, in seconds.
     pub retry_after: Option<u32>,
+    /// Apply `status` only to the first request with this input; later ones succeed.
+    pub once: bool,
     /// Wait this long before the response head.
     pub delay_ms: u64,
     /// Write the body in pieces of this many bytes (odd sizes split samples).
@@ -48,6 +50,7 @@ impl Fault {
                 "status" => f.status = Some(num(value)? as u16),
                 "code" => f.code = Some(value.to_owned()),
                 "retry_after" => f.retry_after = Some(num(value)? as u32),
+                "once" => f.once = true,
                 "delay_ms" => f.delay_ms = num(value)?,
                 "chunk" => f.chunk = Some(num(value)?.max(1) as usize),
                 "gap_ms" => f.gap_ms = num(value)?,

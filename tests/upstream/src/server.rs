@@ -64,6 +64,8 @@ pub struct Stats {
     completed_bodies: AtomicU64,
     open_connections: AtomicI64,
     inputs: Mutex<Vec<String>>,
+    /// Inputs already failed by a `once` fault.
+    failed_once: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A copy of the counters at one moment.
@@ -335,7 +337,15 @@ async fn speech(
         // Hold the connection open without answering, until the client gives up (bounded).
         return peer.wait(300_000).await;
     }
-    if let Some(status) = fault.status {
+    let status = fault.status.filter(|_| {
+        !fault.once
+            || stats
+                .failed_once
+                .lock()
+                .expect("stats lock")
+                .insert(input.clone())
+    });
+    if let Some(status) = status {
         stats.error_responses.fetch_add(1, Ordering::SeqCst);
         let (kind, default_code, message) = match status {
             429 => ("requests", "rate_limit_exceeded", format!("Rate limit reached for model `{model}` in organization `org_01localsecret` service tier `on_demand` on requests per minute (RPM): Limit 10, Used 10, Requested 1. Please try again in {}s.", fault.retry_after.unwrap_or(6))),
