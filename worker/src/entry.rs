@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use orpheus_protocol::ticket::{self, TicketClaims, TICKET_PROTOCOL_PREFIX};
 use orpheus_protocol::{is_valid_session_id, SUBPROTOCOL};
-use worker::{
-    console_log, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result,
-};
+use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
+use crate::log::{self, LogLine};
 use crate::settings::Settings;
 
 /// The Durable Object namespace binding (wrangler.toml).
@@ -41,7 +40,10 @@ fn now_s() -> u64 {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let settings = Settings::from_env(&env);
     if !ANNOUNCED.swap(true, Ordering::Relaxed) {
-        console_log!("orpheus-relay: {}", settings.policy.describe());
+        log::emit(
+            None,
+            &LogLine::new("orpheus-relay").word("admission", settings.policy.describe()),
+        );
     }
     if req.method() != Method::Get {
         return Response::error("method not allowed", 405);
@@ -85,11 +87,10 @@ async fn session_socket(
     {
         Ok(claims) => claims,
         Err(refusal) => {
-            console_log!(
-                "refused status={} reason={}",
-                refusal.status(),
-                refusal.reason()
-            );
+            let line = LogLine::new("refused")
+                .num("status", refusal.status())
+                .word("reason", refusal.reason());
+            log::emit(None, &line);
             return Response::error(refusal.reason(), refusal.status());
         }
     };

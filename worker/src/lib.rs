@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod log;
 pub mod segment;
 pub mod session;
 pub mod upstream;

@@ -12,13 +12,13 @@ use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::ticket::CLOCK_SKEW_S;
 use orpheus_protocol::SUBPROTOCOL;
 use worker::{
-    console_log, durable_object, AbortController, DurableObject, Env, Headers, Request, Response,
-    Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
-    WebSocketRequestResponsePair,
+    durable_object, AbortController, DurableObject, Env, Headers, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use crate::budget::SpeechBudget;
 use crate::entry::{session_id_from_path, TICKET_HEADER};
+use crate::log::{self, LogLine};
 use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
 use crate::settings::Settings;
 use crate::upstream_fetch::{self, UpstreamEvent};
@@ -37,30 +37,10 @@ fn now() -> Millis {
     worker::js_sys::Date::now() as Millis
 }
 
-/// A short, non-reversible tag for a session id, for logs.
-fn log_tag(session: &str) -> String {
-    let hash = session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{:08x}", hash >> 32)
-}
-
 /// The socket the core currently speaks to, and the core itself.
 struct Connection {
     socket: WebSocket,
     session: Session,
-    log_tag: String,
-}
-
-impl Connection {
-    fn new(socket: WebSocket, session: Session) -> Self {
-        let log_tag = log_tag(session.session_id());
-        Self {
-            socket,
-            session,
-            log_tag,
-        }
-    }
 }
 
 /// The per-session Durable Object.
@@ -103,14 +83,19 @@ impl DurableObject for RelaySession {
         let Some(session_id) = session_id_from_path(&req.path()) else {
             return Response::error("invalid session id", 400);
         };
-        let tag = log_tag(&session_id);
+        let upgrade = LogLine::new("upgrade");
         if let Some(ticket) = req.headers().get(TICKET_HEADER)? {
             if !self.claim_ticket(&ticket).await? {
-                console_log!("session={tag} upgrade refused reason=replayed ticket");
+                log::emit(
+                    Some(&session_id),
+                    &upgrade
+                        .word("result", "refused")
+                        .word("reason", "ticket_already_used"),
+                );
                 return Response::error("ticket already used", 401);
             }
         }
-        console_log!("session={tag} upgrade accepted");
+        log::emit(Some(&session_id), &upgrade.word("result", "accepted"));
         // A new connection takes over only after the old one released everything it owned.
         let mut next_stream = 1;
         for old in self.state.get_websockets() {
@@ -132,8 +117,10 @@ impl DurableObject for RelaySession {
             next_stream,
             budget,
         );
-        self.connection
-            .replace(Some(Connection::new(pair.server.clone(), session)));
+        self.connection.replace(Some(Connection {
+            socket: pair.server.clone(),
+            session,
+        }));
         self.with_session(&pair.server, |_| ());
         let headers = Headers::new();
         headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
@@ -217,15 +204,18 @@ impl RelaySession {
             }
             let budget = self.budget.borrow().clone();
             let session = Session::restore(self.settings.session.clone(), attachment, budget);
-            *slot = Some(Connection::new(ws.clone(), session));
+            *slot = Some(Connection {
+                socket: ws.clone(),
+                session,
+            });
         }
         let connection = slot.as_mut().expect("set above");
         let out = f(&mut connection.session);
         let effects = connection.session.take_effects();
-        let tag = connection.log_tag.clone();
+        let session_id = connection.session.session_id().to_owned();
         // Never hold the borrow while effects run: aborting may re-enter this object.
         drop(slot);
-        Some((out, self.execute(ws, &tag, effects)))
+        Some((out, self.execute(ws, &session_id, effects)))
     }
 
     /// Feeds an input and returns the upstream requests it started.
@@ -236,7 +226,7 @@ impl RelaySession {
     }
 
     /// Executes effects in order; returns the upstream requests to start.
-    fn execute(&self, ws: &WebSocket, log_tag: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
+    fn execute(&self, ws: &WebSocket, session_id: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
         let mut started = Vec::new();
         for effect in effects {
             match effect {
@@ -265,7 +255,7 @@ impl RelaySession {
                 Effect::Close { code, reason } => {
                     let _ = ws.close(Some(code), Some(reason));
                 }
-                Effect::Log(line) => console_log!("session={log_tag} {line}"),
+                Effect::Log(line) => log::emit(Some(session_id), &line),
             }
         }
         started

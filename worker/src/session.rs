@@ -21,6 +21,7 @@ use orpheus_protocol::{
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{BudgetLimits, FrameRate, FrameVerdict, SpeechBudget};
+use crate::log::LogLine;
 use crate::segment;
 use crate::upstream::{self, UpstreamStatus};
 use crate::wav::WavReader;
@@ -138,8 +139,8 @@ pub enum Effect {
         /// Close reason.
         reason: &'static str,
     },
-    /// A log line; carries ids, counts and codes only, never text, keys or tickets.
-    Log(String),
+    /// A log line: typed fields only (ids, counts, codes, timings), never text, keys or tickets.
+    Log(LogLine),
 }
 
 /// What must survive hibernation, stored on the socket (well under 2 KiB).
@@ -212,6 +213,10 @@ struct Active {
     samples_persisted: u64,
     /// Whether the message's one upstream retry was used.
     retried: bool,
+    /// When the `speak` was accepted.
+    started_at: Millis,
+    /// When its first audio was sent.
+    first_audio_at: Option<Millis>,
 }
 
 /// The state machine for one client socket. See the module docs for its rules.
@@ -225,6 +230,8 @@ pub struct Session {
     open: bool,
     budget: SpeechBudget,
     frame_rate: FrameRate,
+    /// The time of the input being handled.
+    now: Millis,
     effects: Vec<Effect>,
 }
 
@@ -245,6 +252,13 @@ impl Session {
         let mut s = Self::new(config, &attachment.session, attachment.next_stream, budget);
         s.open = !attachment.closed;
         if let Some(record) = attachment.active {
+            s.log(
+                LogLine::new("end")
+                    .id("id", &record.id)
+                    .num("stream", record.stream)
+                    .word("reason", EndReason::Interrupted.as_str())
+                    .num("samples", record.samples),
+            );
             s.send(&ServerMessage::End {
                 id: record.id,
                 stream: Some(record.stream),
@@ -252,10 +266,6 @@ impl Session {
                 samples: record.samples,
                 error: None,
             });
-            s.log(format!(
-                "end stream={} reason=interrupted samples={}",
-                record.stream, record.samples
-            ));
             s.persist();
         }
         s
@@ -271,6 +281,7 @@ impl Session {
             open: true,
             budget,
             frame_rate: FrameRate::default(),
+            now: 0,
             effects: Vec::new(),
         }
     }
@@ -318,6 +329,7 @@ impl Session {
 
     /// Feeds one input at time `now`. Effects accumulate until [`Session::take_effects`].
     pub fn handle(&mut self, input: Input<'_>, now: Millis) {
+        self.now = now;
         if matches!(input, Input::Text(_) | Input::Binary(_)) {
             if !self.open {
                 return;
@@ -326,7 +338,7 @@ impl Session {
                 FrameVerdict::Accept => {}
                 FrameVerdict::Refuse { warn } => return self.refuse_frame(&input, warn),
                 FrameVerdict::Flood => {
-                    self.log("flood: closing 1008".to_owned());
+                    self.log(LogLine::new("flood").num("close", CLOSE_POLICY_VIOLATION));
                     self.finish(
                         EndReason::Error,
                         Some(EndError::new(ErrorCode::RateLimited, Some(1))),
@@ -443,10 +455,14 @@ impl Session {
             self.config.limits.segment_chars as usize,
             self.config.first_segment_chars,
         );
-        self.log(format!(
-            "speak stream={stream} chars={chars} segments={} voice={voice}",
-            segments.len()
-        ));
+        self.log(
+            LogLine::new("speak")
+                .id("id", &id)
+                .num("stream", stream)
+                .num("chars", chars as u64)
+                .num("segments", segments.len() as u64)
+                .word("voice", voice),
+        );
         self.active = Some(Active {
             id,
             stream,
@@ -459,6 +475,8 @@ impl Session {
             samples_sent: 0,
             samples_persisted: 0,
             retried: false,
+            started_at: now,
+            first_audio_at: None,
         });
         self.persist();
         self.request_more(now);
@@ -466,7 +484,11 @@ impl Session {
 
     /// Ends a `speak` that was never accepted.
     fn reject(&mut self, id: String, code: ErrorCode, retry_after_s: Option<u32>) {
-        self.log(format!("reject code={}", code.as_str()));
+        self.log(
+            LogLine::new("reject")
+                .id("id", &id)
+                .word("code", code.as_str()),
+        );
         self.send(&ServerMessage::End {
             id,
             stream: None,
@@ -538,11 +560,9 @@ impl Session {
                 f.deadline = now + stall;
             }
             Err(error) => {
-                let line = format!(
-                    "upstream status={} code={}",
-                    status.status,
-                    error.code.as_str()
-                );
+                let line = LogLine::new("upstream")
+                    .num("status", status.status)
+                    .word("code", error.code.as_str());
                 f.failed = Some(error);
                 // The runtime has already read the whole (short) error body.
                 f.released = true;
@@ -580,10 +600,11 @@ impl Session {
         f.deadline = now + u64::from(wait_s) * 1000;
         // The error response is over, and the retry is not started yet: nothing to abort.
         f.released = true;
-        self.log(format!(
-            "upstream status={} retry_in_s={wait_s}",
-            status.status
-        ));
+        self.log(
+            LogLine::new("upstream")
+                .num("status", status.status)
+                .num("retry_in_s", wait_s),
+        );
         true
     }
 
@@ -738,7 +759,9 @@ impl Session {
 
     fn send_audio(&mut self, pcm: &[u8], last_in_segment: bool) {
         let max = self.config.max_frame_pcm_bytes & !1;
+        let now = self.now;
         let active = self.active.as_mut().expect("audio needs an active message");
+        active.first_audio_at.get_or_insert(now);
         let pieces = pcm.chunks(max).count();
         let mut frames = Vec::with_capacity(pieces);
         for (i, piece) in pcm.chunks(max).enumerate() {
@@ -771,16 +794,19 @@ impl Session {
         for f in active.fetches.iter().filter(|f| !f.released) {
             self.effects.push(Effect::Abort(f.id));
         }
-        self.log(format!(
-            "end stream={} reason={} samples={}{}",
-            active.stream,
-            reason.as_str(),
-            active.samples_sent,
-            error
-                .as_ref()
-                .map(|e| format!(" code={}", e.code.as_str()))
-                .unwrap_or_default()
-        ));
+        let mut line = LogLine::new("end")
+            .id("id", &active.id)
+            .num("stream", active.stream)
+            .word("reason", reason.as_str())
+            .num("samples", active.samples_sent)
+            .num("ms", self.now.saturating_sub(active.started_at));
+        if let Some(at) = active.first_audio_at {
+            line = line.num("first_audio_ms", at.saturating_sub(active.started_at));
+        }
+        if let Some(e) = &error {
+            line = line.word("code", e.code.as_str());
+        }
+        self.log(line);
         self.send(&ServerMessage::End {
             id: active.id,
             stream: Some(active.stream),
@@ -805,7 +831,7 @@ impl Session {
         }
     }
 
-    fn log(&mut self, line: String) {
+    fn log(&mut self, line: LogLine) {
         self.effects.push(Effect::Log(line));
     }
 

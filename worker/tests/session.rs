@@ -167,7 +167,10 @@ impl Harness {
                     assert!(serde_json::to_string(&attachment).unwrap().len() < 2048);
                 }
                 Effect::SaveBudget(_) => {}
-                Effect::Log(line) => assert!(!line.contains("secret text"), "logs carry no text"),
+                Effect::Log(line) => {
+                    let text = orpheus_worker::log::format(Some("s1"), &line);
+                    assert!(!text.contains("secret text"), "logs carry no text: {text}");
+                }
             }
         }
     }

@@ -95,7 +95,7 @@ impl Relay {
         let env_file = scratch.0.join("secrets.env");
         let lines: String = secrets.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(&env_file, lines).map_err(|e| e.to_string())?;
-        let log_dir = root.join("target/e2e");
+        let log_dir = Self::log_dir(root);
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path).map_err(|e| e.to_string())?;
@@ -147,6 +147,11 @@ impl Relay {
             "wrangler dev did not become ready; see {}",
             relay.log_path.display()
         ))
+    }
+
+    /// Where relays write their logs.
+    pub fn log_dir(root: &Path) -> PathBuf {
+        root.join("target/e2e")
     }
 
     /// Everything it has logged so far.
@@ -226,6 +231,8 @@ impl Fixture {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
+        // Logs of earlier runs would confuse the leak check.
+        let _ = std::fs::remove_dir_all(Relay::log_dir(root));
         let api_key = upstream.api_key.clone();
         let (upstream_addr, upstream) = runtime
             .block_on(groq_local::spawn(upstream))
@@ -290,6 +297,22 @@ impl Fixture {
         )
     }
 
+    /// Every relay log of this run: (file name, contents).
+    pub fn all_logs(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(Relay::log_dir(&self.root)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// The main relay's base URL.
     pub fn relay_url(&self) -> &str {
         &self.relay.url
@@ -317,6 +340,34 @@ impl Fixture {
     }
 }
 
+/// Everything secret or private that went through the relay during a run, and every frame that
+/// came back: the leak test checks none of the former appears in the latter or in any log.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Texts the clients asked to speak.
+    pub texts: Vec<String>,
+    /// Tickets minted or fetched.
+    pub tickets: Vec<String>,
+    /// Every JSON frame the relay sent.
+    pub frames: Vec<String>,
+}
+
+/// The run's ledger.
+pub static LEDGER: std::sync::Mutex<Ledger> = std::sync::Mutex::new(Ledger {
+    texts: Vec::new(),
+    tickets: Vec::new(),
+    frames: Vec::new(),
+});
+
+/// Records a ticket obtained outside [`ticket`] (for instance from `/_dev/ticket`).
+pub fn record_ticket(ticket: &str) {
+    LEDGER
+        .lock()
+        .expect("ledger")
+        .tickets
+        .push(ticket.to_owned());
+}
+
 /// Mints a ticket as an app backend would, valid for `ttl_s` (negative: already expired).
 pub fn ticket(secret: &str, sid: &str, origin: &str, ttl_s: i64) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -335,7 +386,9 @@ pub fn ticket(secret: &str, sid: &str, origin: &str, ttl_s: i64) -> String {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ),
     };
-    mint(secret.as_bytes(), &claims)
+    let ticket = mint(secret.as_bytes(), &claims);
+    record_ticket(&ticket);
+    ticket
 }
 
 /// The subprotocols a browser offers with a ticket.
@@ -526,6 +579,7 @@ impl Client {
 
     /// Sends `speak`.
     pub async fn speak(&mut self, id: &str, text: &str, voice: Option<&str>) -> TestResult {
+        LEDGER.lock().expect("ledger").texts.push(text.to_owned());
         let mut message = serde_json::json!({"type": "speak", "id": id, "text": text});
         if let Some(voice) = voice {
             message["voice"] = voice.into();
@@ -555,6 +609,7 @@ impl Client {
             };
             return Ok(match message {
                 Message::Text(text) => {
+                    LEDGER.lock().expect("ledger").frames.push(text.to_string());
                     let parsed = ServerMessage::parse(&text)
                         .map_err(|e| format!("bad server JSON {text}: {e}"))?;
                     match &parsed {

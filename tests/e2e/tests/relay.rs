@@ -569,8 +569,7 @@ async fn upgrade_status(
 
 /// How many times the session objects were reached (each logs one upgrade line).
 fn object_invocations(relay: &orpheus_e2e::Relay) -> usize {
-    relay.log().matches(" upgrade accepted").count()
-        + relay.log().matches(" upgrade refused").count()
+    relay.log().matches("upgrade session=").count()
 }
 
 async fn wait_for_log(relay: &orpheus_e2e::Relay, what: &str, within: Duration) -> TestResult {
@@ -672,7 +671,7 @@ async fn ticket_refusals(fx: &Fixture) -> TestResult {
     ensure!(got == 401, "replayed ticket: status {got}");
     wait_for_log(
         &fx.relay,
-        "upgrade refused reason=replayed ticket",
+        "result=refused reason=ticket_already_used",
         Duration::from_secs(5),
     )
     .await?;
@@ -704,6 +703,24 @@ async fn node_minted_ticket(fx: &Fixture) -> TestResult {
         String::from_utf8_lossy(&output.stderr)
     );
     let ticket = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    orpheus_e2e::record_ticket(&ticket);
+    // The README shows the same function: it must not drift from the file that runs here.
+    let source = std::fs::read_to_string(&script).map_err(|e| e.to_string())?;
+    let start = source
+        .find("export function mintTicket")
+        .ok_or("no mintTicket in the example")?;
+    let end = source[start..]
+        .find("\n}\n")
+        .ok_or("mintTicket not closed")?
+        + start
+        + 3;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .map_err(|e| e.to_string())?;
+    ensure!(
+        readme.contains(&source[start..end]),
+        "README.md's mintTicket differs from docs/examples/mint-ticket.mjs"
+    );
     let url = fx.session_url("node-minted");
     let mut c = Client::connect_with(&url, &protocols_with(&ticket), Some(TEST_ORIGIN)).await?;
     let got = c.say("n", "Minted by node.", None).await?;
@@ -742,6 +759,7 @@ async fn secure_defaults_and_dev_mode(fx: &Fixture) -> TestResult {
     ensure!(status == 200, "/_dev/ticket: {status} {body}");
     let json: serde_json::Value =
         serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {body}"))?;
+    orpheus_e2e::record_ticket(json["ticket"].as_str().unwrap_or_default());
     let protocols: Vec<&str> = json["protocols"]
         .as_array()
         .into_iter()
@@ -928,6 +946,80 @@ async fn limits(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+/// Run last: neither the API key, nor a secret, nor any ticket, nor any text (or segment of it)
+/// appears in any frame the relay sent or in any log of any relay of this run.
+async fn nothing_leaks(fx: &Fixture) -> TestResult {
+    use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+    let ledger = orpheus_e2e::LEDGER.lock().map_err(|e| e.to_string())?;
+    let logs = fx.all_logs();
+    // Positive controls: the run produced what is being searched.
+    ensure!(
+        ledger.texts.len() > 50 && ledger.tickets.len() > 10,
+        "ledger too small: {} texts, {} tickets",
+        ledger.texts.len(),
+        ledger.tickets.len()
+    );
+    ensure!(
+        ledger.frames.len() > 100,
+        "only {} frames captured",
+        ledger.frames.len()
+    );
+    let main_log = logs
+        .iter()
+        .find(|(name, _)| name == "relay.log")
+        .map(|(_, l)| l.as_str())
+        .unwrap_or_default();
+    ensure!(
+        main_log.contains("end session=") && main_log.contains("speak session="),
+        "the relay log lacks its own lines"
+    );
+    ensure!(
+        main_log.contains("chars=2000"),
+        "the relay log should carry lengths"
+    );
+
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("the API key", orpheus_e2e::TEST_KEY.to_owned()),
+        ("the session secret", TEST_SECRET.to_owned()),
+        ("the dev secret", "dev-secret".to_owned()),
+    ];
+    for ticket in &ledger.tickets {
+        secrets.push(("a ticket", ticket.clone()));
+        if let Some((_, signature)) = ticket.split_once('.') {
+            secrets.push(("a ticket signature", signature.to_owned()));
+        }
+    }
+    for text in ledger.texts.iter().filter(|t| t.chars().count() >= 12) {
+        secrets.push(("a text", text.clone()));
+        for segment in split(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS) {
+            if segment.chars().count() >= 12 {
+                secrets.push(("a segment of text", segment));
+            }
+        }
+    }
+    let frames = ledger.frames.join("\n");
+    let mut places: Vec<(String, &str)> = logs
+        .iter()
+        .map(|(name, log)| (format!("log {name}"), log.as_str()))
+        .collect();
+    places.push(("frames sent to clients".to_owned(), &frames));
+    for (place, haystack) in &places {
+        for (what, secret) in &secrets {
+            ensure!(
+                !haystack.contains(secret.as_str()),
+                "{what} appears in {place}"
+            );
+        }
+    }
+    println!(
+        "checked {} secrets against {} logs and {} frames",
+        secrets.len(),
+        logs.len(),
+        ledger.frames.len()
+    );
+    Ok(())
+}
+
 type TestFn = for<'a> fn(
     &'a Fixture,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = TestResult> + 'a>>;
@@ -960,6 +1052,7 @@ fn main() {
         limits,
         secure_defaults_and_dev_mode,
         many_sessions_at_once,
+        nothing_leaks,
     ];
     if args.list {
         let trials = tests
