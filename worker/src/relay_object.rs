@@ -70,6 +70,8 @@ impl DurableObject for RelaySession {
             }
             Ok(())
         });
+        // Shows in the log when the object is (re-)created, e.g. on waking from hibernation.
+        log::emit(None, &LogLine::new("object").word("event", "constructed"));
         Self {
             state,
             settings: Settings::from_env(&env),

@@ -106,6 +106,11 @@ async fn rapid_interrupt(fx: &Fixture) -> TestResult {
         fx.upstream_quiet(Duration::from_secs(1))
             .await
             .map_err(|e| format!("{id}: {e}"))?;
+        if trial % 40 == 0 {
+            no_new_requests(fx)
+                .await
+                .map_err(|e| format!("{id}: {e}"))?;
+        }
     }
     // Nothing of any stopped stream may trail in after its end.
     match c.next(Duration::from_millis(300)).await {
@@ -128,6 +133,7 @@ async fn supersede(fx: &Fixture) -> TestResult {
         other => return Err(format!("expected start, got {other:?}")),
     }
     let text = "A fresh message takes over.";
+    let before = fx.upstream.snapshot().requests;
     c.speak("new", text, None).await?;
     let old = c.until_end("old", LONG).await?;
     ensure!(
@@ -142,6 +148,11 @@ async fn supersede(fx: &Fixture) -> TestResult {
         new.end
     );
     check_bit_exact(&new.pcm, text)?;
+    let made = fx.upstream.snapshot().requests - before;
+    ensure!(
+        made == 1,
+        "{made} requests: the old message's remaining segments must never start"
+    );
     fx.upstream_quiet(Duration::from_secs(1)).await
 }
 
@@ -160,6 +171,8 @@ async fn replace(fx: &Fixture) -> TestResult {
         Frame::Closed(code) => ensure!(code == Some(CLOSE_REPLACED), "closed with {code:?}"),
         other => return Err(format!("expected the close after replaced, got {other:?}")),
     }
+    fx.upstream_quiet(Duration::from_secs(1)).await?;
+    no_new_requests(fx).await?;
     let text = "The new connection owns the session now.";
     let got = second.say("n", text, None).await?;
     ensure!(got.reason() == Some(EndReason::Done), "ended {:?}", got.end);
@@ -172,6 +185,19 @@ async fn replace(fx: &Fixture) -> TestResult {
     fx.upstream_quiet(Duration::from_secs(1)).await
 }
 
+/// After a message ended for good, no request for its remaining segments may start.
+async fn no_new_requests(fx: &Fixture) -> TestResult {
+    let before = fx.upstream.snapshot().requests;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = fx.upstream.snapshot().requests;
+    ensure!(
+        after == before,
+        "{} upstream requests started after the message ended",
+        after - before
+    );
+    Ok(())
+}
+
 async fn disconnect_releases_upstream(fx: &Fixture) -> TestResult {
     let mut c = Client::connect(fx, "disconnect").await?;
     c.speak("m", &slow_text(), None).await?;
@@ -182,6 +208,7 @@ async fn disconnect_releases_upstream(fx: &Fixture) -> TestResult {
     );
     c.close().await;
     fx.upstream_quiet(Duration::from_secs(2)).await?;
+    no_new_requests(fx).await?;
     // The session is usable again from a new connection.
     let mut c = Client::connect(fx, "disconnect").await?;
     let got = c.say("again", "Back again.", None).await?;
@@ -510,6 +537,47 @@ async fn refused_upgrades(fx: &Fixture) -> TestResult {
         "a refused upgrade reached the upstream"
     );
     Ok(())
+}
+
+/// A session idles past hibernation (workerd evicts an idle object after about 10-25 s). The
+/// exact ping is answered by the runtime without waking it; the next speak re-creates the object,
+/// which restores the socket's attachment (stream numbers carry on) and speaks normally.
+async fn hibernation_round_trip(fx: &Fixture) -> TestResult {
+    let mut c = Client::connect(fx, "hibernate").await?;
+    let first = c.say("before", "Before the nap.", None).await?;
+    ensure!(first.reason() == Some(EndReason::Done), "{:?}", first.end);
+    let constructed = || fx.relay.log().matches("object event=constructed").count();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let before = constructed();
+    c.send_text(r#"{"type":"ping"}"#).await?;
+    ensure!(
+        matches!(
+            c.next(Duration::from_secs(5)).await?,
+            Frame::Text(ServerMessage::Pong)
+        ),
+        "no pong while hibernated"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        constructed() == before,
+        "the ping woke the hibernated object"
+    );
+    let text = "After the nap, the same socket still works.";
+    let got = c.say("after", text, None).await?;
+    ensure!(got.reason() == Some(EndReason::Done), "{:?}", got.end);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        constructed() == before + 1,
+        "the object was not evicted and re-created ({} constructions)",
+        constructed() - before
+    );
+    ensure!(
+        got.stream() == first.stream().map(|s| s + 1),
+        "stream {:?} after {:?}",
+        got.stream(),
+        first.stream()
+    );
+    check_bit_exact(&got.pcm, text)
 }
 
 async fn many_sessions_at_once(fx: &Fixture) -> TestResult {
@@ -1052,6 +1120,7 @@ fn main() {
         limits,
         secure_defaults_and_dev_mode,
         many_sessions_at_once,
+        hibernation_round_trip,
         nothing_leaks,
     ];
     if args.list {
