@@ -7,3 +7,6 @@
 pub mod core;
 pub mod pcm;
 pub mod timeline;
+mod web;
+
+pub use web::Player;

@@ -50,7 +50,6 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     let path = req.path();
     match path.as_str() {
-        "/" => Response::from_html(crate::INFO_PAGE),
         "/healthz" => Response::ok("ok"),
         "/_dev/ticket" if settings.policy.dev_mode && settings.policy.secret.is_some() => {
             dev_ticket(&req, &settings)

@@ -19,6 +19,3 @@ mod settings;
 mod upstream_fetch;
 
 pub use entry::session_id_from_path;
-
-/// What `GET /` shows.
-const INFO_PAGE: &str = include_str!("info.html");
