@@ -302,7 +302,7 @@ impl PlayerCore {
 
     fn on_speak(&mut self, id: String, text: String, voice: Option<String>) {
         if let Some(old) = self.current.take() {
-            self.retire(old);
+            self.retire(old, EndReason::Superseded);
         }
         self.effects.push(Effect::Send(
             ClientMessage::Speak {
@@ -337,14 +337,19 @@ impl PlayerCore {
                 }
                 .to_json(),
             ));
-            self.retire(m);
+            self.retire(m, EndReason::Stopped);
             self.settle();
         }
     }
 
-    /// Silences a message that is no longer current; it completes when its `end` arrives.
-    fn retire(&mut self, mut m: Message) {
+    /// Silences a message that is no longer current; it completes when its `end` arrives. If the
+    /// relay already delivered all of it but it is still playing, the listener cut it short:
+    /// it completes with `reason` rather than `done`.
+    fn retire(&mut self, mut m: Message, reason: EndReason) {
         m.silenced = true;
+        if !m.live.is_empty() && matches!(m.end, Some((EndReason::Done, _))) {
+            m.end = Some((reason, None));
+        }
         if !m.live.is_empty() {
             self.effects.push(Effect::Silence {
                 sources: m.live.iter().copied().collect(),

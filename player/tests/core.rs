@@ -244,6 +244,27 @@ fn stop_is_authoritative() {
 }
 
 #[test]
+fn stopping_a_fully_delivered_message_mid_playback_is_stopped_not_done() {
+    let mut b = Browser::new();
+    b.speak("m");
+    b.start("m", 1);
+    b.audio(1, 0, 48_000); // two seconds, delivered at once
+    b.end("m", Some(1), EndReason::Done);
+    b.advance(0.5, false);
+    b.feed(Input::Stop);
+    b.advance(0.05, false);
+    assert_eq!(b.completion("m").reason, EndReason::Stopped);
+    // The same for a new message cutting in.
+    b.speak("a");
+    b.start("a", 2);
+    b.audio(2, 0, 48_000);
+    b.end("a", Some(2), EndReason::Done);
+    b.speak("b");
+    b.advance(0.05, false);
+    assert_eq!(b.completion("a").reason, EndReason::Superseded);
+}
+
+#[test]
 fn completes_when_onended_never_fires() {
     let mut b = Browser::new();
     b.speak("m");

@@ -239,14 +239,7 @@ impl Fixture {
             .map_err(|e| format!("upstream: {e}"))?;
         let upstream_url = format!("http://{upstream_addr}");
         let origins = format!("{TEST_ORIGIN},{OTHER_ORIGIN}");
-        // Generous limits: the load tests send hundreds of messages a minute on one session.
-        let vars = [
-            ("ALLOWED_ORIGINS", origins.as_str()),
-            ("LIMIT_MESSAGES_PER_MINUTE", "100000"),
-            ("LIMIT_CHARS_PER_MINUTE", "100000000"),
-            ("LIMIT_CHARS_PER_DAY", "100000000"),
-            ("LIMIT_FRAMES_PER_SECOND", "1000"),
-        ];
+        let vars = [("ALLOWED_ORIGINS", origins.as_str())];
         let relay = Relay::start(
             root,
             "relay",
@@ -266,17 +259,25 @@ impl Fixture {
     }
 
     /// `[vars]` pointing a relay at this fixture's upstream with short timeouts, plus `extra`.
+    /// Limits are generous (the load tests send hundreds of messages a minute on one session)
+    /// unless `extra` sets its own; a key in `extra` replaces the default.
     fn relay_vars(upstream_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let timeout = UPSTREAM_TIMEOUT_MS.to_string();
-        [
+        let defaults = [
             ("GROQ_BASE_URL", upstream_url),
             ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", timeout.as_str()),
             ("UPSTREAM_STALL_TIMEOUT_MS", timeout.as_str()),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+            ("LIMIT_MESSAGES_PER_MINUTE", "100000"),
+            ("LIMIT_CHARS_PER_MINUTE", "100000000"),
+            ("LIMIT_CHARS_PER_DAY", "100000000"),
+            ("LIMIT_FRAMES_PER_SECOND", "1000"),
+        ];
+        defaults
+            .iter()
+            .filter(|(key, _)| !extra.iter().any(|(k, _)| k == key))
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     /// Starts an extra relay on the same upstream with other security settings; it always has

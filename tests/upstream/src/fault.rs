@@ -21,6 +21,8 @@ pub struct Fault {
     pub chunk: Option<usize>,
     /// Pause between body pieces.
     pub gap_ms: u64,
+    /// A further random pause of 0 to this many ms between pieces (seeded by the input).
+    pub jitter_ms: u64,
     /// Write the WAV header in several small pieces with pauses, so it arrives split.
     pub split_header: bool,
     /// Put LIST and junk chunks before `data`, with stale RIFF and data sizes.
@@ -54,6 +56,7 @@ impl Fault {
                 "delay_ms" => f.delay_ms = num(value)?,
                 "chunk" => f.chunk = Some(num(value)?.max(1) as usize),
                 "gap_ms" => f.gap_ms = num(value)?,
+                "jitter_ms" => f.jitter_ms = num(value)?,
                 "split_header" => f.split_header = true,
                 "extra_chunks" => f.extra_chunks = true,
                 "reset_after" => f.reset_after = Some(num(value)? as usize),

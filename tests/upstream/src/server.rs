@@ -371,6 +371,10 @@ async fn speech(
         }
     }
     let piece = fault.chunk.unwrap_or(16 * 1024);
+    // Deterministic per input, so a failing run can be replayed.
+    let mut jitter = input.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     while at < body.len() {
         let mut end = (at + piece).min(body.len());
         if let Some(limit) = fault.reset_after.filter(|&n| n < end) {
@@ -388,8 +392,16 @@ async fn speech(
         }
         peer.write(&chunk(&body[at..end])).await?;
         at = end;
-        if fault.gap_ms > 0 && at < body.len() {
-            peer.wait(fault.gap_ms).await?;
+        if (fault.gap_ms > 0 || fault.jitter_ms > 0) && at < body.len() {
+            jitter = jitter
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let extra = if fault.jitter_ms > 0 {
+                (jitter >> 33) % (fault.jitter_ms + 1)
+            } else {
+                0
+            };
+            peer.wait(fault.gap_ms + extra).await?;
         }
     }
     peer.write(&chunk(&[])).await?;
