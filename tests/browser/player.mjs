@@ -3,39 +3,19 @@
 // the assertions (tests/e2e/tests/relay.rs, browser_player).
 //
 // usage: node tests/browser/player.mjs <relay base url> <output dir> <scenario texts as JSON>
-import { chromium } from "playwright-core";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { capture, open } from "./browser.mjs";
 
 const [base, outDir, textsJson] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
 
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--disable-dev-shm-usage"];
-const AUTOPLAY = "--autoplay-policy=no-user-gesture-required";
-
-async function open({ autoplay = true, init = null } = {}) {
-      const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: autoplay ? [...FLAGS, AUTOPLAY] : FLAGS,
-  });
-  const page = await browser.newPage({ viewport: { width: 1000, height: 640 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  if (init) await page.addInitScript(init);
-  await page.goto(base);
-  await page.waitForFunction(() => window.orpheus && window.orpheus.player.state === "idle",
-    null, { timeout: 20000 });
-  return { browser, page, errors };
-}
-
 // Counts every source start, so a test can see whether anything was scheduled after a stop.
 const countStarts = () => {
   window.__starts = 0;
-  const start = AudioScheduledSourceNode.prototype.start;
-  AudioScheduledSourceNode.prototype.start = function (...args) {
+    // AudioBufferSourceNode defines its own start(), shadowing its parent's.
+  const start = AudioBufferSourceNode.prototype.start;
+  AudioBufferSourceNode.prototype.start = function (...args) {
     window.__starts += 1;
     return start.apply(this, args);
   };
@@ -67,49 +47,11 @@ const noEnded = () => {
   });
 };
 
-// Plays `text` with an AudioWorklet tap between the player's output and the speakers and
-// returns everything that passed through it, as base64 of Float32 samples.
-async function capture(page, text) {
-  return page.evaluate(async (text) => {
-    const p = window.orpheus.player;
-    p.unlock();
-    const ctx = p.context;
-    const source = `registerProcessor("tap", class extends AudioWorkletProcessor {
-      process(inputs, outputs) {
-        const input = inputs[0][0];
-        if (input) { this.port.postMessage(input.slice(0)); outputs[0][0].set(input); }
-        return true;
-      }
-    });`;
-    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
-    const tap = new AudioWorkletNode(ctx, "tap");
-    const blocks = [];
-    tap.port.onmessage = (e) => blocks.push(e.data);
-    p.output.disconnect();
-    p.output.connect(tap);
-    tap.connect(ctx.destination);
-    const states = [];
-    p.onStateChange((state, underruns) => states.push([state, underruns]));
-    const result = await p.speak(text, "troy");
-    await new Promise((r) => setTimeout(r, 300));
-    const total = blocks.reduce((n, b) => n + b.length, 0);
-    const all = new Float32Array(total);
-    let at = 0;
-    for (const b of blocks) { all.set(b, at); at += b.length; }
-    const bytes = new Uint8Array(all.buffer);
-    let binary = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    }
-    return { result, states, rate: ctx.sampleRate, samples: btoa(binary) };
-  }, text);
-}
-
 const report = {};
 
 // Second message, screenshot, 100 messages, rapid interrupt, gapless capture, jitter.
 {
-  const { browser, page, errors } = await open({ init: countStarts });
+  const { browser, page, errors } = await open(base, { init: countStarts });
   report.second = await page.evaluate(async ([a, b]) => {
     const p = window.orpheus.player;
     const first = await p.speak(a, "troy");
@@ -149,7 +91,7 @@ const report = {};
       trials.push({ reason: result.reason, startedAfterStop: window.__starts - startsAtStop,
         stateAtStop, stateAfter: p.state, live: p.liveSources });
     }
-    return trials;
+        return { trials, starts: window.__starts };
   }, texts.long);
 
   report.capture = await capture(page, texts.capture);
@@ -161,7 +103,7 @@ const report = {};
 
 // The browser never reports `ended`: completion still comes, from the safety timer.
 {
-  const { browser, page } = await open({ init: noEnded });
+  const { browser, page } = await open(base, { init: noEnded });
   report.noEnded = await page.evaluate(async (text) => {
     const p = window.orpheus.player;
     const result = await p.speak(text, "troy");
@@ -173,7 +115,7 @@ const report = {};
 // No autoplay permission and no gesture: the player says it is blocked instead of "speaking";
 // a click (a real gesture) resumes it.
 {
-    const { browser, page } = await open({ autoplay: false, init: autoplayPolicy });
+    const { browser, page } = await open(base, { autoplay: false, init: autoplayPolicy });
   report.blocked = await page.evaluate(async (text) => {
     const p = window.orpheus.player;
     window.__states = [];

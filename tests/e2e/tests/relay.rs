@@ -1014,37 +1014,6 @@ async fn limits(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
-/// Aligns captured playback with the source signal and returns (offset, largest difference).
-fn compare_capture(captured: &[f32], text: &str) -> TestResult<(usize, f32)> {
-    let expected: Vec<f32> = orpheus_e2e::expected_pcm(text)
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect();
-    let probe = 64.min(expected.len());
-    let offset = (0..captured.len().saturating_sub(expected.len()) + 1)
-        .find(|&at| (0..probe).all(|k| (captured[at + k] - expected[k]).abs() <= 1e-6))
-        .ok_or("the source signal's start was not found in the capture")?;
-    let played = &captured[offset..offset + expected.len()];
-    let worst = played
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    Ok((offset, worst))
-}
-
-fn decode_capture(report: &serde_json::Value) -> TestResult<Vec<f32>> {
-    use base64::Engine;
-    let b64 = report["samples"].as_str().ok_or("no samples")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
 /// The player in real headless Chromium against the real relay, through the demo page.
 async fn browser_player(fx: &Fixture) -> TestResult {
     let relay = fx.extra_relay(
@@ -1126,7 +1095,12 @@ async fn browser_player(fx: &Fixture) -> TestResult {
     );
 
     // Rapid interrupt: nothing of a stopped message is scheduled after stop; idle every time.
-    let trials = report["rapid"].as_array().ok_or("no trials")?;
+    let trials = report["rapid"]["trials"].as_array().ok_or("no trials")?;
+    // Positive control: the start counter does see the player's sources.
+    ensure!(
+        report["rapid"]["starts"].as_u64().unwrap_or(0) > 0,
+        "no source start was counted"
+    );
     let stopped = trials.iter().filter(|t| t["reason"] == "stopped").count();
     for (i, t) in trials.iter().enumerate() {
         ensure!(
@@ -1172,8 +1146,9 @@ async fn browser_player(fx: &Fixture) -> TestResult {
             reported.iter().all(|&u| u == 0),
             "{key}: underruns reported in state events: {reported:?}"
         );
-        let captured = decode_capture(run)?;
-        let (offset, worst) = compare_capture(&captured, texts[key].as_str().unwrap())?;
+        let captured = orpheus_e2e::decode_capture(run)?;
+        let (offset, worst) =
+            orpheus_e2e::compare_capture(&captured, texts[key].as_str().unwrap())?;
         ensure!(
             worst <= 1e-6,
             "{key}: played audio differs from the source by up to {worst}"
@@ -1189,6 +1164,13 @@ async fn browser_player(fx: &Fixture) -> TestResult {
     ensure!(
         no_ended["result"]["reason"] == "done" && no_ended["live"] == 0,
         "without onended: {no_ended}"
+    );
+    // It really was the safety timer: completion came half a second after the audio's end.
+    let audio_s = no_ended["result"]["samples"].as_f64().unwrap_or(0.0) / 24_000.0;
+    let total_s = no_ended["result"]["totalSeconds"].as_f64().unwrap_or(0.0);
+    ensure!(
+        total_s >= audio_s + 0.5,
+        "completed after {total_s} s for {audio_s} s of audio: onended still fired?"
     );
 
     // Suspended context: blocked-by-autoplay, never "speaking", until a gesture resumes it.

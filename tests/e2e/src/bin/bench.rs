@@ -129,6 +129,71 @@ async fn run(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+/// The player's figures, measured in headless Chromium through the demo page.
+async fn player_figures(fx: &Fixture) -> TestResult {
+    let relay = fx.extra_relay(
+        "bench-browser",
+        &[("ORPHEUS_DEV_MODE", "1")],
+        Some("bench-secret"),
+    )?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = format!("[[fault:chunk=1001;gap_ms=1]] {}", text_of(200));
+    let output = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/figures.mjs"))
+        .arg(&relay.url)
+        .arg(&text)
+        .output()
+        .await
+        .map_err(|e| format!("node: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "figures.mjs: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    let audio_s = run["result"]["samples"].as_f64().unwrap_or(0.0) / 24_000.0;
+    let busy_ms = run["busyMs"].as_f64().unwrap_or(f64::NAN);
+    let mut leads: Vec<f64> = run["leads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_f64())
+        .map(|s| s * 1000.0)
+        .collect();
+    leads.sort_by(f64::total_cmp);
+    if leads.is_empty() || audio_s == 0.0 {
+        return Err("the browser recorded no scheduled audio".into());
+    }
+    let captured = orpheus_e2e::decode_capture(&run)?;
+    let (_, worst) = orpheus_e2e::compare_capture(&captured, &text)?;
+    println!(
+        "player in headless Chromium, {audio_s:.1} s of audio in {} frames:",
+        leads.len()
+    );
+    println!(
+        "  main-thread time handling frames      {:7.2} ms per second of audio",
+        busy_ms / audio_s
+    );
+    let first = run["leads"][0].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    println!(
+        "  frame arrival to its scheduled start  first frame {first:6.1} ms   smallest {:6.1} ms   p50 {:7.1} ms",
+        leads[0],
+        percentile(&leads, 50.0),
+    );
+    println!("    (audio arrives faster than it plays, so later frames wait their turn: the smallest is the");
+    println!("     margin against an underrun, the first is the jitter buffer)");
+    println!(
+        "  underruns                             {}",
+        run["result"]["underruns"]
+    );
+    println!(
+        "  largest seam discontinuity            {worst:e} (played minus source, full scale 1.0)"
+    );
+    Ok(())
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let upstream = UpstreamConfig {
@@ -142,7 +207,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let result = fixture.runtime.block_on(run(&fixture));
+    let result = fixture
+        .runtime
+        .block_on(async { run(&fixture).await.and(player_figures(&fixture).await) });
     drop(fixture);
     if let Err(e) = result {
         eprintln!("bench failed: {e}");
