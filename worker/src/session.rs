@@ -190,6 +190,16 @@ struct Fetch {
 }
 
 impl Fetch {
+    /// The effect that starts this request (first time, or its retry).
+    fn request(&self, stream: u32) -> Effect {
+        Effect::Fetch(FetchRequest {
+            fetch: self.id,
+            stream,
+            segment: self.segment,
+            body: self.body.clone(),
+        })
+    }
+
     /// Whether the request's outcome is known: later upstream input for it is ignored.
     fn settled(&self) -> bool {
         self.body_done || self.failed.is_some()
@@ -512,12 +522,6 @@ impl Session {
             let body = upstream::request_body(active.model, active.voice, &text);
             let segment = active.requested;
             active.requested += 1;
-            self.effects.push(Effect::Fetch(FetchRequest {
-                fetch,
-                stream: active.stream,
-                segment,
-                body: body.clone(),
-            }));
             active.fetches.push_back(Fetch {
                 id: fetch,
                 body,
@@ -531,6 +535,8 @@ impl Session {
                 released: false,
                 deadline: now + self.config.first_byte_timeout_ms,
             });
+            let started = active.fetches.back().expect("just pushed");
+            self.effects.push(started.request(active.stream));
         }
         if active.fetches.is_empty() {
             self.finish(EndReason::Done, None);
@@ -659,12 +665,7 @@ impl Session {
             f.retry_at = None;
             f.released = false;
             f.deadline = now + self.config.first_byte_timeout_ms;
-            self.effects.push(Effect::Fetch(FetchRequest {
-                fetch: f.id,
-                stream: active.stream,
-                segment: f.segment,
-                body: f.body.clone(),
-            }));
+            self.effects.push(f.request(active.stream));
         }
         let expired: Vec<FetchId> = active
             .fetches

@@ -5,6 +5,7 @@ use worker::Env;
 use crate::admission::Policy;
 use crate::budget::BudgetLimits;
 use crate::session::Config;
+use orpheus_protocol::Limits;
 
 /// Production upstream.
 const DEFAULT_BASE_URL: &str = "https://api.groq.com";
@@ -22,8 +23,12 @@ pub struct Settings {
     pub policy: Policy,
 }
 
-fn number(env: &Env, name: &str) -> Option<u64> {
-    env.var(name).ok()?.to_string().trim().parse().ok()
+/// A `[vars]` value parsed as `T`, or `default` when it is absent or malformed.
+fn var_or<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(default)
 }
 
 impl Settings {
@@ -39,32 +44,36 @@ impl Settings {
             .ok()
             .filter(|k| !k.trim().is_empty());
         let defaults = Config::default();
-        let limit = |name: &str, default: u64| number(env, name).unwrap_or(default);
-        let mut limits = defaults.limits;
-        limits.max_text_chars = limit("LIMIT_TEXT_CHARS", limits.max_text_chars.into()) as u32;
-        limits.max_frame_bytes = limit("LIMIT_FRAME_BYTES", limits.max_frame_bytes.into()) as u32;
+        let limits = Limits {
+            max_text_chars: var_or(env, "LIMIT_TEXT_CHARS", defaults.limits.max_text_chars),
+            max_frame_bytes: var_or(env, "LIMIT_FRAME_BYTES", defaults.limits.max_frame_bytes),
+            ..defaults.limits
+        };
         let budget = BudgetLimits {
-            messages_per_minute: limit(
+            messages_per_minute: var_or(
+                env,
                 "LIMIT_MESSAGES_PER_MINUTE",
-                defaults.budget.messages_per_minute.into(),
-            ) as u32,
-            chars_per_minute: limit("LIMIT_CHARS_PER_MINUTE", defaults.budget.chars_per_minute),
-            chars_per_day: limit("LIMIT_CHARS_PER_DAY", defaults.budget.chars_per_day),
+                defaults.budget.messages_per_minute,
+            ),
+            chars_per_minute: var_or(
+                env,
+                "LIMIT_CHARS_PER_MINUTE",
+                defaults.budget.chars_per_minute,
+            ),
+            chars_per_day: var_or(env, "LIMIT_CHARS_PER_DAY", defaults.budget.chars_per_day),
         };
         let session = Config {
             limits,
             budget,
-            frames_per_second: limit("LIMIT_FRAMES_PER_SECOND", defaults.frames_per_second.into())
-                as u32,
+            frames_per_second: var_or(env, "LIMIT_FRAMES_PER_SECOND", defaults.frames_per_second),
             upstream_configured: api_key.is_some(),
-            first_byte_timeout_ms: number(env, "UPSTREAM_FIRST_BYTE_TIMEOUT_MS")
-                .unwrap_or(defaults.first_byte_timeout_ms),
-            max_retry_wait_s: limit(
-                "UPSTREAM_MAX_RETRY_WAIT_S",
-                defaults.max_retry_wait_s.into(),
-            ) as u32,
-            stall_timeout_ms: number(env, "UPSTREAM_STALL_TIMEOUT_MS")
-                .unwrap_or(defaults.stall_timeout_ms),
+            first_byte_timeout_ms: var_or(
+                env,
+                "UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+                defaults.first_byte_timeout_ms,
+            ),
+            stall_timeout_ms: var_or(env, "UPSTREAM_STALL_TIMEOUT_MS", defaults.stall_timeout_ms),
+            max_retry_wait_s: var_or(env, "UPSTREAM_MAX_RETRY_WAIT_S", defaults.max_retry_wait_s),
             ..defaults
         };
         let policy = Policy {
