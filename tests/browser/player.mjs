@@ -1,9 +1,9 @@
 // Drives the demo page and the player in headless Chromium (Debian's, through playwright-core)
-// against a running relay, and prints one JSON report line. The Rust e2e suite runs it and makes
+// against a running relay, and prints its report as one JSON line. The Rust e2e suite runs it and makes
 // the assertions (tests/e2e/tests/relay.rs, browser_player).
 //
 // usage: node tests/browser/player.mjs <relay base url> <output dir> <scenario texts as JSON>
-import { writeFileSync } from "node:fs";
+
 import { join } from "node:path";
 import { capture, open } from "./browser.mjs";
 
@@ -132,5 +132,4 @@ const report = {};
   await browser.close();
 }
 
-writeFileSync(join(outDir, "browser-report.json"), JSON.stringify(report));
-console.log(JSON.stringify({ ok: true, report: join(outDir, "browser-report.json") }));
+console.log(JSON.stringify(report));

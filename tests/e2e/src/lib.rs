@@ -795,3 +795,22 @@ pub fn decode_capture(report: &serde_json::Value) -> TestResult<Vec<f32>> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
 }
+
+/// Runs a browser script from `tests/browser/` with `args` and parses the JSON it prints.
+pub async fn run_browser_script(script: &str, args: &[&str]) -> TestResult<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/browser")
+        .join(script);
+    let output = tokio::process::Command::new("node")
+        .arg(path)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("node: {e}"))?;
+    ensure!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("{script} printed no JSON: {e}"))
+}

@@ -1044,23 +1044,10 @@ async fn browser_player(fx: &Fixture) -> TestResult {
         "capture": "[[fault:chunk=1001;gap_ms=2]] Split at odd sizes, played without a gap.",
         "jitter": "[[fault:chunk=4800;gap_ms=40;jitter_ms=60]] Jitter up to sixty milliseconds leaves no gap.",
     });
-    let output = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/player.mjs"))
-        .arg(&relay.url)
-        .arg(&out)
-        .arg(texts.to_string())
-        .output()
-        .await
-        .map_err(|e| format!("node: {e}"))?;
-    ensure!(
-        output.status.success(),
-        "browser driver failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("browser-report.json")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let out_dir = out.to_string_lossy();
+    let texts_json = texts.to_string();
+    let report =
+        orpheus_e2e::run_browser_script("player.mjs", &[&relay.url, &out_dir, &texts_json]).await?;
     ensure!(
         report["pageErrors"]
             .as_array()

@@ -136,23 +136,8 @@ async fn player_figures(fx: &Fixture) -> TestResult {
         &[("ORPHEUS_DEV_MODE", "1")],
         Some("bench-secret"),
     )?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = format!("[[fault:chunk=1001;gap_ms=1]] {}", text_of(200));
-    let output = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/figures.mjs"))
-        .arg(&relay.url)
-        .arg(&text)
-        .output()
-        .await
-        .map_err(|e| format!("node: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "figures.mjs: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let run: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    let run = orpheus_e2e::run_browser_script("figures.mjs", &[&relay.url, &text]).await?;
     let audio_s = run["result"]["samples"].as_f64().unwrap_or(0.0) / 24_000.0;
     let busy_ms = run["busyMs"].as_f64().unwrap_or(f64::NAN);
     let mut leads: Vec<f64> = run["leads"]
