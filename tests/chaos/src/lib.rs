@@ -17,16 +17,18 @@ pub use faults::{
 };
 pub use proxy::{ChaosStats, Proxy};
 
-/// A seed for a run: `ORPHEUS_CHAOS_SEED` when set (decimal or 0x-hex), otherwise from the clock.
-pub fn seed_from_env() -> u64 {
+/// The seed `ORPHEUS_CHAOS_SEED` names (decimal or 0x-hex), if set.
+pub fn seed_from_env() -> Option<u64> {
     std::env::var("ORPHEUS_CHAOS_SEED")
         .ok()
         .and_then(|s| parse_seed(&s))
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
+}
+
+/// A fresh seed from the clock, for runs that explore.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 /// Parses a seed written in decimal or as `0x` hex.

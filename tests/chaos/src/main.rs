@@ -6,7 +6,7 @@
 //!             [--throttle SHARE] [--bandwidth MIN-MAX] [--slow-close SHARE]
 //! ```
 
-use orpheus_chaos::{parse_seed, seed_from_env, Faults, Proxy};
+use orpheus_chaos::{clock_seed, parse_seed, seed_from_env, Faults, Proxy};
 
 fn range(text: &str) -> Result<(u64, u64), String> {
     let (low, high) = text
@@ -49,7 +49,7 @@ fn parse_args() -> Result<(String, String, u64, Faults), String> {
     Ok((
         listen.ok_or("--listen is required")?,
         target.ok_or("--target is required")?,
-        seed.unwrap_or_else(seed_from_env),
+        seed.or_else(seed_from_env).unwrap_or_else(clock_seed),
         faults,
     ))
 }

@@ -354,9 +354,14 @@ async fn pump(
                         }
                         .min(rest.len());
                         if let Some(bps) = plan.bandwidth_bps {
-                            sleep_until(next_free).await;
                             next_free = next_free.max(Instant::now())
                                 + Duration::from_secs_f64(size as f64 / bps as f64);
+                            // Sleeping per tiny piece would be ruled by the timer's resolution,
+                            // not the rate: sleep once the lead is worth it.
+                            let lead = Duration::from_millis(20);
+                            if next_free > Instant::now() + lead {
+                                sleep_until(next_free - lead).await;
+                            }
                         }
                         if to.write_all(&rest[..size]).await.is_err() {
                             return;

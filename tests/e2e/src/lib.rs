@@ -22,6 +22,42 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod history;
+pub mod load;
+pub mod reliability;
+
+/// A client WebSocket.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket offering `protocols` (the `Sec-WebSocket-Protocol` value) from `origin`,
+/// and checks the relay selected `orpheus.v1`. The caller reads `ready`.
+pub async fn open_socket(url: &str, protocols: &str, origin: Option<&str>) -> TestResult<Socket> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let header = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", header(protocols)?);
+    if let Some(origin) = origin {
+        request.headers_mut().insert("Origin", header(origin)?);
+    }
+    let (ws, response) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| format!("connect: {e}"))?;
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok());
+    ensure!(
+        protocol == Some(SUBPROTOCOL),
+        "server selected {protocol:?}"
+    );
+    Ok(ws)
+}
+
 /// The API key the fixture gives both the upstream and the Worker.
 pub const TEST_KEY: &str = "gsk_e2e_fake_key_0123456789";
 
@@ -75,6 +111,9 @@ pub struct Relay {
     pub url: String,
     /// Where its output goes.
     pub log_path: PathBuf,
+    port: u16,
+    command: Vec<String>,
+    root: PathBuf,
     child: Child,
     _scratch: TempDir,
 }
@@ -98,41 +137,35 @@ impl Relay {
         let log_dir = Self::log_dir(root);
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         let log_path = log_dir.join(format!("{name}.log"));
-        let log = File::create(&log_path).map_err(|e| e.to_string())?;
+        File::create(&log_path).map_err(|e| e.to_string())?;
 
         let port = free_port();
-        let mut command = Command::new("wrangler");
-        command
-            .current_dir(root)
-            .args([
-                "dev",
-                "--local",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .args(["--inspector-port", &free_port().to_string()])
-            .args(["--persist-to", &scratch.0.join("state").to_string_lossy()])
-            .arg("--env-file")
-            .arg(&env_file)
-            .env("CI", "true")
-            .env("ORPHEUS_WASM_OPT", "0")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
+        let mut command: Vec<String> = [
+            "dev",
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--inspector-port",
+            &free_port().to_string(),
+            "--persist-to",
+            &scratch.0.join("state").to_string_lossy(),
+            "--env-file",
+            &env_file.to_string_lossy(),
+        ]
+        .map(str::to_owned)
+        .into();
         for (key, value) in vars {
-            command.args(["--var", &format!("{key}:{value}")]);
+            command.extend(["--var".to_owned(), format!("{key}:{value}")]);
         }
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().map_err(|e| {
-            format!(
-                "cannot start wrangler ({e}); run the suite with scripts/test, which installs it"
-            )
-        })?;
+        let child = Self::spawn(root, &command, &log_path)?;
         let relay = Self {
             url: format!("http://127.0.0.1:{port}"),
             log_path,
+            port,
+            command,
+            root: root.to_owned(),
             child,
             _scratch: scratch,
         };
@@ -147,6 +180,72 @@ impl Relay {
             "wrangler dev did not become ready; see {}",
             relay.log_path.display()
         ))
+    }
+
+    /// Runs wrangler in its own process group, appending to its log.
+    fn spawn(root: &Path, command: &[String], log_path: &Path) -> TestResult<Child> {
+        let log = File::options()
+            .append(true)
+            .open(log_path)
+            .map_err(|e| e.to_string())?;
+        let mut wrangler = Command::new("wrangler");
+        wrangler
+            .current_dir(root)
+            .args(command)
+            .env("CI", "true")
+            .env("ORPHEUS_WASM_OPT", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut wrangler, 0);
+        wrangler.spawn().map_err(|e| {
+            format!(
+                "cannot start wrangler ({e}); run the suite with scripts/test, which installs it"
+            )
+        })
+    }
+
+    /// Kills wrangler and workerd at once (SIGKILL: no clean shutdown, as in a crash) and starts
+    /// them again on the same port with the same stored state; returns once it serves again.
+    /// Everything in memory is lost: sockets, Durable Objects, upstream requests.
+    pub async fn crash_and_restart(&mut self) -> TestResult<Duration> {
+        let started = Instant::now();
+        self.kill_group("-KILL");
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.root, &self.command, &self.log_path)?;
+        while started.elapsed() < Duration::from_secs(180) {
+            if healthy(self.port) {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "wrangler dev did not come back; see {}",
+            self.log_path.display()
+        ))
+    }
+
+    /// The resident memory of this relay's workerd process, in bytes.
+    pub fn workerd_rss(&self) -> Option<u64> {
+        let group = self.child.id().to_string();
+        let output = Command::new("pgrep")
+            .args(["-g", &group, "workerd"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok())
+            .filter_map(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .max()
+    }
+
+    fn kill_group(&self, signal: &str) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args([signal, "--", &group]).status();
     }
 
     /// Where relays write their logs.
@@ -171,8 +270,7 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         // wrangler runs workerd as a child: end the whole process group.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        self.kill_group("-TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -180,7 +278,7 @@ impl Drop for Relay {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        self.kill_group("-KILL");
         let _ = self.child.wait();
     }
 }
@@ -209,7 +307,10 @@ pub struct Fixture {
     pub upstream_url: String,
     /// The relay, configured as in production: tickets required, origins allow-listed.
     pub relay: Relay,
-    root: PathBuf,
+    /// The repository root.
+    pub root: PathBuf,
+    /// The reliability scenarios' relay and proxies, started when first needed.
+    rig: tokio::sync::OnceCell<reliability::Rig>,
 }
 
 impl Fixture {
@@ -255,7 +356,17 @@ impl Fixture {
             upstream_url,
             relay,
             root: root.to_owned(),
+            rig: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The reliability rig, started on first use with the seed `ORPHEUS_CHAOS_SEED` names, or
+    /// [`reliability::CI_SEED`].
+    pub async fn rig(&self) -> TestResult<&reliability::Rig> {
+        let seed = orpheus_chaos::seed_from_env().unwrap_or(reliability::CI_SEED);
+        self.rig
+            .get_or_try_init(|| reliability::Rig::start(self, seed))
+            .await
     }
 
     /// `[vars]` pointing a relay at this fixture's upstream with short timeouts, plus `extra`.
@@ -500,7 +611,7 @@ pub enum Frame {
 /// A protocol client that checks, on every frame, that no audio arrives for a stream that has
 /// ended or was never started, and that offsets are contiguous.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Socket,
     /// The `ready` message.
     pub ready: ServerMessage,
     current: Option<(u32, u32)>,
@@ -526,29 +637,7 @@ impl Client {
         protocols: &str,
         origin: Option<&str>,
     ) -> TestResult<Self> {
-        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        let header = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", header(protocols)?);
-        if let Some(origin) = origin {
-            request.headers_mut().insert("Origin", header(origin)?);
-        }
-        let (ws, response) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(request),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| format!("connect: {e}"))?;
-        let protocol = response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok());
-        ensure!(
-            protocol == Some(SUBPROTOCOL),
-            "server selected {protocol:?}"
-        );
+        let ws = open_socket(url, protocols, origin).await?;
         let mut client = Self {
             ws,
             ready: ServerMessage::Pong,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use orpheus_e2e::reliability::{self, Scale};
 use orpheus_e2e::{
     check_bit_exact, ensure, http_request, protocols_with, ticket, Client, Fixture, Frame,
     TestResult, OTHER_ORIGIN, TEST_ORIGIN, TEST_SECRET,
@@ -1215,6 +1216,21 @@ async fn browser_player(fx: &Fixture) -> TestResult {
 
 /// Run last: neither the API key, nor a secret, nor any ticket, nor any text (or segment of it)
 /// appears in any frame the relay sent or in any log of any relay of this run.
+async fn chaos_client_leg(fx: &Fixture) -> TestResult {
+    reliability::client_leg_chaos(fx.rig().await?, fx, Scale::SHORT).await?;
+    Ok(())
+}
+
+async fn chaos_upstream_leg(fx: &Fixture) -> TestResult {
+    reliability::upstream_leg_chaos(fx.rig().await?, fx, Scale::SHORT).await?;
+    Ok(())
+}
+
+async fn eviction_mid_stream(fx: &Fixture) -> TestResult {
+    reliability::eviction(fx.rig().await?, fx, Scale::SHORT).await?;
+    Ok(())
+}
+
 async fn nothing_leaks(fx: &Fixture) -> TestResult {
     use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
     let ledger = orpheus_e2e::LEDGER.lock().map_err(|e| e.to_string())?;
@@ -1320,6 +1336,9 @@ fn main() {
         secure_defaults_and_dev_mode,
         many_sessions_at_once,
         hibernation_round_trip,
+        chaos_client_leg,
+        chaos_upstream_leg,
+        eviction_mid_stream,
         browser_player,
         nothing_leaks,
     ];

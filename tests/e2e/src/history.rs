@@ -1,0 +1,686 @@
+//! The history checker of the reliability suite.
+//!
+//! Clients record every operation (connect, speak, stop, losing the socket, resolving an unknown
+//! outcome) and every frame they receive into one [`History`]. It checks each event as it comes,
+//! keeping only what later checks need (audio is compared with the upstream's sample by sample on
+//! arrival, not stored), and afterwards [`History::verdict`] adds what only the end of a run can
+//! tell: ends that never came, the upstream's request counts, connections left open.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use orpheus_protocol::{AudioFrame, EndReason, ServerMessage};
+use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+
+use crate::expected_pcm;
+
+/// Identifies one connection: the session and the connection's number within it.
+pub type ConnId = (String, u32);
+
+/// One thing a client did or saw.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A socket opened (after `ready`).
+    Connected,
+    /// A `speak` was sent.
+    Speak {
+        /// Message id, unique in the run.
+        id: &'a str,
+        /// Its text.
+        text: &'a str,
+    },
+    /// A `stop` was sent.
+    Stop {
+        /// The message it targets.
+        id: &'a str,
+    },
+    /// A JSON frame arrived.
+    Text(&'a ServerMessage),
+    /// An audio frame arrived.
+    Audio(&'a AudioFrame<'a>),
+    /// The socket died or the client dropped it (a reconnect).
+    Lost,
+    /// The client settled a message whose `end` can never come now, as `interrupted`.
+    ResolvedInterrupted {
+        /// The message.
+        id: &'a str,
+    },
+}
+
+#[derive(Debug)]
+struct Message {
+    conn: ConnId,
+    text: String,
+    expected: Vec<u8>,
+    sent: Instant,
+    stream: Option<u32>,
+    /// Bytes of PCM received so far.
+    received: usize,
+    first_audio: Option<Duration>,
+    /// The first byte that differed from the upstream's audio.
+    mismatch: Option<usize>,
+    /// Ends received from the relay.
+    ends: Vec<(EndReason, Option<String>, u64)>,
+    resolved: u32,
+    /// The connection was lost while the message was waiting for its end.
+    lost_waiting: bool,
+}
+
+/// What one connection saw of its streams.
+#[derive(Debug, Default)]
+struct Stream {
+    id: String,
+    next_offset: u32,
+    ended: bool,
+}
+
+/// Every operation and frame of a run, checked as it is recorded.
+#[derive(Debug, Default)]
+pub struct History {
+    messages: HashMap<String, Message>,
+    order: Vec<String>,
+    streams: HashMap<(ConnId, u32), Stream>,
+    lost: std::collections::HashSet<ConnId>,
+    connects: u64,
+    losses: u64,
+    stops: u64,
+    violations: Vec<String>,
+    /// A compact line per event (no audio, no text), for reading a failed run.
+    log: Vec<String>,
+}
+
+impl History {
+    /// Records one event of connection `conn`.
+    pub fn record(&mut self, conn: &ConnId, event: Event<'_>) {
+        self.log
+            .push(format!("{}#{} {}", conn.0, conn.1, describe(&event)));
+        match event {
+            Event::Connected => self.connects += 1,
+            Event::Speak { id, text } => {
+                if self.messages.contains_key(id) {
+                    return self.note(format!("{id}: id reused"));
+                }
+                self.order.push(id.to_owned());
+                self.messages.insert(
+                    id.to_owned(),
+                    Message {
+                        conn: conn.clone(),
+                        text: text.to_owned(),
+                        expected: expected_pcm(text),
+                        sent: Instant::now(),
+                        stream: None,
+                        received: 0,
+                        first_audio: None,
+                        mismatch: None,
+                        ends: Vec::new(),
+                        resolved: 0,
+                        lost_waiting: false,
+                    },
+                );
+            }
+            Event::Stop { .. } => self.stops += 1,
+            Event::Text(message) => self.on_text(conn, message),
+            Event::Audio(frame) => self.on_audio(conn, frame),
+            Event::Lost => {
+                self.losses += 1;
+                self.lost.insert(conn.clone());
+                for m in self.messages.values_mut() {
+                    if &m.conn == conn && m.ends.is_empty() && m.resolved == 0 {
+                        m.lost_waiting = true;
+                    }
+                }
+            }
+            Event::ResolvedInterrupted { id } => match self.messages.get_mut(id) {
+                Some(m) if m.lost_waiting => m.resolved += 1,
+                Some(_) => self.note(format!(
+                    "{id}: resolved as interrupted while its socket was alive"
+                )),
+                None => self.note(format!("{id}: resolved but never spoken")),
+            },
+        }
+    }
+
+    /// Records a broken promise the caller found itself (a malformed frame, for instance).
+    pub fn note(&mut self, what: String) {
+        self.violations.push(what);
+    }
+
+    fn on_text(&mut self, conn: &ConnId, message: &ServerMessage) {
+        match message {
+            ServerMessage::Start { id, stream, .. } => {
+                let key = (conn.clone(), *stream);
+                if self.streams.contains_key(&key) {
+                    return self.note(format!("{id}: stream {stream} started twice"));
+                }
+                match self.messages.get_mut(id) {
+                    Some(m) if &m.conn == conn && m.stream.is_none() => m.stream = Some(*stream),
+                    _ => return self.note(format!("{id}: start on the wrong connection")),
+                }
+                self.streams.insert(
+                    key,
+                    Stream {
+                        id: id.clone(),
+                        ..Stream::default()
+                    },
+                );
+            }
+            ServerMessage::End {
+                id,
+                stream,
+                reason,
+                samples,
+                error,
+            } => {
+                let Some(m) = self.messages.get_mut(id) else {
+                    return self.note(format!("{id}: end of a message never spoken"));
+                };
+                if &m.conn != conn {
+                    return self.note(format!("{id}: end on another connection"));
+                }
+                m.ends.push((
+                    *reason,
+                    error.as_ref().map(|e| e.code.as_str().to_owned()),
+                    *samples,
+                ));
+                if let Some(stream) = stream {
+                    if let Some(s) = self.streams.get_mut(&(conn.clone(), *stream)) {
+                        s.ended = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_audio(&mut self, conn: &ConnId, frame: &AudioFrame<'_>) {
+        let Some(stream) = self.streams.get_mut(&(conn.clone(), frame.stream)) else {
+            return self.note(format!("audio of stream {} before its start", frame.stream));
+        };
+        if stream.ended {
+            let id = stream.id.clone();
+            return self.note(format!("{id}: audio after its end"));
+        }
+        if frame.offset != stream.next_offset {
+            let (id, want) = (stream.id.clone(), stream.next_offset);
+            return self.note(format!("{id}: offset {} after {want}", frame.offset));
+        }
+        stream.next_offset += frame.samples();
+        let m = self
+            .messages
+            .get_mut(&stream.id)
+            .expect("started messages exist");
+        m.first_audio.get_or_insert_with(|| m.sent.elapsed());
+        let at = m.received;
+        let want = m.expected.get(at..at + frame.pcm.len());
+        if m.mismatch.is_none() && want != Some(frame.pcm) {
+            let first = want.map_or(0, |w| {
+                w.iter().zip(frame.pcm).take_while(|(a, b)| a == b).count()
+            });
+            m.mismatch = Some(at + first);
+        }
+        m.received += frame.pcm.len();
+    }
+
+    /// The compact event log, one line per event.
+    pub fn log(&self) -> &[String] {
+        &self.log
+    }
+
+    /// Every speak's text, in order (for the leak check's ledger).
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(|id| self.messages[id].text.as_str())
+    }
+
+    /// Ends the run: checks every message against what the client saw, what the upstream
+    /// received and what the relay logged.
+    pub fn verdict(&self, observed: &Observed<'_>) -> Verdict {
+        let mut v = Verdict {
+            violations: self.violations.clone(),
+            connects: self.connects,
+            losses: self.losses,
+            stops: self.stops,
+            upstream_open: observed.upstream_open,
+            ..Verdict::default()
+        };
+        let mut relay_ends: HashMap<&str, u32> = HashMap::new();
+        for line in observed.relay_log.lines().filter(|l| l.starts_with("end ")) {
+            if let Some(id) = line.split(' ').find_map(|f| f.strip_prefix("id=")) {
+                *relay_ends.entry(id).or_default() += 1;
+            }
+        }
+        for id in &self.order {
+            let m = &self.messages[id];
+            v.speaks += 1;
+            match (m.ends.len() as u32 + m.resolved, m.resolved) {
+                (1, 1) => v.unknown_resolved += 1,
+                (1, _) => {}
+                (0, _) => {
+                    v.missing += 1;
+                    v.violations.push(format!("{id}: no end and not resolved"));
+                }
+                (n, _) => {
+                    v.duplicated += 1;
+                    v.violations.push(format!(
+                        "{id}: {n} ends ({:?}, resolved {})",
+                        m.ends, m.resolved
+                    ));
+                }
+            }
+            if let Some((reason, code, samples)) = m.ends.first() {
+                *v.ends.entry(reason.as_str().to_owned()).or_default() += 1;
+                if let Some(code) = code {
+                    *v.errors.entry(code.clone()).or_default() += 1;
+                }
+                if *samples as usize * 2 != m.received {
+                    v.violations.push(format!(
+                        "{id}: end says {samples} samples, got {}",
+                        m.received / 2
+                    ));
+                }
+                if *reason == EndReason::Done {
+                    if let Some(at) = m
+                        .mismatch
+                        .or((m.received != m.expected.len()).then_some(m.received))
+                    {
+                        v.not_bit_exact += 1;
+                        v.violations.push(format!(
+                            "{id}: done, but audio differs from the upstream's at byte {at} ({} of {} bytes)",
+                            m.received,
+                            m.expected.len()
+                        ));
+                    }
+                    v.done_bit_exact += u64::from(m.mismatch.is_none());
+                }
+            }
+            if m.mismatch.is_some() && m.ends.first().is_none_or(|e| e.0 != EndReason::Done) {
+                // A prefix of the right audio is fine for a message cut short; wrong audio is not.
+                v.violations
+                    .push(format!("{id}: audio differs from the upstream's"));
+            }
+            if let Some(ttfa) = m.first_audio {
+                v.first_audio.push(ttfa);
+            }
+            if let Some(&n) = relay_ends.get(id.as_str()).filter(|&&n| n > 1) {
+                v.relay_duplicated += 1;
+                v.violations
+                    .push(format!("{id}: the relay logged {n} ends"));
+            }
+            let tag = message_tag(&m.text);
+            let requests = observed
+                .upstream_inputs
+                .iter()
+                .filter(|i| i.contains(tag))
+                .count() as u64;
+            let segments = split(&m.text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS).len() as u64;
+            v.upstream_requests += requests;
+            if requests > segments + 1 {
+                v.over_request_budget += 1;
+                v.violations.push(format!(
+                    "{id}: {requests} upstream requests for {segments} segments"
+                ));
+            }
+        }
+        if observed.upstream_open != 0 {
+            v.violations.push(format!(
+                "{} upstream connection(s) open after the run",
+                observed.upstream_open
+            ));
+        }
+        v
+    }
+}
+
+/// What the rest of the system saw of a run, for [`History::verdict`].
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    /// The upstream's input of every request it received; each segment of a run's message
+    /// carries the message's tag.
+    pub upstream_inputs: &'a [String],
+    /// Upstream connections open after the run.
+    pub upstream_open: i64,
+    /// The relay's log: each `end` line names a message once.
+    pub relay_log: &'a str,
+}
+
+/// The tag a reliability message carries in every sentence: its first word.
+pub fn message_tag(text: &str) -> &str {
+    text.split_whitespace().next().unwrap_or("")
+}
+
+fn describe(event: &Event<'_>) -> String {
+    match event {
+        Event::Connected => "connected".into(),
+        Event::Speak { id, text } => format!("speak {id} ({} chars)", text.chars().count()),
+        Event::Stop { id } => format!("stop {id}"),
+        Event::Text(ServerMessage::Start { id, stream, .. }) => {
+            format!("start {id} stream={stream}")
+        }
+        Event::Text(ServerMessage::End {
+            id,
+            reason,
+            samples,
+            error,
+            ..
+        }) => format!(
+            "end {id} {} samples={samples}{}",
+            reason.as_str(),
+            error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" {}", e.code.as_str()))
+        ),
+        Event::Text(other) => format!("{other:?}"),
+        Event::Audio(f) => format!(
+            "audio stream={} offset={} samples={}",
+            f.stream,
+            f.offset,
+            f.samples()
+        ),
+        Event::Lost => "lost".into(),
+        Event::ResolvedInterrupted { id } => format!("resolved {id} interrupted"),
+    }
+}
+
+/// The checker's findings, printed as counts.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Messages spoken.
+    pub speaks: u64,
+    /// Ends received, by reason (the first end of each message).
+    pub ends: BTreeMap<String, u64>,
+    /// Error codes of those ends.
+    pub errors: BTreeMap<String, u64>,
+    /// Messages whose socket died before their end, resolved as interrupted by the client.
+    pub unknown_resolved: u64,
+    /// Messages with more than one end.
+    pub duplicated: u64,
+    /// Messages with no end and no resolution.
+    pub missing: u64,
+    /// Messages the relay logged more than one end for.
+    pub relay_duplicated: u64,
+    /// Messages that ended `done` with audio identical to the upstream's.
+    pub done_bit_exact: u64,
+    /// Messages that ended `done` with different audio.
+    pub not_bit_exact: u64,
+    /// Upstream requests attributed to the run's messages.
+    pub upstream_requests: u64,
+    /// Messages with more upstream requests than segments plus one retry.
+    pub over_request_budget: u64,
+    /// Upstream connections open after the run.
+    pub upstream_open: i64,
+    /// Connections opened, lost, and stops sent.
+    pub connects: u64,
+    /// Connections lost (or dropped for a reconnect).
+    pub losses: u64,
+    /// `stop`s sent.
+    pub stops: u64,
+    /// Time from `speak` to the first audio frame, for messages that had audio.
+    pub first_audio: Vec<Duration>,
+    /// Every broken promise, in words.
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    /// Messages that ended exactly once, as a share of all.
+    pub fn exactly_once_rate(&self) -> f64 {
+        if self.speaks == 0 {
+            return 1.0;
+        }
+        (self.speaks - self.duplicated - self.missing) as f64 / self.speaks as f64
+    }
+
+    /// The `p`th percentile of time to first audio, in milliseconds.
+    pub fn first_audio_ms(&self, p: f64) -> Option<f64> {
+        let mut ms: Vec<f64> = self
+            .first_audio
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let rank = ((p / 100.0) * ms.len() as f64).ceil() as usize;
+        (!ms.is_empty()).then(|| ms[rank.clamp(1, ms.len()) - 1])
+    }
+
+    /// Fails with every violation unless there are none.
+    pub fn check(&self) -> crate::TestResult {
+        if self.violations.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<_> = self.violations.iter().take(20).cloned().collect();
+        Err(format!(
+            "{} violation(s):\n  {}\n{self}",
+            self.violations.len(),
+            shown.join("\n  ")
+        ))
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |p| {
+            self.first_audio_ms(p)
+                .map_or("-".to_owned(), |v| format!("{v:.0}"))
+        };
+        writeln!(
+            f,
+            "speaks={} ends={:?} errors={:?}",
+            self.speaks, self.ends, self.errors
+        )?;
+        writeln!(
+            f,
+            "exactly_once={:.4} duplicated={} relay_duplicated={} missing={} unknown_resolved_interrupted={}",
+            self.exactly_once_rate(),
+            self.duplicated,
+            self.relay_duplicated,
+            self.missing,
+            self.unknown_resolved
+        )?;
+        writeln!(
+            f,
+            "done_bit_exact={} not_bit_exact={} violations={}",
+            self.done_bit_exact,
+            self.not_bit_exact,
+            self.violations.len()
+        )?;
+        writeln!(
+            f,
+            "upstream_requests={} over_budget={} upstream_open_after={}",
+            self.upstream_requests, self.over_request_budget, self.upstream_open
+        )?;
+        write!(
+            f,
+            "connects={} losses={} stops={} first_audio_ms p50={} p95={} p99={}",
+            self.connects,
+            self.losses,
+            self.stops,
+            ms(50.0),
+            ms(95.0),
+            ms(99.0)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "T001x00001 says hello.";
+
+    fn conn(n: u32) -> ConnId {
+        ("s".to_owned(), n)
+    }
+
+    fn start(id: &str, stream: u32) -> ServerMessage {
+        ServerMessage::Start {
+            id: id.to_owned(),
+            stream,
+            sample_rate: 24_000,
+            channels: 1,
+            encoding: "pcm_s16le".to_owned(),
+        }
+    }
+
+    fn end(id: &str, stream: u32, reason: EndReason, samples: u64) -> ServerMessage {
+        ServerMessage::End {
+            id: id.to_owned(),
+            stream: Some(stream),
+            reason,
+            samples,
+            error: None,
+        }
+    }
+
+    /// Speaks TEXT as `id` on connection 1 and delivers its whole audio in two frames.
+    fn spoken(h: &mut History, id: &str) -> Vec<u8> {
+        let pcm = expected_pcm(TEXT);
+        h.record(&conn(1), Event::Speak { id, text: TEXT });
+        h.record(&conn(1), Event::Text(&start(id, 1)));
+        let half = pcm.len() / 4 * 2;
+        for (offset, part) in [(0, &pcm[..half]), (half / 2, &pcm[half..])] {
+            let frame = AudioFrame {
+                flags: 0,
+                stream: 1,
+                offset: offset as u32,
+                pcm: part,
+            };
+            h.record(&conn(1), Event::Audio(&frame));
+        }
+        pcm
+    }
+
+    #[test]
+    fn a_clean_message_passes() {
+        let mut h = History::default();
+        let pcm = spoken(&mut h, "a");
+        h.record(
+            &conn(1),
+            Event::Text(&end("a", 1, EndReason::Done, pcm.len() as u64 / 2)),
+        );
+        let inputs = vec![TEXT.to_owned()];
+        let v = h.verdict(&Observed {
+            upstream_inputs: &inputs,
+            ..Observed::default()
+        });
+        v.check().unwrap();
+        assert_eq!((v.speaks, v.done_bit_exact, v.upstream_requests), (1, 1, 1));
+        assert_eq!(v.exactly_once_rate(), 1.0);
+    }
+
+    #[test]
+    fn duplicated_missing_and_late_audio_are_caught() {
+        let mut h = History::default();
+        let pcm = spoken(&mut h, "a");
+        let samples = pcm.len() as u64 / 2;
+        h.record(
+            &conn(1),
+            Event::Text(&end("a", 1, EndReason::Done, samples)),
+        );
+        h.record(
+            &conn(1),
+            Event::Text(&end("a", 1, EndReason::Done, samples)),
+        );
+        let late = AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: samples as u32,
+            pcm: &[0, 0],
+        };
+        h.record(&conn(1), Event::Audio(&late));
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id: "b",
+                text: TEXT,
+            },
+        );
+        let v = h.verdict(&Observed::default());
+        assert_eq!((v.duplicated, v.missing), (1, 1));
+        assert!(
+            v.violations
+                .iter()
+                .any(|e| e.contains("audio after its end")),
+            "{v}"
+        );
+        assert!(v.check().is_err());
+    }
+
+    #[test]
+    fn unknown_outcomes_resolve_once_and_only_after_the_socket_died() {
+        let mut h = History::default();
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id: "a",
+                text: TEXT,
+            },
+        );
+        h.record(&conn(1), Event::ResolvedInterrupted { id: "a" });
+        assert!(
+            h.verdict(&Observed::default()).violations[0].contains("while its socket was alive")
+        );
+
+        let mut h = History::default();
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id: "a",
+                text: TEXT,
+            },
+        );
+        h.record(&conn(1), Event::Lost);
+        h.record(&conn(1), Event::ResolvedInterrupted { id: "a" });
+        let v = h.verdict(&Observed::default());
+        v.check().unwrap();
+        assert_eq!(v.unknown_resolved, 1);
+        h.record(&conn(1), Event::ResolvedInterrupted { id: "a" });
+        assert_eq!(h.verdict(&Observed::default()).duplicated, 1);
+    }
+
+    #[test]
+    fn wrong_audio_offsets_and_request_counts_are_caught() {
+        let mut h = History::default();
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id: "a",
+                text: TEXT,
+            },
+        );
+        h.record(&conn(1), Event::Text(&start("a", 1)));
+        let frame = AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: 0,
+            pcm: &[1, 2, 3, 4],
+        };
+        h.record(&conn(1), Event::Audio(&frame));
+        h.record(&conn(1), Event::Audio(&frame));
+        h.record(&conn(1), Event::Text(&end("a", 1, EndReason::Done, 2)));
+        let inputs = vec![TEXT.to_owned(); 3];
+        let log = "speak session=1 id=a\nend session=1 id=a reason=done\nend session=1 id=a reason=done\n";
+        let v = h.verdict(&Observed {
+            upstream_inputs: &inputs,
+            upstream_open: 1,
+            relay_log: log,
+        });
+        assert_eq!(v.relay_duplicated, 1);
+        assert_eq!((v.not_bit_exact, v.over_request_budget), (1, 1));
+        assert!(
+            v.violations.iter().any(|e| e.contains("offset 0 after 2")),
+            "{v}"
+        );
+        assert!(v
+            .violations
+            .iter()
+            .any(|e| e.contains("upstream connection(s) open")));
+    }
+
+    #[test]
+    fn tags_are_the_first_word() {
+        assert_eq!(message_tag("T001x00002 says hi."), "T001x00002");
+        assert_eq!(
+            message_tag("T001x00003 [[fault:status=429]] says hi."),
+            "T001x00003"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! Sessions that speak, stop, supersede and reconnect against a relay for a while, recording
+//! everything into a [`History`]: the engine of the chaos scenarios and of the soak.
+//!
+//! Each session behaves like a careful client (the player does the same): it watches its socket
+//! with pings, gives it up when nothing at all arrives for [`LIVENESS`] (a half-open link), settles
+//! every message still waiting for its `end` as `interrupted` exactly once when the socket is
+//! lost, and reconnects with a fresh ticket and backoff.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use orpheus_protocol::{AudioFrame, ServerMessage};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::history::{ConnId, Event, History};
+use crate::{open_socket, protocols_with, ticket, Socket, TestResult};
+
+/// Silence after which a session pings the relay.
+pub const PING_AFTER: Duration = Duration::from_secs(2);
+/// Silence after which a session gives its socket up as dead.
+pub const LIVENESS: Duration = Duration::from_secs(6);
+/// How long a session may wait for its messages' ends after the run's time is up.
+pub const DRAIN: Duration = Duration::from_secs(60);
+
+/// What the sessions do, as shares of messages.
+#[derive(Debug, Clone)]
+pub struct Mix {
+    /// Stopped at a random moment.
+    pub stop: f64,
+    /// Superseded by the next message at a random moment.
+    pub supersede: f64,
+    /// The socket is dropped at a random moment, and the session reconnects.
+    pub reconnect: f64,
+    /// Text length range, in characters (whole sentences; one to three upstream segments).
+    pub chars: (usize, usize),
+    /// Upstream fault directives (groq-local's `[[fault:...]]`), one of which a message carries
+    /// with probability `directive_share`.
+    pub directives: Vec<&'static str>,
+    /// Share of messages carrying a directive.
+    pub directive_share: f64,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self {
+            stop: 0.2,
+            supersede: 0.1,
+            reconnect: 0.1,
+            chars: (30, 240),
+            directives: Vec::new(),
+            directive_share: 0.0,
+        }
+    }
+}
+
+/// Where the sessions connect and how they get in.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `ws://IP:PORT` of the relay (or of a proxy in front of it).
+    pub base: String,
+    /// The relay's `SESSION_SECRET`, to mint tickets as an app backend would.
+    pub secret: String,
+    /// The page origin the sessions claim.
+    pub origin: String,
+}
+
+/// One run of sessions.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// A short letter naming the run; message tags and session ids start with it.
+    pub label: char,
+    /// Sessions speaking at once.
+    pub sessions: usize,
+    /// How long they keep starting messages.
+    pub duration: Duration,
+    /// What they do.
+    pub mix: Mix,
+    /// Seeds every session's choices.
+    pub seed: u64,
+}
+
+/// Runs `load` against `endpoint`, recording into `history`. Returns the number of messages
+/// each session spoke.
+pub async fn run(endpoint: &Endpoint, load: &Load, history: &Mutex<History>) -> TestResult<u64> {
+    let deadline = Instant::now() + load.duration;
+    let sessions =
+        (0..load.sessions).map(|index| session(endpoint, load, index, history, deadline));
+    let spoken = futures_util::future::join_all(sessions).await;
+    spoken.into_iter().sum()
+}
+
+/// One session's whole life.
+async fn session(
+    endpoint: &Endpoint,
+    load: &Load,
+    index: usize,
+    history: &Mutex<History>,
+    deadline: Instant,
+) -> TestResult<u64> {
+    let sid = format!("{}-{}-{index}", load.label, std::process::id());
+    let mut rng = fastrand::Rng::with_seed(
+        load.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+    );
+    let mut spoken = 0u64;
+    let mut conn_no = 0;
+    while Instant::now() < deadline {
+        let socket = connect(endpoint, &sid, deadline + DRAIN).await?;
+        conn_no += 1;
+        let mut conn = Conn {
+            id: (sid.clone(), conn_no),
+            socket: Some(socket),
+            pending: BTreeSet::new(),
+            history,
+            last_frame: Instant::now(),
+            last_ping: Instant::now(),
+        };
+        conn.record(Event::Connected);
+        conn.converse(load, index, &mut rng, &mut spoken, deadline)
+            .await?;
+    }
+    Ok(spoken)
+}
+
+/// Connects with a fresh ticket each attempt, backing off from 100 ms to 2 s, until `give_up`.
+async fn connect(endpoint: &Endpoint, sid: &str, give_up: Instant) -> TestResult<Socket> {
+    let url = format!("{}/v1/sessions/{sid}/ws", endpoint.base);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ticket = ticket(&endpoint.secret, sid, &endpoint.origin, 60);
+        let attempt = open_socket(&url, &protocols_with(&ticket), Some(&endpoint.origin)).await;
+        match attempt {
+            Ok(socket) => return Ok(socket),
+            Err(e) if Instant::now() + backoff > give_up => {
+                return Err(format!("{sid}: could not connect until the deadline: {e}"))
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Why reading stopped.
+enum Outcome {
+    /// The wait ended normally.
+    Waited,
+    /// The socket is gone (and the loss recorded).
+    Lost,
+}
+
+/// One connection of a session.
+struct Conn<'h> {
+    id: ConnId,
+    socket: Option<Socket>,
+    /// Messages sent on this connection still waiting for their end.
+    pending: BTreeSet<String>,
+    history: &'h Mutex<History>,
+    last_frame: Instant,
+    last_ping: Instant,
+}
+
+impl Conn<'_> {
+    fn record(&self, event: Event<'_>) {
+        self.history
+            .lock()
+            .expect("history")
+            .record(&self.id, event);
+    }
+
+    /// Speaks, stops, supersedes and reconnects until the deadline, then waits for every end.
+    async fn converse(
+        &mut self,
+        load: &Load,
+        index: usize,
+        rng: &mut fastrand::Rng,
+        spoken: &mut u64,
+        deadline: Instant,
+    ) -> TestResult {
+        while Instant::now() < deadline {
+            let id = self.speak(load, index, rng, spoken).await;
+            if self.socket.is_none() {
+                return Ok(());
+            }
+            let pause = Duration::from_millis(rng.u64(0..1500));
+            let roll = rng.f64();
+            let mix = &load.mix;
+            if roll < mix.stop + mix.supersede + mix.reconnect {
+                if let Outcome::Lost = self.read_for(pause).await {
+                    return Ok(());
+                }
+                if roll < mix.stop {
+                    self.send(serde_json::json!({"type": "stop", "id": id}).to_string())
+                        .await;
+                    self.record(Event::Stop { id: &id });
+                } else if roll < mix.stop + mix.supersede {
+                    continue;
+                } else {
+                    self.lose();
+                    return Ok(());
+                }
+            }
+            if let Outcome::Lost = self.drain(Instant::now() + DRAIN).await? {
+                return Ok(());
+            }
+        }
+        self.drain(Instant::now() + DRAIN).await.map(|_| ())
+    }
+
+    /// Sends a new message; returns its id.
+    async fn speak(
+        &mut self,
+        load: &Load,
+        index: usize,
+        rng: &mut fastrand::Rng,
+        spoken: &mut u64,
+    ) -> String {
+        *spoken += 1;
+        let tag = format!("{}{index:03}x{:05}", load.label, *spoken);
+        let directive = (!load.mix.directives.is_empty() && rng.f64() < load.mix.directive_share)
+            .then(|| load.mix.directives[rng.usize(..load.mix.directives.len())]);
+        let text = message_text(
+            &tag,
+            directive,
+            rng.usize(load.mix.chars.0..=load.mix.chars.1),
+        );
+        let speak = serde_json::json!({"type": "speak", "id": tag, "text": text});
+        crate::LEDGER
+            .lock()
+            .expect("ledger")
+            .texts
+            .push(text.clone());
+        self.record(Event::Speak {
+            id: &tag,
+            text: &text,
+        });
+        self.pending.insert(tag.clone());
+        self.send(speak.to_string()).await;
+        tag
+    }
+
+    /// Sends a text frame; a failure is a lost socket.
+    async fn send(&mut self, text: String) {
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        if socket.send(Message::text(text)).await.is_err() {
+            self.lose();
+        }
+    }
+
+    /// Gives the socket up: every message still waiting is settled `interrupted`, once.
+    fn lose(&mut self) {
+        if self.socket.take().is_none() {
+            return;
+        }
+        self.record(Event::Lost);
+        for id in std::mem::take(&mut self.pending) {
+            self.record(Event::ResolvedInterrupted { id: &id });
+        }
+    }
+
+    /// Reads frames until every message on this connection has ended, or `until`.
+    async fn drain(&mut self, until: Instant) -> TestResult<Outcome> {
+        while !self.pending.is_empty() {
+            if Instant::now() >= until {
+                return Err(format!(
+                    "{}#{}: {:?} still without an end after {DRAIN:?} (a stuck stream)",
+                    self.id.0, self.id.1, self.pending
+                ));
+            }
+            if let Outcome::Lost = self.read_for(Duration::from_millis(200)).await {
+                return Ok(Outcome::Lost);
+            }
+        }
+        Ok(Outcome::Waited)
+    }
+
+    /// Reads and records frames for `span`, pinging during silence and giving up a silent socket.
+    async fn read_for(&mut self, span: Duration) -> Outcome {
+        let until = Instant::now() + span;
+        loop {
+            let Some(socket) = self.socket.as_mut() else {
+                return Outcome::Lost;
+            };
+            let now = Instant::now();
+            if now >= until {
+                return Outcome::Waited;
+            }
+            if now.duration_since(self.last_frame) >= LIVENESS {
+                self.lose();
+                return Outcome::Lost;
+            }
+            if now.duration_since(self.last_frame) >= PING_AFTER
+                && now.duration_since(self.last_ping) >= PING_AFTER
+            {
+                self.last_ping = now;
+                self.send(r#"{"type":"ping"}"#.to_owned()).await;
+                continue;
+            }
+            let wake = until
+                .min(self.last_frame + LIVENESS)
+                .min(self.last_ping.max(self.last_frame) + PING_AFTER);
+            let message = match tokio::time::timeout_at(
+                wake.max(now + Duration::from_millis(1)),
+                socket.next(),
+            )
+            .await
+            {
+                Err(_) => continue,
+                Ok(Some(Ok(message))) => message,
+                Ok(None | Some(Err(_))) => {
+                    self.lose();
+                    return Outcome::Lost;
+                }
+            };
+            self.last_frame = Instant::now();
+            match message {
+                Message::Text(text) => {
+                    crate::LEDGER
+                        .lock()
+                        .expect("ledger")
+                        .frames
+                        .push(text.to_string());
+                    let Ok(parsed) = ServerMessage::parse(&text) else {
+                        self.history
+                            .lock()
+                            .expect("history")
+                            .note(format!("bad JSON from the relay: {text}"));
+                        continue;
+                    };
+                    self.record(Event::Text(&parsed));
+                    if let ServerMessage::End { id, .. } = &parsed {
+                        self.pending.remove(id);
+                    }
+                }
+                Message::Binary(bytes) => match AudioFrame::decode(&bytes) {
+                    Ok(frame) => self.record(Event::Audio(&frame)),
+                    Err(e) => self
+                        .history
+                        .lock()
+                        .expect("history")
+                        .note(format!("bad audio frame: {e}")),
+                },
+                Message::Close(_) => {
+                    self.lose();
+                    return Outcome::Lost;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A message's text: whole sentences, each starting with its tag (so every upstream segment
+/// names its message), the first one carrying `directive` if any.
+pub fn message_text(tag: &str, directive: Option<&str>, chars: usize) -> String {
+    let mut text = match directive {
+        Some(d) => format!("{tag} [[fault:{d}]] opens the message."),
+        None => format!("{tag} opens the message."),
+    };
+    let mut n = 1;
+    while text.chars().count() < chars {
+        n += 1;
+        text.push_str(&format!(" {tag} adds sentence {n}, with a clause."));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::message_tag;
+    use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+
+    #[test]
+    fn every_segment_names_its_message() {
+        for chars in [10, 99, 150, 240, 400] {
+            let text = message_text("C001x00007", Some("status=429;once"), chars);
+            assert_eq!(message_tag(&text), "C001x00007");
+            for segment in split(&text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS) {
+                assert!(segment.contains("C001x00007"), "{segment:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The reliability scenarios (docs/reliability.md): chaos on the client leg, faults on the
+//! upstream leg, the relay crashing mid-stream, and the soak. The e2e suite runs each in a short
+//! form; `scripts/reliability` runs them at full length and prints their figures.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use orpheus_chaos::{ChaosStats, Faults, Proxy, REAL_TIME_BYTES_PER_S};
+
+use crate::history::{History, Observed, Verdict};
+use crate::load::{self, Endpoint, Load, Mix};
+use crate::{ensure, Fixture, Relay, TestResult, TEST_ORIGIN, TEST_SECRET};
+
+/// The seed the short runs use unless `ORPHEUS_CHAOS_SEED` names another: it makes the
+/// client leg's first four connections meet a reset, a half-open link, a bandwidth limit and
+/// sliced writes, so even a short run meets every fault. Full runs draw a fresh seed.
+pub const CI_SEED: u64 = 0x14;
+
+/// How long and how wide the scenarios run.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// Sessions at once.
+    pub sessions: usize,
+    /// How long each chaos phase keeps starting messages.
+    pub chaos: Duration,
+    /// Crashes in the eviction scenario.
+    pub crashes: usize,
+}
+
+impl Scale {
+    /// What CI runs.
+    pub const SHORT: Scale = Scale {
+        sessions: 4,
+        chaos: Duration::from_secs(20),
+        crashes: 1,
+    };
+    /// What `scripts/reliability` runs.
+    pub const FULL: Scale = Scale {
+        sessions: 8,
+        chaos: Duration::from_secs(120),
+        crashes: 3,
+    };
+}
+
+/// A relay dedicated to the reliability scenarios, with a chaos proxy on each leg:
+/// clients → `client_proxy` → relay → `upstream_proxy` → the fixture's upstream.
+pub struct Rig {
+    /// The relay (development mode, so the browser page gets tickets; Rust clients mint their
+    /// own with [`TEST_SECRET`]). Locked only to crash it or to read its log.
+    pub relay: tokio::sync::Mutex<Relay>,
+    /// The relay's `http://IP:PORT`; it keeps its port across crashes.
+    pub relay_url: String,
+    /// In front of the relay, for clients.
+    pub client_proxy: Proxy,
+    /// Between the relay and the upstream.
+    pub upstream_proxy: Proxy,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// One scenario's outcome.
+pub struct Stage {
+    /// What ran.
+    pub name: &'static str,
+    /// The history checker's findings.
+    pub verdict: Verdict,
+    /// How long the load ran, start to last end.
+    pub took: Duration,
+    /// The client leg's proxy counters during the stage.
+    pub client_leg: ChaosStats,
+    /// The upstream leg's proxy counters during the stage.
+    pub upstream_leg: ChaosStats,
+    /// Further figures, as `name=value` words.
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let leg = |s: &ChaosStats| {
+            format!(
+                "conns={} resets={} half_open={} throttled={} sliced={} slow_close={}",
+                s.accepted, s.resets, s.half_opens, s.throttled, s.sliced, s.slow_closes
+            )
+        };
+        writeln!(f, "== {} ({:.1} s)", self.name, self.took.as_secs_f64())?;
+        writeln!(f, "{}", self.verdict)?;
+        writeln!(f, "client leg: {}", leg(&self.client_leg))?;
+        write!(f, "upstream leg: {}", leg(&self.upstream_leg))?;
+        if !self.notes.is_empty() {
+            write!(f, "\n{}", self.notes.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+fn delta(after: ChaosStats, before: ChaosStats) -> ChaosStats {
+    ChaosStats {
+        accepted: after.accepted - before.accepted,
+        open: after.open,
+        resets: after.resets - before.resets,
+        half_opens: after.half_opens - before.half_opens,
+        throttled: after.throttled - before.throttled,
+        sliced: after.sliced - before.sliced,
+        slow_closes: after.slow_closes - before.slow_closes,
+    }
+}
+
+impl Rig {
+    /// Starts both proxies and the relay on the fixture's upstream. Prints the seed.
+    pub async fn start(fx: &Fixture, seed: u64) -> TestResult<Self> {
+        println!("reliability seed={seed:#x} (replay: ORPHEUS_CHAOS_SEED={seed:#x})");
+        let upstream_addr = fx
+            .upstream_url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| format!("upstream address: {e}"))?;
+        let upstream_proxy = Proxy::start(upstream_addr, seed ^ 0x5EED, Faults::none())
+            .await
+            .map_err(|e| e.to_string())?;
+        let via = format!("http://{}", upstream_proxy.addr());
+        let relay = fx.extra_relay(
+            "chaos",
+            &[("GROQ_BASE_URL", via.as_str()), ("ORPHEUS_DEV_MODE", "1")],
+            Some(TEST_SECRET),
+        )?;
+        let relay_addr = relay
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| format!("relay address: {e}"))?;
+        let client_proxy = Proxy::start(relay_addr, seed, Faults::none())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            relay_url: relay.url.clone(),
+            relay: tokio::sync::Mutex::new(relay),
+            client_proxy,
+            upstream_proxy,
+            seed,
+        })
+    }
+
+    /// Where Rust clients connect: through the client proxy, or straight to the relay.
+    pub fn endpoint(&self, through_proxy: bool) -> Endpoint {
+        let base = if through_proxy {
+            format!("ws://{}", self.client_proxy.addr())
+        } else {
+            self.relay_url.replacen("http", "ws", 1)
+        };
+        Endpoint {
+            base,
+            secret: TEST_SECRET.to_owned(),
+            origin: TEST_ORIGIN.to_owned(),
+        }
+    }
+
+    /// Runs `load` and checks its history: every promise, then zero upstream connections once
+    /// the relay had time to notice every dead link (stall timeout plus the proxy's hold).
+    pub async fn stage(
+        &self,
+        fx: &Fixture,
+        name: &'static str,
+        load: &Load,
+        through_proxy: bool,
+        during: impl std::future::Future<Output = TestResult<Vec<String>>>,
+    ) -> TestResult<Stage> {
+        let (client_before, upstream_before) =
+            (self.client_proxy.stats(), self.upstream_proxy.stats());
+        let history = Mutex::new(History::default());
+        let started = Instant::now();
+        let endpoint = self.endpoint(through_proxy);
+        let (spoken, notes) = tokio::join!(load::run(&endpoint, load, &history), during);
+        let took = started.elapsed();
+        let history = history.into_inner().expect("history");
+        let _ = fx.upstream_quiet(Duration::from_secs(15)).await;
+        let inputs = fx.upstream.inputs();
+        let verdict = history.verdict(&Observed {
+            upstream_inputs: &inputs,
+            upstream_open: fx.upstream.snapshot().open_connections,
+            relay_log: &self.relay.lock().await.log(),
+        });
+        let log_path = Relay::log_dir(&fx.root).join(format!("history-{name}.log"));
+        let _ = std::fs::write(&log_path, history.log().join("\n"));
+        let stage = Stage {
+            name,
+            verdict,
+            took,
+            client_leg: delta(self.client_proxy.stats(), client_before),
+            upstream_leg: delta(self.upstream_proxy.stats(), upstream_before),
+            notes: notes?,
+        };
+        println!("{stage}");
+        spoken.map_err(|e| format!("{name}: {e}"))?;
+        stage
+            .verdict
+            .check()
+            .map_err(|e| format!("{name} (history in {}): {e}", log_path.display()))?;
+        Ok(stage)
+    }
+}
+
+/// Nothing to do alongside a load.
+async fn nothing() -> TestResult<Vec<String>> {
+    Ok(Vec::new())
+}
+
+/// Client leg: 50-500 ms latency, about 10% of connections reset, sliced writes, half-open
+/// links, throttling and slow closes while sessions speak, stop and reconnect. Then, with the
+/// faults off, the same sessions must all work normally again.
+pub async fn client_leg_chaos(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Vec<Stage>> {
+    rig.client_proxy.set_faults(Faults::hostile());
+    let chaos = Load {
+        label: 'C',
+        sessions: scale.sessions,
+        duration: scale.chaos,
+        mix: Mix::default(),
+        seed: rig.seed,
+    };
+    let stage = rig
+        .stage(fx, "client-leg chaos", &chaos, true, nothing())
+        .await;
+    rig.client_proxy.set_faults(Faults::none());
+    let stage = stage?;
+    let leg = stage.client_leg;
+    ensure!(
+        leg.resets > 0 && leg.sliced > 0 && leg.throttled > 0,
+        "the chaos did not strike: {leg:?}"
+    );
+    ensure!(
+        stage.verdict.unknown_resolved > 0
+            && stage.verdict.ends.get("done").is_some_and(|&n| n > 0),
+        "chaos should both cut some messages and let others finish:\n{}",
+        stage.verdict
+    );
+    let recovery = rig
+        .stage(
+            fx,
+            "client-leg recovery",
+            &recovery_load(&chaos),
+            true,
+            nothing(),
+        )
+        .await?;
+    all_done(&recovery)?;
+    Ok(vec![stage, recovery])
+}
+
+/// The same sessions, calm: each says one message after another for a few seconds.
+fn recovery_load(after: &Load) -> Load {
+    Load {
+        label: after.label.to_ascii_lowercase(),
+        duration: Duration::from_secs(3),
+        mix: Mix {
+            stop: 0.0,
+            supersede: 0.0,
+            reconnect: 0.0,
+            chars: (30, 120),
+            ..Mix::default()
+        },
+        ..after.clone()
+    }
+}
+
+fn all_done(stage: &Stage) -> TestResult {
+    let v = &stage.verdict;
+    ensure!(
+        v.speaks >= 1 && v.ends.get("done") == Some(&v.speaks) && v.done_bit_exact == v.speaks,
+        "{}: every message should end done and bit-exact:\n{v}",
+        stage.name
+    );
+    Ok(())
+}
+
+/// Upstream leg under load: latency, drip-feeding below and above real time, resets and
+/// half-open links at the proxy; resets after N bytes, stalls after the headers, slow drips and
+/// 429/503 bursts from the upstream itself.
+pub async fn upstream_leg_chaos(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Stage> {
+    rig.upstream_proxy.set_faults(Faults {
+        latency_ms: Some((20, 200)),
+        throttle: 0.4,
+        bandwidth_bps: (REAL_TIME_BYTES_PER_S * 3 / 4, REAL_TIME_BYTES_PER_S * 4),
+        reset: 0.1,
+        slice: 0.1,
+        half_open: 0.05,
+        slow_close: 0.2,
+    });
+    let load = Load {
+        label: 'U',
+        sessions: scale.sessions,
+        duration: scale.chaos,
+        mix: Mix {
+            directives: vec![
+                "status=429;retry_after=1;once",
+                "status=503;retry_after=1",
+                "reset_after=20000",
+                "stall_after=0",
+                "chunk=960;gap_ms=15",
+            ],
+            directive_share: 0.35,
+            reconnect: 0.05,
+            ..Mix::default()
+        },
+        seed: rig.seed ^ 0x0B,
+    };
+    let stage = rig
+        .stage(fx, "upstream-leg chaos", &load, false, nothing())
+        .await;
+    rig.upstream_proxy.set_faults(Faults::none());
+    let stage = stage?;
+    let errors = &stage.verdict.errors;
+    for code in [
+        "upstream_interrupted",
+        "upstream_timeout",
+        "upstream_unavailable",
+    ] {
+        ensure!(errors.contains_key(code), "no {code} seen: {errors:?}");
+    }
+    ensure!(
+        stage.verdict.ends.get("done").is_some_and(|&n| n > 0) && stage.upstream_leg.resets > 0,
+        "the upstream chaos should cut some and let others through:\n{stage}"
+    );
+    Ok(stage)
+}
+
+/// The relay crashes mid-stream (wrangler and workerd killed, then started again on the same
+/// port and stored state): clients see the close, settle their messages, reconnect, and go on.
+pub async fn eviction(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Stage> {
+    let load = Load {
+        label: 'E',
+        sessions: scale.sessions,
+        duration: Duration::from_secs(8) + scale.chaos / 2,
+        mix: Mix {
+            stop: 0.1,
+            supersede: 0.05,
+            reconnect: 0.0,
+            chars: (150, 240),
+            ..Mix::default()
+        },
+        seed: rig.seed ^ 0x0E,
+    };
+    let crashes = scale.crashes;
+    let gap = load.duration / (crashes as u32 + 1);
+    let crash_loop = async {
+        let mut notes = Vec::new();
+        for _ in 0..crashes {
+            tokio::time::sleep(gap).await;
+            let down = rig.relay.lock().await.crash_and_restart().await?;
+            notes.push(format!("restart_s={:.1}", down.as_secs_f64()));
+        }
+        Ok(notes)
+    };
+    let stage = rig.stage(fx, "eviction", &load, false, crash_loop).await?;
+    ensure!(
+        stage.verdict.unknown_resolved > 0,
+        "a crash mid-stream should leave messages to settle as interrupted:\n{stage}"
+    );
+    let after = rig
+        .stage(
+            fx,
+            "after eviction",
+            &recovery_load(&load),
+            false,
+            nothing(),
+        )
+        .await?;
+    all_done(&after)?;
+    Ok(stage)
+}
