@@ -16,6 +16,10 @@ use crate::{ensure, Fixture, Relay, TestResult, TEST_ORIGIN, TEST_SECRET};
 /// sliced writes, so even a short run meets every fault. Full runs draw a fresh seed.
 pub const CI_SEED: u64 = 0x14;
 
+/// An upstream directive that streams audio in 100 ms pieces every 40 ms, as Groq does
+/// (faster than real time, slower than at once).
+pub const PACED: &str = "chunk=4800;gap_ms=40";
+
 /// How long and how wide the scenarios run.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
@@ -334,7 +338,9 @@ pub async fn eviction(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Stage
             supersede: 0.05,
             reconnect: 0.0,
             chars: (150, 240),
-            ..Mix::default()
+            // Paced at about two and a half times real time, so a crash finds streams in flight.
+            directives: vec![PACED],
+            directive_share: 1.0,
         },
         seed: rig.seed ^ 0x0E,
     };
@@ -364,5 +370,58 @@ pub async fn eviction(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Stage
         )
         .await?;
     all_done(&after)?;
+    Ok(stage)
+}
+
+/// The soak: `sessions` sessions speaking (paced as Groq streams), stopping, superseding and
+/// reconnecting for `duration`. Prints messages per minute, the exactly-once rate, time to first
+/// audio, upstream connections left open, and workerd's memory before and after.
+pub async fn soak(
+    rig: &Rig,
+    fx: &Fixture,
+    sessions: usize,
+    duration: Duration,
+) -> TestResult<Stage> {
+    let rss_mib = || async {
+        let rss = rig.relay.lock().await.workerd_rss();
+        rss.map_or("?".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0))
+    };
+    let before = rss_mib().await;
+    let load = Load {
+        label: 'S',
+        sessions,
+        duration,
+        mix: Mix {
+            directives: vec![PACED],
+            directive_share: 1.0,
+            ..Mix::default()
+        },
+        seed: rig.seed ^ 0x50,
+    };
+    let mut stage = rig.stage(fx, "soak", &load, false, nothing()).await?;
+    let after = rss_mib().await;
+    let v = &stage.verdict;
+    let ms = |p| {
+        v.first_audio_ms(p)
+            .map_or("-".to_owned(), |ms| format!("{ms:.0}"))
+    };
+    stage.notes = vec![
+        format!("sessions={sessions}"),
+        format!("minutes={:.1}", duration.as_secs_f64() / 60.0),
+        format!(
+            "messages_per_min={:.0}",
+            v.speaks as f64 / (stage.took.as_secs_f64() / 60.0)
+        ),
+        format!("exactly_once={:.4}", v.exactly_once_rate()),
+        format!(
+            "first_audio_ms p50={} p95={} p99={}",
+            ms(50.0),
+            ms(95.0),
+            ms(99.0)
+        ),
+        format!("upstream_open_after={}", v.upstream_open),
+        format!("relay_rss_mib start={before} end={after}"),
+    ];
+    println!("soak: {}", stage.notes.join(" "));
     Ok(stage)
 }

@@ -1231,6 +1231,20 @@ async fn eviction_mid_stream(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+async fn soak_short(fx: &Fixture) -> TestResult {
+    let stage = reliability::soak(fx.rig().await?, fx, 4, Duration::from_secs(20)).await?;
+    ensure!(
+        stage.verdict.speaks >= 20 && stage.verdict.ends.get("done").is_some_and(|&n| n > 0),
+        "the soak barely ran:\n{stage}"
+    );
+    ensure!(
+        stage.notes.iter().all(|n| !n.contains('?')),
+        "workerd's memory was not found: {:?}",
+        stage.notes
+    );
+    Ok(())
+}
+
 async fn nothing_leaks(fx: &Fixture) -> TestResult {
     use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
     let ledger = orpheus_e2e::LEDGER.lock().map_err(|e| e.to_string())?;
@@ -1339,6 +1353,7 @@ fn main() {
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,
+        soak_short,
         browser_player,
         nothing_leaks,
     ];
