@@ -10,11 +10,16 @@
 //!   `onended`, or at once (`interrupted`) if the socket is lost;
 //! - `stop` is authoritative: the relay is told, every scheduled source of the message is silenced
 //!   after a short gain ramp, and none of its audio is scheduled afterwards;
+//! - a `speak` made while the socket is down is sent once it opens, and ends `interrupted` if
+//!   that attempt fails; stopped or superseded before it was sent, it ends at once;
+//! - while a message waits for its `end`, the link is watched: after `ping_after` of silence a
+//!   ping goes out (the runtime answers it), and after `dead_after` of silence the socket is
+//!   given up as dead (a half-open link) and its messages end `interrupted`;
 //! - underruns are counted and reported, never hidden.
 
 use std::collections::BTreeSet;
 
-use orpheus_protocol::{AudioFrame, ClientMessage, EndError, EndReason, ServerMessage};
+use orpheus_protocol::{AudioFrame, ClientMessage, EndError, EndReason, ServerMessage, PING_FRAME};
 
 use crate::pcm::PcmDecoder;
 use crate::timeline::{Seconds, Timeline, DEFAULT_LEAD};
@@ -85,6 +90,10 @@ pub struct Config {
     pub reconnect_base_ms: u64,
     /// Longest reconnect delay.
     pub reconnect_max_ms: u64,
+    /// Silence, while a message waits for its end, after which the player pings.
+    pub ping_after: Seconds,
+    /// Silence, while a message waits for its end, after which the socket is given up.
+    pub dead_after: Seconds,
 }
 
 impl Default for Config {
@@ -95,6 +104,8 @@ impl Default for Config {
             stop_ramp: 0.008,
             reconnect_base_ms: 250,
             reconnect_max_ms: 8_000,
+            ping_after: 3.0,
+            dead_after: 9.0,
         }
     }
 }
@@ -170,6 +181,8 @@ pub enum Effect {
         /// Underruns of the current message.
         underruns: u32,
     },
+    /// Close the socket at once and ignore its further events: the link is dead.
+    Disconnect,
     /// Reopen the socket after this delay.
     Reconnect {
         /// Delay in milliseconds.
@@ -192,6 +205,8 @@ struct Message {
     first_audio_at: Option<Seconds>,
     /// Stopped or superseded: its remaining frames are dropped.
     silenced: bool,
+    /// The `speak` frame, while it waits for the socket to open.
+    unsent: Option<String>,
 }
 
 impl Message {
@@ -209,6 +224,10 @@ pub struct PlayerCore {
     context_running: bool,
     connected: bool,
     reconnect_attempts: u32,
+    /// When the relay was last heard from (or a message was sent, which starts the watch).
+    last_heard: Seconds,
+    /// Whether a ping went out since then.
+    pinged: bool,
     current: Option<Message>,
     /// Stopped or superseded messages waiting for their `end` and their sources.
     retiring: Vec<Message>,
@@ -229,6 +248,8 @@ impl PlayerCore {
             context_running: false,
             connected: false,
             reconnect_attempts: 0,
+            last_heard: 0.0,
+            pinged: false,
             current: None,
             retiring: Vec::new(),
             next_source: 1,
@@ -257,14 +278,55 @@ impl PlayerCore {
             .sum()
     }
 
-    /// When the next safety timer is due, if any (feed [`Input::Tick`] then).
+    /// When the next timer is due, if any (feed [`Input::Tick`] then): a safety timer, or the
+    /// link watch's next ping or verdict.
     pub fn next_deadline(&self) -> Option<Seconds> {
-        self.current
+        let safety = self
+            .current
             .iter()
             .chain(&self.retiring)
             .filter(|m| m.end.is_some() && !m.live.is_empty())
-            .map(|m| m.scheduled_end + self.config.safety)
-            .reduce(f64::min)
+            .map(|m| m.scheduled_end + self.config.safety);
+        let watch = self.watching().then(|| {
+            let next = if self.pinged {
+                self.config.dead_after
+            } else {
+                self.config.ping_after
+            };
+            self.last_heard + next
+        });
+        safety.chain(watch).reduce(f64::min)
+    }
+
+    /// Whether a sent message waits for its `end` on an open socket.
+    fn watching(&self) -> bool {
+        self.connected
+            && self
+                .current
+                .iter()
+                .chain(&self.retiring)
+                .any(|m| m.end.is_none() && m.unsent.is_none())
+    }
+
+    /// Pings a quiet link, and gives up one that stayed silent too long.
+    fn watch_link(&mut self) {
+        if !self.watching() {
+            return;
+        }
+        let silence = self.now - self.last_heard;
+        if silence >= self.config.dead_after {
+            self.effects.push(Effect::Disconnect);
+            self.on_closed();
+        } else if silence >= self.config.ping_after && !self.pinged {
+            self.pinged = true;
+            self.effects.push(Effect::Send(PING_FRAME.to_owned()));
+        }
+    }
+
+    /// Something arrived, or the watch starts afresh.
+    fn heard(&mut self) {
+        self.last_heard = self.now;
+        self.pinged = false;
     }
 
     /// Feeds an input at context time `now`.
@@ -274,10 +336,20 @@ impl PlayerCore {
             Input::Opened => {
                 self.connected = true;
                 self.reconnect_attempts = 0;
+                self.heard();
+                if let Some(speak) = self.current.as_mut().and_then(|m| m.unsent.take()) {
+                    self.effects.push(Effect::Send(speak));
+                }
                 self.update_state();
             }
-            Input::Text(text) => self.on_text(text),
-            Input::Binary(bytes) => self.on_binary(bytes),
+            Input::Text(text) => {
+                self.heard();
+                self.on_text(text);
+            }
+            Input::Binary(bytes) => {
+                self.heard();
+                self.on_binary(bytes);
+            }
             Input::Closed => self.on_closed(),
             Input::Speak { id, text, voice } => self.on_speak(id, text, voice),
             Input::Stop => self.on_stop(),
@@ -288,7 +360,10 @@ impl PlayerCore {
                 self.effects.push(Effect::Release(vec![source]));
                 self.settle();
             }
-            Input::Tick => self.settle(),
+            Input::Tick => {
+                self.watch_link();
+                self.settle();
+            }
             Input::Context {
                 running,
                 sample_rate,
@@ -304,15 +379,22 @@ impl PlayerCore {
         if let Some(old) = self.current.take() {
             self.retire(old, EndReason::Superseded);
         }
-        self.effects.push(Effect::Send(
-            ClientMessage::Speak {
-                id: id.clone(),
-                text,
-                voice,
-                model: None,
+        let speak = ClientMessage::Speak {
+            id: id.clone(),
+            text,
+            voice,
+            model: None,
+        }
+        .to_json();
+        let unsent = if self.connected {
+            if !self.watching() {
+                self.heard();
             }
-            .to_json(),
-        ));
+            self.effects.push(Effect::Send(speak));
+            None
+        } else {
+            Some(speak)
+        };
         self.current = Some(Message {
             id,
             stream: None,
@@ -325,18 +407,21 @@ impl PlayerCore {
             spoke_at: self.now,
             first_audio_at: None,
             silenced: false,
+            unsent,
         });
         self.settle();
     }
 
     fn on_stop(&mut self) {
         if let Some(m) = self.current.take() {
-            self.effects.push(Effect::Send(
-                ClientMessage::Stop {
-                    id: Some(m.id.clone()),
-                }
-                .to_json(),
-            ));
+            if m.unsent.is_none() {
+                self.effects.push(Effect::Send(
+                    ClientMessage::Stop {
+                        id: Some(m.id.clone()),
+                    }
+                    .to_json(),
+                ));
+            }
             self.retire(m, EndReason::Stopped);
             self.settle();
         }
@@ -346,6 +431,11 @@ impl PlayerCore {
     /// relay already delivered all of it but it is still playing, the listener cut it short:
     /// it completes with `reason` rather than `done`.
     fn retire(&mut self, mut m: Message, reason: EndReason) {
+        if m.unsent.is_some() {
+            // The relay never heard of it: no `end` will come.
+            m.end = Some((reason, None));
+            return self.complete(m);
+        }
         m.silenced = true;
         if !m.live.is_empty() && matches!(m.end, Some((EndReason::Done, _))) {
             m.end = Some((reason, None));

@@ -154,6 +154,14 @@ impl Inner {
                     let _ = f.call2(&JsValue::NULL, &state.as_str().into(), &underruns.into());
                 }
             }
+            Effect::Disconnect => {
+                // Events of the dead socket are ignored from now on.
+                self.generation.set(self.generation.get() + 1);
+                let dead = self.socket.borrow_mut().take();
+                if let Some(dead) = dead {
+                    let _ = dead.ws.close();
+                }
+            }
             Effect::Reconnect { after_ms } => {
                 let me = self.clone();
                 let retry = Closure::once_into_js(move || me.connect());

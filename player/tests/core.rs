@@ -19,6 +19,7 @@ struct Browser {
     states: Vec<PlayerState>,
     silenced: BTreeSet<SourceId>,
     reconnects: Vec<u64>,
+    disconnects: usize,
 }
 
 impl Browser {
@@ -33,6 +34,7 @@ impl Browser {
             states: vec![],
             silenced: BTreeSet::new(),
             reconnects: vec![],
+            disconnects: 0,
         };
         b.feed(Input::Context {
             running: true,
@@ -74,6 +76,7 @@ impl Browser {
                 }
                 Effect::State { state, .. } => self.states.push(state),
                 Effect::Reconnect { after_ms } => self.reconnects.push(after_ms),
+                Effect::Disconnect => self.disconnects += 1,
             }
         }
     }
@@ -304,6 +307,83 @@ fn socket_loss_interrupts_once_and_reconnects_with_backoff() {
     let before = b.scheduled.len();
     b.audio(1, 2400, 100);
     assert_eq!(b.scheduled.len(), before, "no stale audio after reconnect");
+}
+
+#[test]
+fn a_speak_while_reconnecting_is_sent_once_the_socket_opens() {
+    let mut b = Browser::new();
+    b.feed(Input::Closed);
+    let sent = b.sent.len();
+    b.speak("m");
+    assert_eq!(b.sent.len(), sent, "nothing is sent on a closed socket");
+    b.feed(Input::Opened);
+    assert_eq!(b.sent.len(), sent + 1);
+    assert!(b.sent.last().unwrap().contains(r#""id":"m""#));
+    b.start("m", 1);
+    b.audio(1, 0, 2400);
+    b.end("m", Some(1), EndReason::Done);
+    b.advance(1.0, false);
+    assert_eq!(b.completion("m").reason, EndReason::Done);
+}
+
+#[test]
+fn a_speak_whose_connection_attempt_fails_is_interrupted_once() {
+    let mut b = Browser::new();
+    b.feed(Input::Closed);
+    b.speak("m");
+    b.feed(Input::Closed);
+    assert_eq!(b.completion("m").reason, EndReason::Interrupted);
+    b.feed(Input::Opened);
+    assert!(
+        !b.sent.iter().any(|s| s.contains(r#""id":"m""#)),
+        "never sent late"
+    );
+}
+
+#[test]
+fn an_unsent_speak_stopped_or_superseded_ends_at_once_without_a_frame() {
+    let mut b = Browser::new();
+    b.feed(Input::Closed);
+    let sent = b.sent.len();
+    b.speak("a");
+    b.speak("b");
+    assert_eq!(b.completion("a").reason, EndReason::Superseded);
+    b.feed(Input::Stop);
+    assert_eq!(b.completion("b").reason, EndReason::Stopped);
+    b.feed(Input::Opened);
+    assert_eq!(b.sent.len(), sent, "the relay never hears of either");
+    assert_eq!(b.core.state(), PlayerState::Idle);
+}
+
+#[test]
+fn a_silent_link_is_pinged_then_given_up() {
+    let mut b = Browser::new();
+    b.speak("m");
+    b.start("m", 1);
+    b.audio(1, 0, 2400);
+    let sent = b.sent.len();
+    // Pongs keep a quiet link alive.
+    for _ in 0..5 {
+        b.advance(3.0, false);
+        assert_eq!(b.sent.last().unwrap(), r#"{"type":"ping"}"#);
+        b.server(ServerMessage::Pong);
+    }
+    assert_eq!(b.sent.len(), sent + 5);
+    assert_eq!(b.disconnects, 0);
+    // Half-open: nothing comes back.
+    b.advance(3.0, false);
+    b.advance(3.0, false);
+    assert_eq!(b.disconnects, 0);
+    b.advance(3.0, false);
+    assert_eq!(b.disconnects, 1);
+    assert_eq!(b.completion("m").reason, EndReason::Interrupted);
+    assert_eq!(b.core.live_sources(), 0);
+    assert_eq!(b.reconnects.len(), 1);
+    // Idle: no pings.
+    b.feed(Input::Opened);
+    let sent = b.sent.len();
+    b.advance(30.0, false);
+    assert_eq!(b.sent.len(), sent);
 }
 
 #[test]

@@ -24,6 +24,13 @@ pub const SUBPROTOCOL: &str = "orpheus.v1";
 /// Close code sent to a socket that another connection to the same session replaced.
 pub const CLOSE_REPLACED: u16 = 4000;
 
+/// The exact ping frame the runtime answers without waking a hibernated session; clients use
+/// it to check a link is alive.
+pub const PING_FRAME: &str = r#"{"type":"ping"}"#;
+
+/// The runtime's answer to [`PING_FRAME`].
+pub const PONG_FRAME: &str = r#"{"type":"pong"}"#;
+
 /// The longest session id, in characters.
 pub const MAX_SESSION_ID_LEN: usize = 64;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::ticket::CLOCK_SKEW_S;
-use orpheus_protocol::SUBPROTOCOL;
+use orpheus_protocol::{PING_FRAME, PONG_FRAME, SUBPROTOCOL};
 use worker::{
     durable_object, AbortController, DurableObject, Env, Headers, Request, Response, Result, State,
     WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
@@ -22,10 +22,6 @@ use crate::log::{self, LogLine};
 use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
 use crate::settings::Settings;
 use crate::upstream_fetch::{self, UpstreamEvent};
-
-/// The exact ping frame the runtime answers itself, without waking a hibernated object.
-const PING: &str = r#"{"type":"ping"}"#;
-const PONG: &str = r#"{"type":"pong"}"#;
 
 /// Storage key of the ids of tickets already used on this session.
 const USED_TICKETS_KEY: &str = "used_tickets";
@@ -58,7 +54,7 @@ pub struct RelaySession {
 
 impl DurableObject for RelaySession {
     fn new(state: State, env: Env) -> Self {
-        if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+        if let Ok(pair) = WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME) {
             state.set_websocket_auto_response(&pair);
         }
         let budget = Rc::new(RefCell::new(SpeechBudget::default()));
