@@ -203,8 +203,9 @@ struct Message {
     scheduled_end: Seconds,
     spoke_at: Seconds,
     first_audio_at: Option<Seconds>,
-    /// Stopped or superseded: its remaining frames are dropped.
-    silenced: bool,
+    /// Stopped or superseded (which one): its remaining frames are dropped, and it completes
+    /// as that even if the relay then reports `done`, since the listener did not hear it all.
+    retired_as: Option<EndReason>,
     /// The `speak` frame, while it waits for the socket to open.
     unsent: Option<String>,
 }
@@ -406,7 +407,7 @@ impl PlayerCore {
             scheduled_end: self.now,
             spoke_at: self.now,
             first_audio_at: None,
-            silenced: false,
+            retired_as: None,
             unsent,
         });
         self.settle();
@@ -436,7 +437,7 @@ impl PlayerCore {
             m.end = Some((reason, None));
             return self.complete(m);
         }
-        m.silenced = true;
+        m.retired_as = Some(reason);
         if !m.live.is_empty() && matches!(m.end, Some((EndReason::Done, _))) {
             m.end = Some((reason, None));
         }
@@ -487,6 +488,10 @@ impl PlayerCore {
                     .chain(self.current.iter_mut())
                     .find(|m| m.id == id && m.end.is_none());
                 if let Some(m) = target {
+                    let reason = match m.retired_as {
+                        Some(retired) if reason == EndReason::Done => retired,
+                        _ => reason,
+                    };
                     m.end = Some((reason, error));
                 }
                 self.settle();
@@ -504,7 +509,7 @@ impl PlayerCore {
             return;
         };
         // Frames of any other stream (an old message, or one from before a reconnect) are dropped.
-        if m.silenced
+        if m.retired_as.is_some()
             || m.end.is_some()
             || m.stream != Some(frame.stream)
             || u64::from(frame.offset) != m.samples

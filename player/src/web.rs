@@ -34,6 +34,17 @@ struct Socket {
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
+impl Socket {
+    /// Closes the socket for good. Its handlers are detached first: the `close` event comes
+    /// later, and must not call closures this drop releases.
+    fn shut(self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
 /// What a socket event does, given the player.
 type SocketHandler = Box<dyn Fn(&Rc<Inner>, JsValue)>;
 
@@ -159,7 +170,7 @@ impl Inner {
                 self.generation.set(self.generation.get() + 1);
                 let dead = self.socket.borrow_mut().take();
                 if let Some(dead) = dead {
-                    let _ = dead.ws.close();
+                    dead.shut();
                 }
             }
             Effect::Reconnect { after_ms } => {
@@ -344,8 +355,9 @@ impl Inner {
     }
 
     fn open_socket(self: &Rc<Self>, protocols: &JsValue) -> Result<(), JsValue> {
-        if let Some(old) = self.socket.borrow_mut().take() {
-            let _ = old.ws.close();
+        let old = self.socket.borrow_mut().take();
+        if let Some(old) = old {
+            old.shut();
         }
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
@@ -487,17 +499,24 @@ impl Player {
             return;
         }
         inner.generation.set(inner.generation.get() + 1);
-        if let Some(socket) = inner.socket.borrow_mut().take() {
-            let _ = socket.ws.close();
+        let socket = inner.socket.borrow_mut().take();
+        if let Some(socket) = socket {
+            socket.shut();
         }
         inner.drive(Input::Closed);
         if let Some(timer) = inner.timer.borrow_mut().take() {
             window().clear_timeout_with_handle(timer.handle);
         }
-        if let Some(audio) = inner.context.borrow_mut().take() {
+        // Handlers are detached before their closures are dropped: closing the context fires
+        // `statechange` (and may end sources) later.
+        for source in inner.sources.borrow_mut().drain().map(|(_, s)| s) {
+            AudioScheduledSourceNode::set_onended(&source.node, None);
+        }
+        let audio = inner.context.borrow_mut().take();
+        if let Some(audio) = audio {
+            audio.ctx.set_onstatechange(None);
             let _ = audio.ctx.close();
         }
-        inner.sources.borrow_mut().clear();
         inner.core.borrow_mut().take();
     }
 }

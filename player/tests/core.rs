@@ -247,6 +247,20 @@ fn stop_is_authoritative() {
 }
 
 #[test]
+fn a_stop_that_crosses_the_relays_done_is_still_stopped() {
+    // The relay finished before the stop reached it; the player had dropped the audio.
+    let mut b = Browser::new();
+    b.speak("m");
+    b.feed(Input::Stop);
+    b.start("m", 1);
+    b.audio(1, 0, 2400);
+    b.end("m", Some(1), EndReason::Done);
+    let c = b.completion("m");
+    assert_eq!((c.reason, c.samples), (EndReason::Stopped, 0));
+    assert!(b.scheduled.is_empty());
+}
+
+#[test]
 fn stopping_a_fully_delivered_message_mid_playback_is_stopped_not_done() {
     let mut b = Browser::new();
     b.speak("m");
