@@ -425,3 +425,83 @@ pub async fn soak(
     println!("soak: {}", stage.notes.join(" "));
     Ok(stage)
 }
+
+/// The player in headless Chromium with its socket through a proxy with latency, resets, sliced
+/// writes, slow closes and the odd half-open link: every message settles once (`done` with all
+/// its samples, `stopped`, or `interrupted`), nothing is scheduled after a message ended (no
+/// stale audio after a reconnect), and the live sources return to zero.
+pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
+    let relay_addr = rig
+        .relay_url
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("relay address: {e}"))?;
+    let faults = Faults {
+        latency_ms: Some((50, 300)),
+        reset: 0.35,
+        slice: 0.3,
+        half_open: 0.1,
+        slow_close: 0.3,
+        ..Faults::none()
+    };
+    let proxy = Proxy::start(relay_addr, rig.seed ^ 0xB0, faults)
+        .await
+        .map_err(|e| e.to_string())?;
+    let texts: Vec<String> = (0..messages)
+        .map(|i| load::message_text(&format!("B{i:03}x00000"), None, 40 + i * 37 % 60))
+        .collect();
+    let args = [
+        rig.relay_url.clone(),
+        format!("ws://{}", proxy.addr()),
+        serde_json::to_string(&texts).map_err(|e| e.to_string())?,
+        (rig.seed % 100_000).to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = crate::run_browser_script("chaos.mjs", &args).await?;
+    let stats = proxy.stats();
+    ensure!(
+        report["pageErrors"]
+            .as_array()
+            .is_some_and(|e| e.is_empty()),
+        "page errors: {}",
+        report["pageErrors"]
+    );
+    let results = report["results"].as_array().ok_or("no results")?;
+    ensure!(results.len() == messages, "{} results", results.len());
+    let mut reasons = std::collections::BTreeMap::<String, u32>::new();
+    for (i, (r, text)) in results.iter().zip(&texts).enumerate() {
+        let reason = r["reason"].as_str().unwrap_or("?");
+        *reasons.entry(reason.to_owned()).or_default() += 1;
+        let allowed = match r["stopped"].as_bool() {
+            Some(true) => ["done", "stopped", "interrupted"].contains(&reason),
+            _ => ["done", "interrupted"].contains(&reason),
+        };
+        ensure!(allowed, "message {i} settled {reason}: {r}");
+        if reason == "done" {
+            let want = crate::expected_pcm(text).len() as u64 / 2;
+            ensure!(
+                r["samples"].as_u64() == Some(want),
+                "message {i}: {r}, want {want} samples"
+            );
+        }
+        ensure!(
+            r["startedAfterEnd"] == 0 && r["live"] == 0,
+            "message {i}: audio scheduled after it ended, or sources left: {r}"
+        );
+    }
+    ensure!(
+        report["live"] == 0 && report["idle"] == "idle",
+        "after the run: {report}"
+    );
+    let summary = format!(
+        "browser: messages={messages} settled={reasons:?} stale_starts=0 live_after=0 \
+         conns={} resets={} half_open={} sliced={} slow_close={}",
+        stats.accepted, stats.resets, stats.half_opens, stats.sliced, stats.slow_closes
+    );
+    println!("{summary}");
+    ensure!(
+        stats.resets + stats.half_opens > 0 && reasons.contains_key("interrupted"),
+        "the chaos never cut the player's link: {summary}"
+    );
+    Ok(summary)
+}

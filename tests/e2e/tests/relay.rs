@@ -1245,6 +1245,11 @@ async fn soak_short(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+async fn browser_through_chaos(fx: &Fixture) -> TestResult {
+    reliability::browser_chaos(fx.rig().await?, 8).await?;
+    Ok(())
+}
+
 async fn nothing_leaks(fx: &Fixture) -> TestResult {
     use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
     let ledger = orpheus_e2e::LEDGER.lock().map_err(|e| e.to_string())?;
@@ -1355,6 +1360,7 @@ fn main() {
         eviction_mid_stream,
         soak_short,
         browser_player,
+        browser_through_chaos,
         nothing_leaks,
     ];
     if args.list {

@@ -22,6 +22,7 @@ async fn run(fx: &Fixture, sessions: usize, minutes: f64) -> TestResult {
     reliability::client_leg_chaos(rig, fx, Scale::FULL).await?;
     reliability::upstream_leg_chaos(rig, fx, Scale::FULL).await?;
     reliability::eviction(rig, fx, Scale::FULL).await?;
+    reliability::browser_chaos(rig, 24).await?;
     reliability::soak(rig, fx, sessions, Duration::from_secs_f64(minutes * 60.0)).await?;
     Ok(())
 }
