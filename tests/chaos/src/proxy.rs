@@ -32,6 +32,8 @@ pub struct ChaosStats {
     pub sliced: u64,
     /// Connections with a delayed close.
     pub slow_closes: u64,
+    /// Connections cut by [`Proxy::cut_all`].
+    pub cuts: u64,
 }
 
 #[derive(Default)]
@@ -43,6 +45,7 @@ struct Counters {
     throttled: AtomicU64,
     sliced: AtomicU64,
     slow_closes: AtomicU64,
+    cuts: AtomicU64,
 }
 
 struct Shared {
@@ -51,6 +54,8 @@ struct Shared {
     faults: Mutex<Faults>,
     counters: Counters,
     shutdown: watch::Receiver<bool>,
+    /// Bumped to cut every open connection at once.
+    cut: watch::Sender<u64>,
 }
 
 /// A running chaos proxy. Dropping it closes every connection it holds.
@@ -90,6 +95,7 @@ impl Proxy {
             faults: Mutex::new(faults),
             counters: Counters::default(),
             shutdown: shutdown_rx,
+            cut: watch::channel(0).0,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Self {
@@ -115,6 +121,12 @@ impl Proxy {
         *self.shared.faults.lock().expect("faults") = faults;
     }
 
+    /// Cuts every connection open now, both sides closed at once: the network changed under
+    /// them (a phone moving from Wi-Fi to mobile data). New connections are not affected.
+    pub fn cut_all(&self) {
+        self.shared.cut.send_modify(|n| *n += 1);
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> ChaosStats {
         let c = &self.shared.counters;
@@ -127,6 +139,7 @@ impl Proxy {
             throttled: get(&c.throttled),
             sliced: get(&c.sliced),
             slow_closes: get(&c.slow_closes),
+            cuts: get(&c.cuts),
         }
     }
 }
@@ -230,6 +243,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
         rng.fork(),
     ));
     let mut shutdown = shared.shutdown.clone();
+    let mut cut = shared.cut.subscribe();
     let started = Instant::now();
     let strike = async {
         let Some((strike, trigger)) = plan.trigger() else {
@@ -244,6 +258,10 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
     let strike = tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => None,
         _ = async { while pumps.join_next().await.is_some() {} } => None,
+        _ = cut.changed() => {
+            counters.cuts.fetch_add(1, Ordering::Relaxed);
+            None
+        }
         strike = strike => Some(strike),
     };
     match strike {

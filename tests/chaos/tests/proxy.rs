@@ -150,6 +150,26 @@ async fn half_open_connections_go_silent_until_the_client_gives_up() {
 }
 
 #[tokio::test]
+async fn cut_all_closes_open_connections_only() {
+    let proxy = Proxy::start(echo().await, 6, Faults::none()).await.unwrap();
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    stream.write_all(b"hi").await.unwrap();
+    let mut buf = [0u8; 2];
+    stream.read_exact(&mut buf).await.unwrap();
+    proxy.cut_all();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert_eq!(proxy.stats().cuts, 1);
+    let data = payload(1000);
+    assert_eq!(
+        round_trip(proxy.addr(), &data).await.unwrap(),
+        data,
+        "new ones work"
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_proxy_closes_its_connections() {
     let proxy = Proxy::start(echo().await, 5, Faults::none()).await.unwrap();
     let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();

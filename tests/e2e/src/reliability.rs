@@ -106,6 +106,7 @@ fn delta(after: ChaosStats, before: ChaosStats) -> ChaosStats {
         throttled: after.throttled - before.throttled,
         sliced: after.sliced - before.sliced,
         slow_closes: after.slow_closes - before.slow_closes,
+        cuts: after.cuts - before.cuts,
     }
 }
 
@@ -430,9 +431,10 @@ pub async fn soak(
 }
 
 /// The player in headless Chromium with its socket through a proxy with latency, resets, sliced
-/// writes, slow closes and the odd half-open link: every message settles once (`done` with all
-/// its samples, `stopped`, or `interrupted`), nothing is scheduled after a message ended (no
-/// stale audio after a reconnect), and the live sources return to zero.
+/// writes, slow closes and the odd half-open link, and every connection cut every 7 s whatever
+/// the draw: every message settles once (`done` with all its samples, `stopped`, or
+/// `interrupted`), nothing is scheduled after a message ended (no stale audio after a
+/// reconnect), and the live sources return to zero.
 pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
     let relay_addr = rig
         .relay_url
@@ -460,7 +462,14 @@ pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
         (rig.seed % 100_000).to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let report = crate::run_browser_script("chaos.mjs", &args).await?;
+    let browser = crate::run_browser_script("chaos.mjs", &args);
+    tokio::pin!(browser);
+    let report = loop {
+        tokio::select! {
+            report = &mut browser => break report?,
+            _ = tokio::time::sleep(Duration::from_secs(7)) => proxy.cut_all(),
+        }
+    };
     let stats = proxy.stats();
     ensure!(
         report["pageErrors"]
@@ -498,12 +507,12 @@ pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
     );
     let summary = format!(
         "browser: messages={messages} settled={reasons:?} stale_starts=0 live_after=0 \
-         conns={} resets={} half_open={} sliced={} slow_close={}",
-        stats.accepted, stats.resets, stats.half_opens, stats.sliced, stats.slow_closes
+         conns={} cuts={} resets={} half_open={} sliced={} slow_close={}",
+        stats.accepted, stats.cuts, stats.resets, stats.half_opens, stats.sliced, stats.slow_closes
     );
     println!("{summary}");
     ensure!(
-        stats.resets + stats.half_opens > 0 && reasons.contains_key("interrupted"),
+        stats.cuts + stats.resets + stats.half_opens > 0 && reasons.contains_key("interrupted"),
         "the chaos never cut the player's link: {summary}"
     );
     Ok(summary)
