@@ -7,6 +7,18 @@ const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
   "--disable-dev-shm-usage"];
 const AUTOPLAY = "--autoplay-policy=no-user-gesture-required";
 
+// An init script counting every audio source start (window.__starts), so a test can see
+// whether anything was scheduled after a stop or after a message ended.
+export const countStarts = () => {
+  window.__starts = 0;
+  // AudioBufferSourceNode defines its own start(), shadowing its parent's.
+  const start = AudioBufferSourceNode.prototype.start;
+  AudioBufferSourceNode.prototype.start = function (...args) {
+    window.__starts += 1;
+    return start.apply(this, args);
+  };
+};
+
 // Opens the demo page at `base` in a new Chromium and waits until its player is connected.
 export async function open(base, { autoplay = true, init = null } = {}) {
   const browser = await chromium.launch({

@@ -5,21 +5,10 @@
 //
 // usage: node tests/browser/chaos.mjs <relay base url> <ws://proxy> <texts as JSON> <seed>
 
-import { open } from "./browser.mjs";
+import { countStarts, open } from "./browser.mjs";
 
 const [base, wsBase, textsJson, seedText] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
-
-// Counts every source start, so the report can show nothing was scheduled after a message ended.
-const countStarts = () => {
-  window.__starts = 0;
-  // AudioBufferSourceNode defines its own start(), shadowing its parent's.
-  const start = AudioBufferSourceNode.prototype.start;
-  AudioBufferSourceNode.prototype.start = function (...args) {
-    window.__starts += 1;
-    return start.apply(this, args);
-  };
-};
 
 const { browser, page, errors } = await open(base, { init: countStarts });
 const report = await page.evaluate(async ([wsBase, texts, seed]) => {

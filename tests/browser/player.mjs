@@ -5,21 +5,10 @@
 // usage: node tests/browser/player.mjs <relay base url> <output dir> <scenario texts as JSON>
 
 import { join } from "node:path";
-import { capture, open } from "./browser.mjs";
+import { capture, countStarts, open } from "./browser.mjs";
 
 const [base, outDir, textsJson] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
-
-// Counts every source start, so a test can see whether anything was scheduled after a stop.
-const countStarts = () => {
-  window.__starts = 0;
-    // AudioBufferSourceNode defines its own start(), shadowing its parent's.
-  const start = AudioBufferSourceNode.prototype.start;
-  AudioBufferSourceNode.prototype.start = function (...args) {
-    window.__starts += 1;
-    return start.apply(this, args);
-  };
-};
 
 // The autoplay policy of a real browser: until a user gesture, a new AudioContext is suspended
 // and resume() stays pending. (Headless Chromium 156 driven by playwright does not enforce the

@@ -437,8 +437,7 @@ impl Verdict {
             .map(|d| d.as_secs_f64() * 1e3)
             .collect();
         ms.sort_by(f64::total_cmp);
-        let rank = ((p / 100.0) * ms.len() as f64).ceil() as usize;
-        (!ms.is_empty()).then(|| ms[rank.clamp(1, ms.len()) - 1])
+        (!ms.is_empty()).then(|| crate::percentile(&ms, p))
     }
 
     /// Fails with every violation unless there are none.

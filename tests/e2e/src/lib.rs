@@ -825,6 +825,12 @@ impl Client {
     }
 }
 
+/// The `p`th percentile of ascending `sorted` values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// The PCM the upstream produces for `text` split the way the relay splits it.
 pub fn expected_pcm(text: &str) -> Vec<u8> {
     use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
@@ -885,7 +891,8 @@ pub fn decode_capture(report: &serde_json::Value) -> TestResult<Vec<f32>> {
         .collect())
 }
 
-/// Runs a browser script from `tests/browser/` with `args` and parses the JSON it prints.
+/// Runs a browser script from `tests/browser/` with `args` and parses the JSON it prints; fails
+/// if the page reported errors (`pageErrors`).
 pub async fn run_browser_script(script: &str, args: &[&str]) -> TestResult<serde_json::Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/browser")
@@ -901,5 +908,12 @@ pub async fn run_browser_script(script: &str, args: &[&str]) -> TestResult<serde
         "{script} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("{script} printed no JSON: {e}"))
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("{script} printed no JSON: {e}"))?;
+    let errors = &report["pageErrors"];
+    ensure!(
+        errors.as_array().is_none_or(|e| e.is_empty()),
+        "{script}: page errors: {errors}"
+    );
+    Ok(report)
 }

@@ -1049,13 +1049,6 @@ async fn browser_player(fx: &Fixture) -> TestResult {
     let texts_json = texts.to_string();
     let report =
         orpheus_e2e::run_browser_script("player.mjs", &[&relay.url, &out_dir, &texts_json]).await?;
-    ensure!(
-        report["pageErrors"]
-            .as_array()
-            .is_some_and(|e| e.is_empty()),
-        "page errors: {}",
-        report["pageErrors"]
-    );
 
     // Second message plays, and both complete.
     let second = &report["second"];

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use groq_local::Config as UpstreamConfig;
-use orpheus_e2e::{Client, Fixture, Frame, TestResult, TEST_KEY};
+use orpheus_e2e::{percentile, Client, Fixture, Frame, TestResult, TEST_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,11 +18,6 @@ const MS_PER_CHAR: u64 = 10;
 const OVERHEAD_RUNS: usize = 60;
 const LENGTH_RUNS: usize = 8;
 const SHORT: &str = "Hello there, how are you doing today?";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn summary(mut ms: Vec<f64>) -> (f64, f64) {
     ms.sort_by(f64::total_cmp);
