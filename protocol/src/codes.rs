@@ -77,6 +77,8 @@ pub enum ErrorCode {
     UpstreamBadAudio,
     /// The relay is not configured with an upstream API key.
     NotConfigured,
+    /// The relay cannot read the session's stored limits right now; retry shortly.
+    RelayUnavailable,
 }
 
 impl ErrorCode {
@@ -104,6 +106,9 @@ impl ErrorCode {
             Self::UpstreamInterrupted => "the speech service connection broke mid-stream",
             Self::UpstreamBadAudio => "the speech service returned audio the relay cannot read",
             Self::NotConfigured => "the relay has no speech service credentials configured",
+            Self::RelayUnavailable => {
+                "the relay cannot read this session's limits right now; retry after retry_after_s"
+            }
         }
     }
 
@@ -137,6 +142,7 @@ const ALL_CODES: &[(ErrorCode, &str)] = &[
     (ErrorCode::UpstreamInterrupted, "upstream_interrupted"),
     (ErrorCode::UpstreamBadAudio, "upstream_bad_audio"),
     (ErrorCode::NotConfigured, "not_configured"),
+    (ErrorCode::RelayUnavailable, "relay_unavailable"),
 ];
 
 #[cfg(test)]

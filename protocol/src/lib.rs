@@ -7,6 +7,7 @@
 pub mod codes;
 pub mod frame;
 pub mod messages;
+pub mod surrogates;
 pub mod ticket;
 pub mod voices;
 

@@ -70,9 +70,16 @@ fn optional_string(value: Option<&Value>) -> Result<Option<String>, ()> {
 
 impl ClientMessage {
     /// Parses one client text frame. Unknown fields are ignored; an unknown `type` is an error.
+    /// A lone UTF-16 surrogate escape in a string reads as U+FFFD (see [`crate::surrogates`]).
     pub fn parse(frame: &str) -> Result<Self, ParseError> {
-        let value: Value =
-            serde_json::from_str(frame).map_err(|_| ParseError::frame(ErrorCode::InvalidJson))?;
+        let value: Value = serde_json::from_str(frame)
+            .or_else(
+                |e| match crate::surrogates::replace_lone_surrogates(frame) {
+                    Some(fixed) => serde_json::from_str(&fixed),
+                    None => Err(e),
+                },
+            )
+            .map_err(|_| ParseError::frame(ErrorCode::InvalidJson))?;
         let invalid = || ParseError::frame(ErrorCode::InvalidMessage);
         let object = value.as_object().ok_or_else(invalid)?;
         let kind = object
@@ -314,6 +321,20 @@ mod tests {
         assert_eq!(err(&long_id), ParseError::frame(ErrorCode::InvalidMessage));
         assert_eq!(err(r#"{"type":"speak","id":"","text":"x"}"#).speak_id, None);
         assert_eq!(err(r#"{"type":"stop","id":5}"#).speak_id, None);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_a_replacement_character() {
+        let m = ClientMessage::parse(r#"{"type":"speak","id":"m1","text":"cut \ud83d here"}"#);
+        assert_eq!(
+            m,
+            Ok(ClientMessage::Speak {
+                id: "m1".into(),
+                text: "cut \u{FFFD} here".into(),
+                voice: None,
+                model: None
+            })
+        );
     }
 
     #[test]
