@@ -33,6 +33,10 @@ pub struct Fault {
     pub stall_after: Option<usize>,
     /// Never send the response head.
     pub stall_head: bool,
+    /// Answer success with this 2xx status instead of 200; 204 carries no body.
+    pub ok_status: Option<u16>,
+    /// Pad an error body with this many KiB of trailing white space (a huge error page).
+    pub pad_error_kb: usize,
 }
 
 /// The marker that starts a per-request directive inside the input text.
@@ -62,6 +66,8 @@ impl Fault {
                 "reset_after" => f.reset_after = Some(num(value)? as usize),
                 "stall_after" => f.stall_after = Some(num(value)? as usize),
                 "stall_head" => f.stall_head = true,
+                "ok_status" => f.ok_status = Some(num(value)? as u16),
+                "pad_error_kb" => f.pad_error_kb = num(value)? as usize,
                 _ => return Err(format!("unknown fault {key:?}")),
             }
         }

@@ -144,6 +144,9 @@ async fn fill_until<R: AsyncRead + Unpin>(
 pub fn response_head(status: u16, headers: &[(&str, String)], body_len: Option<usize>) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -162,6 +165,8 @@ pub fn response_head(status: u16, headers: &[(&str, String)], body_len: Option<u
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     match body_len {
+        // A 204 has no body and no framing header at all.
+        _ if status == 204 => head.push_str("\r\n"),
         Some(len) => head.push_str(&format!("content-length: {len}\r\n\r\n")),
         None => head.push_str("transfer-encoding: chunked\r\n\r\n"),
     }

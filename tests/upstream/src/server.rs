@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orpheus_test_support::{pcm_bytes, wav, Quirks};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -62,6 +63,7 @@ pub struct Stats {
     audio_responses: AtomicU64,
     error_responses: AtomicU64,
     completed_bodies: AtomicU64,
+    cut_short: AtomicU64,
     open_connections: AtomicI64,
     inputs: Mutex<Vec<String>>,
     /// Inputs already failed by a `once` fault.
@@ -79,6 +81,8 @@ pub struct StatsSnapshot {
     pub error_responses: u64,
     /// Audio bodies written to the end.
     pub completed_bodies: u64,
+    /// Speech responses the client closed before they were written in full.
+    pub cut_short: u64,
     /// TCP connections currently open.
     pub open_connections: i64,
 }
@@ -91,6 +95,7 @@ impl Stats {
             audio_responses: self.audio_responses.load(Ordering::SeqCst),
             error_responses: self.error_responses.load(Ordering::SeqCst),
             completed_bodies: self.completed_bodies.load(Ordering::SeqCst),
+            cut_short: self.cut_short.load(Ordering::SeqCst),
             open_connections: self.open_connections.load(Ordering::SeqCst),
         }
     }
@@ -186,7 +191,13 @@ async fn handle(stream: TcpStream, config: &Config, stats: &Stats) -> Result<(),
     });
     let mut peer = Peer { write, closed };
     match (request.method.as_str(), request.path.as_str()) {
-        ("POST", SPEECH_PATH) => speech(&mut peer, &request, config, stats).await,
+        ("POST", SPEECH_PATH) => {
+            let served = speech(&mut peer, &request, config, stats).await;
+            if served.is_err() {
+                stats.cut_short.fetch_add(1, Ordering::SeqCst);
+            }
+            served
+        }
         ("GET", "/_stats") => {
             let body = serde_json::to_vec(&stats.snapshot()).expect("stats serialise");
             let headers = [("content-type", "application/json".to_owned())];
@@ -199,15 +210,8 @@ async fn handle(stream: TcpStream, config: &Config, stats: &Stats) -> Result<(),
                 "Unknown request URL: {} {}. Please check the URL for typos.",
                 request.method, request.path
             );
-            send_error(
-                &mut peer,
-                404,
-                &message,
-                "invalid_request_error",
-                "unknown_url",
-                None,
-            )
-            .await
+            let body = error_body(&message, "invalid_request_error", "unknown_url", 0);
+            send_error(&mut peer, 404, &body, None).await
         }
     }
 }
@@ -224,15 +228,21 @@ fn rate_limit_headers(remaining: u64) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A Groq error body, padded with `pad_kb` KiB of trailing white space.
+fn error_body(message: &str, kind: &str, code: &str, pad_kb: usize) -> Vec<u8> {
+    let mut body = json!({"error": {"message": message, "type": kind, "code": code}})
+        .to_string()
+        .into_bytes();
+    body.resize(body.len() + pad_kb * 1024, b' ');
+    body
+}
+
 async fn send_error(
     peer: &mut Peer,
     status: u16,
-    message: &str,
-    kind: &str,
-    code: &str,
+    body: &[u8],
     retry_after: Option<u32>,
 ) -> Result<(), Gone> {
-    let body = json!({"error": {"message": message, "type": kind, "code": code}}).to_string();
     let mut headers = rate_limit_headers(0);
     headers.push(("content-type", "application/json".to_owned()));
     if let Some(seconds) = retry_after {
@@ -240,7 +250,7 @@ async fn send_error(
     }
     peer.write(&response_head(status, &headers, Some(body.len())))
         .await?;
-    peer.write(body.as_bytes()).await
+    peer.write(body).await
 }
 
 /// Voices per model, as Groq serves them.
@@ -323,7 +333,8 @@ async fn speech(
         Ok(valid) => valid,
         Err((status, message, code)) => {
             stats.error_responses.fetch_add(1, Ordering::SeqCst);
-            return send_error(peer, status, &message, "invalid_request_error", code, None).await;
+            let body = error_body(&message, "invalid_request_error", code, 0);
+            return send_error(peer, status, &body, None).await;
         }
     };
     stats.inputs.lock().expect("stats lock").push(input.clone());
@@ -354,13 +365,21 @@ async fn speech(
             _ => ("internal_server_error", "service_unavailable", "Service Unavailable for org_01localsecret".to_owned()),
         };
         let code = fault.code.as_deref().unwrap_or(default_code);
-        return send_error(peer, status, &message, kind, code, fault.retry_after).await;
+        let body = error_body(&message, kind, code, fault.pad_error_kb);
+        return send_error(peer, status, &body, fault.retry_after).await;
     }
     let pcm = render(&config.engine, &input, &voice).await;
-    let body = wav(&pcm, fault.extra_chunks);
+    let quirks = Quirks {
+        extra_chunks: fault.extra_chunks,
+    };
+    let body = wav(SAMPLE_RATE, &pcm_bytes(&pcm), quirks);
     let mut headers = rate_limit_headers(100u64.saturating_sub(served));
     headers.push(("content-type", "audio/wav".to_owned()));
-    peer.write(&response_head(200, &headers, None)).await?;
+    let status = fault.ok_status.unwrap_or(200);
+    if status == 204 {
+        return peer.write(&response_head(204, &headers, None)).await;
+    }
+    peer.write(&response_head(status, &headers, None)).await?;
     stats.audio_responses.fetch_add(1, Ordering::SeqCst);
     let mut at = 0;
     if fault.split_header {
@@ -407,37 +426,6 @@ async fn speech(
     peer.write(&chunk(&[])).await?;
     stats.completed_bodies.fetch_add(1, Ordering::SeqCst);
     Ok(())
-}
-
-/// A WAV body; with `extra_chunks`, Groq-style quirks: extra chunks and stale sizes.
-fn wav(pcm: &[i16], extra_chunks: bool) -> Vec<u8> {
-    let data: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let data_len = data.len() as u32;
-    let mut out = Vec::with_capacity(data.len() + 80);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(
-        &if extra_chunks {
-            u32::MAX
-        } else {
-            36 + data_len
-        }
-        .to_le_bytes(),
-    );
-    out.extend_from_slice(b"WAVE");
-    if extra_chunks {
-        out.extend_from_slice(b"LIST\x0b\0\0\0INFOISFT\x01\x02\x03\0");
-    }
-    out.extend_from_slice(b"fmt \x10\0\0\0\x01\0\x01\0");
-    out.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
-    out.extend_from_slice(&(SAMPLE_RATE * 2).to_le_bytes());
-    out.extend_from_slice(b"\x02\0\x10\0");
-    if extra_chunks {
-        out.extend_from_slice(b"fact\x04\0\0\0\0\0\0\0");
-    }
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&if extra_chunks { 0 } else { data_len }.to_le_bytes());
-    out.extend_from_slice(&data);
-    out
 }
 
 async fn render(engine: &Engine, input: &str, voice: &str) -> Vec<i16> {

@@ -1,0 +1,78 @@
+//! Helpers shared by every test crate, so that no test carries its own variant: one seeded
+//! random generator, one WAV builder, and one way to split a text the way the relay does.
+
+pub use fastrand::Rng;
+
+/// A generator seeded with `seed`: the same seed draws the same sequence, so a failing run
+/// replays.
+pub fn rng(seed: u64) -> Rng {
+    Rng::with_seed(seed)
+}
+
+/// The segments the relay sends upstream for `text`, at its default lengths.
+#[cfg(feature = "relay")]
+pub fn relay_segments(text: &str) -> Vec<String> {
+    use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+    split(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS)
+}
+
+/// Samples as PCM s16le bytes.
+pub fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// The ways a WAV body can deviate from the canonical 44-byte header, as Groq's do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// LIST and fact chunks around `fmt `, and stale sizes: RIFF `0xFFFFFFFF`, data `0`.
+    pub extra_chunks: bool,
+}
+
+/// A mono 16-bit PCM WAV body at `sample_rate` holding `pcm` (s16le bytes).
+pub fn wav(sample_rate: u32, pcm: &[u8], quirks: Quirks) -> Vec<u8> {
+    let data_len = pcm.len() as u32;
+    let mut out = Vec::with_capacity(pcm.len() + 80);
+    out.extend_from_slice(b"RIFF");
+    let riff_len = if quirks.extra_chunks {
+        u32::MAX
+    } else {
+        36 + data_len
+    };
+    out.extend_from_slice(&riff_len.to_le_bytes());
+    out.extend_from_slice(b"WAVE");
+    if quirks.extra_chunks {
+        out.extend_from_slice(b"LIST\x0b\0\0\0INFOISFT\x01\x02\x03\0");
+    }
+    out.extend_from_slice(b"fmt \x10\0\0\0\x01\0\x01\0");
+    out.extend_from_slice(&sample_rate.to_le_bytes());
+    out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    out.extend_from_slice(b"\x02\0\x10\0");
+    if quirks.extra_chunks {
+        out.extend_from_slice(b"fact\x04\0\0\0\0\0\0\0");
+    }
+    out.extend_from_slice(b"data");
+    let data_field = if quirks.extra_chunks { 0 } else { data_len };
+    out.extend_from_slice(&data_field.to_le_bytes());
+    out.extend_from_slice(pcm);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_header_is_44_bytes() {
+        let body = wav(24_000, &[1, 2], Quirks::default());
+        assert_eq!(body.len(), 46);
+        assert_eq!(&body[..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes(body[24..28].try_into().unwrap()), 24_000);
+        assert_eq!(&body[36..40], b"data");
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same() {
+        let (mut a, mut b) = (rng(7), rng(7));
+        assert_eq!(a.u64(..), b.u64(..));
+    }
+}
