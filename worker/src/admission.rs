@@ -60,6 +60,14 @@ impl Refusal {
     }
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason(), self.status())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 impl Policy {
     /// Parses `ALLOWED_ORIGINS` (comma separated, exact matches, surrounding spaces ignored).
     pub fn parse_origins(list: &str) -> Vec<String> {

@@ -36,6 +36,13 @@ fn now_s() -> u64 {
     (worker::js_sys::Date::now() / 1000.0) as u64
 }
 
+/// Runs once per isolate: a panic then reports its message and location instead of a bare
+/// "unreachable" trap.
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let settings = Settings::from_env(&env);

@@ -2,14 +2,19 @@
 //!
 //! One Durable Object per session ([`relay_object::RelaySession`]) owns the session's socket and
 //! its upstream Groq requests. The logic lives in pure modules tested on the host:
-//! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping) and
-//! [`upstream`] (Groq's request and error mapping). The rest is runtime glue.
+//! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping),
+//! [`upstream`] (Groq's request and error mapping), [`admission`] (who may connect),
+//! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits) and [`log`] (the one
+//! logging choke point). The rest is runtime glue.
 
 pub mod admission;
 pub mod budget;
+pub mod frame_rate;
 pub mod log;
+pub mod replay;
 pub mod segment;
 pub mod session;
+pub mod time;
 pub mod upstream;
 pub mod wav;
 

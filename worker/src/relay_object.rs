@@ -1,42 +1,72 @@
-//! The Durable Object: one per session id, the single owner of that session's socket and of its
+//! The Durable Object: one per session id, the single owner of that session's sockets and of its
 //! upstream requests. It is a thin adapter: it feeds the [`Session`] core and executes the
 //! effects the core returns.
+//!
+//! Sockets are named by generation (stored in each socket's attachment). The object serves the
+//! socket the core serves; when it wakes from hibernation with no core in memory, it rebuilds
+//! the core from the open socket of the highest generation and closes any other, so a stale
+//! socket can never take the session over.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
-use orpheus_protocol::ticket::CLOCK_SKEW_S;
-use orpheus_protocol::{PING_FRAME, PONG_FRAME, SUBPROTOCOL};
+use orpheus_protocol::{CLOSE_REPLACED, PING_FRAME, PONG_FRAME, SUBPROTOCOL};
 use worker::{
     durable_object, AbortController, DurableObject, Env, Headers, Request, Response, Result, State,
     WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-use crate::budget::SpeechBudget;
 use crate::entry::{session_id_from_path, TICKET_HEADER};
 use crate::log::{self, LogLine};
-use crate::session::{Attachment, Effect, FetchId, FetchRequest, Input, Millis, Session};
+use crate::replay::UsedTickets;
+use crate::session::{
+    serving_after_wake, Attachment, Effect, FetchId, FetchRequest, Generation, Input, Session,
+    Stored,
+};
 use crate::settings::Settings;
+use crate::time::Millis;
 use crate::upstream_fetch::{self, UpstreamEvent};
 
 /// Storage key of the ids of tickets already used on this session.
 const USED_TICKETS_KEY: &str = "used_tickets";
 
-/// Storage key of the session's spending budget.
-const BUDGET_KEY: &str = "budget";
+/// Storage key of the session's [`Stored`] state.
+const STORED_KEY: &str = "session";
 
 fn now() -> Millis {
     worker::js_sys::Date::now() as Millis
 }
 
-/// The socket the core currently speaks to, and the core itself.
-struct Connection {
-    socket: WebSocket,
-    session: Session,
+/// The stored state as read at construction.
+enum Load {
+    /// Not read yet (the runtime holds events until it is).
+    Pending,
+    /// Read: the stored state, or the default for a new session.
+    Read(Stored),
+    /// The read failed: the core starts without it and refuses new messages until a retry
+    /// succeeds.
+    Failed,
+}
+
+async fn read_stored(storage: &worker::Storage) -> Option<Stored> {
+    match storage.get::<Stored>(STORED_KEY).await {
+        Ok(stored) => Some(stored.unwrap_or_default()),
+        Err(_) => None,
+    }
+}
+
+/// Why the object refused an upgrade the Worker admitted.
+#[derive(Clone, Copy)]
+struct TicketRefusal {
+    status: u16,
+    /// The response body.
+    text: &'static str,
+    /// The word logged.
+    name: &'static str,
 }
 
 /// The per-session Durable Object.
@@ -44,12 +74,15 @@ struct Connection {
 pub struct RelaySession {
     state: State,
     settings: Settings,
-    connection: RefCell<Option<Connection>>,
+    /// The session core; `None` until a socket is served by this instance.
+    core: RefCell<Option<Session>>,
+    /// The sockets this instance knows, by generation.
+    sockets: RefCell<Vec<(Generation, WebSocket)>>,
+    /// The generation the next accepted socket gets.
+    next_generation: Cell<Generation>,
     /// Abort handles of upstream requests in flight, owned here so any handler can abort them.
     aborts: RefCell<HashMap<FetchId, AbortController>>,
-    /// The session's budget: the authoritative copy, loaded from storage before any event and
-    /// saved after every change, so reconnecting or eviction resets nothing.
-    budget: Rc<RefCell<SpeechBudget>>,
+    loaded: Rc<RefCell<Load>>,
 }
 
 impl DurableObject for RelaySession {
@@ -57,13 +90,14 @@ impl DurableObject for RelaySession {
         if let Ok(pair) = WebSocketRequestResponsePair::new(PING_FRAME, PONG_FRAME) {
             state.set_websocket_auto_response(&pair);
         }
-        let budget = Rc::new(RefCell::new(SpeechBudget::default()));
-        let (slot, storage) = (budget.clone(), state.storage());
+        let loaded = Rc::new(RefCell::new(Load::Pending));
+        let (slot, storage) = (loaded.clone(), state.storage());
         // The runtime holds every event until this has run; the future itself need not be awaited.
         let _loaded = state.block_concurrency_while(async move {
-            if let Ok(Some(saved)) = storage.get::<SpeechBudget>(BUDGET_KEY).await {
-                *slot.borrow_mut() = saved;
-            }
+            *slot.borrow_mut() = match read_stored(&storage).await {
+                Some(stored) => Load::Read(stored),
+                None => Load::Failed,
+            };
             Ok(())
         });
         // Shows in the log when the object is (re-)created, e.g. on waking from hibernation.
@@ -71,9 +105,11 @@ impl DurableObject for RelaySession {
         Self {
             state,
             settings: Settings::from_env(&env),
-            connection: RefCell::new(None),
+            core: RefCell::new(None),
+            sockets: RefCell::new(Vec::new()),
+            next_generation: Cell::new(1),
             aborts: RefCell::new(HashMap::new()),
-            budget,
+            loaded,
         }
     }
 
@@ -83,43 +119,30 @@ impl DurableObject for RelaySession {
         };
         let upgrade = LogLine::new("upgrade");
         if let Some(ticket) = req.headers().get(TICKET_HEADER)? {
-            if !self.claim_ticket(&ticket).await? {
+            if let Err(refusal) = self.claim_ticket(&ticket).await {
                 log::emit(
                     Some(&session_id),
-                    &upgrade
-                        .word("result", "refused")
-                        .word("reason", "ticket_already_used"),
+                    &upgrade.word("result", "refused").word("reason", refusal.name),
                 );
-                return Response::error("ticket already used", 401);
+                return Response::error(refusal.text, refusal.status);
             }
         }
         log::emit(Some(&session_id), &upgrade.word("result", "accepted"));
-        // A new connection takes over only after the old one released everything it owned.
-        let mut next_stream = 1;
-        for old in self.state.get_websockets() {
-            if let Some((stream, _)) = self.with_session(&old, |s| {
-                s.handle(Input::Replaced, now());
-                s.next_stream()
-            }) {
-                next_stream = next_stream.max(stream);
-            }
+        self.wake();
+        if self.core.borrow().is_none() {
+            let stored = self.take_loaded();
+            let session = Session::new(self.settings.session.clone(), &session_id, stored);
+            self.core.replace(Some(session));
         }
-        self.connection.replace(None);
-
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        let budget = self.budget.borrow().clone();
-        let session = Session::open(
-            self.settings.session.clone(),
-            &session_id,
-            next_stream,
-            budget,
-        );
-        self.connection.replace(Some(Connection {
-            socket: pair.server.clone(),
-            session,
-        }));
-        self.with_session(&pair.server, |_| ());
+        let generation = self.next_generation.get();
+        self.next_generation.set(generation + 1);
+        self.sockets
+            .borrow_mut()
+            .push((generation, pair.server.clone()));
+        // The session releases the socket it served before it serves the new one.
+        self.drive(Input::Connected(generation));
         let headers = Headers::new();
         headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
@@ -130,16 +153,15 @@ impl DurableObject for RelaySession {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        let at = now();
-        let fetches = match &message {
-            WebSocketIncomingMessage::String(text) => {
-                self.drive(&ws, |s| s.handle(Input::Text(text), at))
-            }
-            WebSocketIncomingMessage::Binary(bytes) => {
-                self.drive(&ws, |s| s.handle(Input::Binary(bytes.len()), at))
-            }
+        let Some(generation) = self.generation_of(&ws) else {
+            return Ok(());
         };
-        self.pump(&ws, fetches).await;
+        self.reload_stored().await;
+        let fetches = match &message {
+            WebSocketIncomingMessage::String(text) => self.drive(Input::Text(generation, text)),
+            WebSocketIncomingMessage::Binary(_) => self.drive(Input::Binary(generation)),
+        };
+        self.pump(fetches).await;
         Ok(())
     }
 
@@ -150,14 +172,14 @@ impl DurableObject for RelaySession {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        self.drive(&ws, |s| s.handle(Input::Disconnected, now()));
+        self.socket_gone(&ws);
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("closed"));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        self.drive(&ws, |s| s.handle(Input::Disconnected, now()));
+        self.socket_gone(&ws);
         Ok(())
     }
 
@@ -167,72 +189,172 @@ impl DurableObject for RelaySession {
 }
 
 impl RelaySession {
-    /// Records a verified ticket (`exp:jti`) as used; false if it was used before. Entries are
-    /// kept until the ticket expires, after which the Worker refuses it anyway.
-    async fn claim_ticket(&self, ticket: &str) -> Result<bool> {
+    /// Records a verified ticket (`exp:jti`) as used; refuses a replay, or one expired by this
+    /// object's clock.
+    async fn claim_ticket(&self, ticket: &str) -> std::result::Result<(), TicketRefusal> {
         let (exp, jti) = ticket.split_once(':').unwrap_or(("0", ticket));
         let exp: u64 = exp.parse().unwrap_or(0);
         let storage = self.state.storage();
-        let mut used: HashMap<String, u64> =
-            storage.get(USED_TICKETS_KEY).await?.unwrap_or_default();
-        let now_s = now() / 1000;
-        used.retain(|_, expires| *expires + CLOCK_SKEW_S >= now_s);
-        if used.contains_key(jti) {
-            return Ok(false);
-        }
-        used.insert(jti.to_owned(), exp);
-        storage.put(USED_TICKETS_KEY, &used).await?;
-        Ok(true)
+        let unavailable = TicketRefusal {
+            status: 503,
+            text: "session storage unavailable",
+            name: "storage_unavailable",
+        };
+        let mut used: UsedTickets = storage
+            .get(USED_TICKETS_KEY)
+            .await
+            .map_err(|_| unavailable)?
+            .unwrap_or_default();
+        used.claim(jti, exp, now() / 1000)
+            .map_err(|e| TicketRefusal {
+                status: 401,
+                text: e.reason(),
+                name: e.name(),
+            })?;
+        storage
+            .put(USED_TICKETS_KEY, &used)
+            .await
+            .map_err(|_| unavailable)
     }
 
-    /// Runs `f` on the session of `ws`, executes the effects it produced, and returns what `f`
-    /// returned with the upstream requests to start. The in-memory session is used when `ws` is
-    /// the current socket; otherwise (after hibernation or a restart) it is restored from the
-    /// socket's attachment. Returns `None` for a socket that was already closed or replaced.
-    fn with_session<T>(
-        &self,
-        ws: &WebSocket,
-        f: impl FnOnce(&mut Session) -> T,
-    ) -> Option<(T, Vec<FetchRequest>)> {
-        let mut slot = self.connection.borrow_mut();
-        if slot.as_ref().is_none_or(|c| &c.socket != ws) {
-            let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten()?;
-            if attachment.closed {
-                return None;
+    /// The stored state read at construction, for a new core.
+    fn take_loaded(&self) -> Option<Stored> {
+        match &*self.loaded.borrow() {
+            Load::Read(stored) => Some(stored.clone()),
+            Load::Pending | Load::Failed => None,
+        }
+    }
+
+    /// If the core could not read the stored state, tries again; a success is fed to it.
+    async fn reload_stored(&self) {
+        let needed = self
+            .core
+            .borrow()
+            .as_ref()
+            .is_some_and(Session::needs_stored);
+        if !needed {
+            return;
+        }
+        if let Some(stored) = read_stored(&self.state.storage()).await {
+            self.drive(Input::Loaded(stored));
+        }
+    }
+
+    /// After hibernation or a restart, rebuilds the core from the sockets' attachments: the
+    /// open socket of the highest generation is served again, every other one is closed.
+    fn wake(&self) {
+        if self.core.borrow().is_some() {
+            return;
+        }
+        let mut open: Vec<(Attachment, WebSocket)> = Vec::new();
+        let mut sockets = self.sockets.borrow_mut();
+        sockets.clear();
+        for ws in self.state.get_websockets() {
+            let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() else {
+                let _ = ws.close(Some(1011), Some("unknown socket"));
+                continue;
+            };
+            let generation = attachment.generation;
+            self.next_generation
+                .set(self.next_generation.get().max(generation + 1));
+            sockets.push((generation, ws.clone()));
+            if !attachment.closed {
+                open.push((attachment, ws));
             }
-            let budget = self.budget.borrow().clone();
-            let session = Session::restore(self.settings.session.clone(), attachment, budget);
-            *slot = Some(Connection {
-                socket: ws.clone(),
-                session,
-            });
         }
-        let connection = slot.as_mut().expect("set above");
-        let out = f(&mut connection.session);
-        let effects = connection.session.take_effects();
-        let session_id = connection.session.session_id().to_owned();
-        // Never hold the borrow while effects run: aborting may re-enter this object.
-        drop(slot);
-        Some((out, self.execute(ws, &session_id, effects)))
+        drop(sockets);
+        let Some(serving) = serving_after_wake(open.iter().map(|(a, _)| a)) else {
+            return;
+        };
+        let mut current = None;
+        for (mut attachment, ws) in open {
+            if attachment.generation == serving {
+                current = Some(attachment);
+                continue;
+            }
+            attachment.closed = true;
+            attachment.active = None;
+            if let Err(e) = ws.serialize_attachment(&attachment) {
+                self.persist_failed(&attachment.session, e);
+            }
+            let _ = ws.close(Some(CLOSE_REPLACED), Some("replaced"));
+        }
+        let current = current.expect("the serving socket is among the open ones");
+        let stored = self.take_loaded();
+        let session = Session::restore(self.settings.session.clone(), current, stored);
+        self.core.replace(Some(session));
     }
 
-    /// Feeds an input and returns the upstream requests it started.
-    fn drive(&self, ws: &WebSocket, f: impl FnOnce(&mut Session)) -> Vec<FetchRequest> {
-        self.with_session(ws, f)
-            .map(|(_, started)| started)
-            .unwrap_or_default()
+    /// The generation of a socket event's socket, waking the core if needed; `None` for a
+    /// socket this object never gave one.
+    fn generation_of(&self, ws: &WebSocket) -> Option<Generation> {
+        self.wake();
+        let known = self
+            .sockets
+            .borrow()
+            .iter()
+            .find(|(_, s)| s == ws)
+            .map(|(g, _)| *g);
+        known.or_else(|| {
+            ws.deserialize_attachment::<Attachment>()
+                .ok()
+                .flatten()
+                .map(|a| a.generation)
+        })
+    }
+
+    /// A socket closed or failed: the core lets it go, and so does this object.
+    fn socket_gone(&self, ws: &WebSocket) {
+        if let Some(generation) = self.generation_of(ws) {
+            self.drive(Input::Disconnected(generation));
+            self.sockets.borrow_mut().retain(|(g, _)| *g != generation);
+        }
+    }
+
+    fn socket(&self, generation: Generation) -> Option<WebSocket> {
+        self.sockets
+            .borrow()
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, ws)| ws.clone())
+    }
+
+    /// Feeds an input to the core, executes the effects, and returns the upstream requests to
+    /// start. Does nothing when there is no core (no socket served).
+    fn drive(&self, input: Input<'_>) -> Vec<FetchRequest> {
+        let (effects, session_id) = {
+            let mut core = self.core.borrow_mut();
+            let Some(core) = core.as_mut() else {
+                return Vec::new();
+            };
+            core.handle(input, now());
+            (core.take_effects(), core.session_id().to_owned())
+        };
+        // The borrow is released: aborting may re-enter this object.
+        self.execute(&session_id, effects)
+    }
+
+    fn persist_failed(&self, session_id: &str, _error: worker::Error) {
+        log::emit(
+            Some(session_id),
+            &LogLine::new("storage").word("attachment", "failed"),
+        );
     }
 
     /// Executes effects in order; returns the upstream requests to start.
-    fn execute(&self, ws: &WebSocket, session_id: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
+    fn execute(&self, session_id: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
         let mut started = Vec::new();
         for effect in effects {
             match effect {
-                Effect::SendText(text) => {
-                    let _ = ws.send_with_str(text);
+                Effect::SendText(to, text) => {
+                    if let Some(ws) = self.socket(to) {
+                        let _ = ws.send_with_str(text);
+                    }
                 }
-                Effect::SendBinary(bytes) => {
-                    let _ = ws.send_with_bytes(bytes);
+                Effect::SendBinary(to, bytes) => {
+                    if let Some(ws) = self.socket(to) {
+                        let _ = ws.send_with_bytes(bytes);
+                    }
                 }
                 Effect::Fetch(request) => started.push(request),
                 Effect::Abort(fetch) => {
@@ -240,18 +362,31 @@ impl RelaySession {
                         controller.abort();
                     }
                 }
-                Effect::Persist(attachment) => {
-                    let _ = ws.serialize_attachment(attachment);
+                Effect::Persist(on, attachment) => {
+                    if let Some(ws) = self.socket(on) {
+                        if let Err(e) = ws.serialize_attachment(attachment) {
+                            self.persist_failed(session_id, e);
+                        }
+                    }
                 }
-                Effect::SaveBudget(budget) => {
-                    *self.budget.borrow_mut() = budget.clone();
+                Effect::Store(stored) => {
                     let storage = self.state.storage();
+                    let session_id = session_id.to_owned();
                     worker::wasm_bindgen_futures::spawn_local(async move {
-                        let _ = storage.put(BUDGET_KEY, budget).await;
+                        if storage.put(STORED_KEY, stored).await.is_err() {
+                            let line = LogLine::new("storage").word("write", "failed");
+                            log::emit(Some(&session_id), &line);
+                        }
                     });
                 }
-                Effect::Close { code, reason } => {
-                    let _ = ws.close(Some(code), Some(reason));
+                Effect::Close {
+                    socket,
+                    code,
+                    reason,
+                } => {
+                    if let Some(ws) = self.socket(socket) {
+                        let _ = ws.close(Some(code), Some(reason));
+                    }
                 }
                 Effect::Log(line) => log::emit(Some(session_id), &line),
             }
@@ -274,23 +409,17 @@ impl RelaySession {
     }
 
     fn active_stream(&self) -> Option<u32> {
-        self.connection
-            .borrow()
-            .as_ref()
-            .and_then(|c| c.session.active_stream())
+        self.core.borrow().as_ref().and_then(Session::active_stream)
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.connection
-            .borrow()
-            .as_ref()
-            .and_then(|c| c.session.next_deadline())
+        self.core.borrow().as_ref().and_then(Session::next_deadline)
     }
 
     /// Relays one message's upstream requests until the message is no longer active. Runs
     /// inside the handler that started the message, which keeps the object awake meanwhile.
     /// Dropping the remaining requests when it returns cancels their bodies.
-    async fn pump(&self, ws: &WebSocket, first: Vec<FetchRequest>) {
+    async fn pump(&self, first: Vec<FetchRequest>) {
         let Some(stream) = first.first().map(|r| r.stream) else {
             return;
         };
@@ -316,19 +445,14 @@ impl RelaySession {
                     if event.is_final() {
                         self.aborts.borrow_mut().remove(&fetch);
                     }
-                    let at = now();
-                    self.drive(ws, |s| match &event {
-                        UpstreamEvent::Head(status) => {
-                            s.handle(Input::UpstreamHead(fetch, status.clone()), at)
-                        }
-                        UpstreamEvent::Body(bytes) => {
-                            s.handle(Input::UpstreamBody(fetch, bytes), at)
-                        }
-                        UpstreamEvent::End => s.handle(Input::UpstreamEnd(fetch), at),
-                        UpstreamEvent::Failed => s.handle(Input::UpstreamFailed(fetch), at),
+                    self.drive(match &event {
+                        UpstreamEvent::Head(status) => Input::UpstreamHead(fetch, status.clone()),
+                        UpstreamEvent::Body(bytes) => Input::UpstreamBody(fetch, bytes),
+                        UpstreamEvent::End => Input::UpstreamEnd(fetch),
+                        UpstreamEvent::Failed => Input::UpstreamFailed(fetch),
                     })
                 }
-                None => self.drive(ws, |s| s.handle(Input::Tick, now())),
+                None => self.drive(Input::Tick),
             };
             for request in started {
                 inflight.push(self.start(request));

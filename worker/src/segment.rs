@@ -1,10 +1,14 @@
 //! Splits text into upstream segments of at most Groq's 200 characters.
 //!
 //! Cuts prefer, in order: the end of a sentence, the end of a clause, a space, and only then a
-//! hard cut (never between a letter and its combining marks, such as Arabic diacritics). A
-//! bracketed vocal direction like `[cheerful]` is never cut. The first segment is kept shorter
-//! so the first audio arrives sooner; the rest are packed as full as the boundaries allow.
-//! Lengths count Unicode scalar values, as Groq does.
+//! hard cut, which falls only between extended grapheme clusters (never inside an emoji
+//! sequence, nor between a letter and its combining marks such as Arabic diacritics). A
+//! bracketed vocal direction like `[cheerful]` is never cut; a `[` that no `]` closes soon after
+//! is an ordinary character. The first segment is kept shorter so the first audio arrives
+//! sooner, unless it has no boundary at all in that length; the rest are packed as full as the
+//! boundaries allow. Lengths count Unicode scalar values, as Groq does.
+
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Upstream limit on characters per request.
 pub const SEGMENT_MAX_CHARS: usize = 200;
@@ -12,36 +16,50 @@ pub const SEGMENT_MAX_CHARS: usize = 200;
 /// Target length of the first segment, so the first audio comes fast.
 pub const FIRST_SEGMENT_CHARS: usize = 100;
 
+/// Longest bracketed vocal direction, brackets included; a longer `[...]` is ordinary text.
+const MAX_DIRECTION_CHARS: usize = 40;
+
 const SENTENCE_ENDS: &[char] = &['.', '!', '?', '…', '؟', '۔', '\n'];
 const CLAUSE_ENDS: &[char] = &[',', ';', ':', '—', '–', '،', '؛'];
 const CLOSERS: &[char] = &['"', '\'', '”', '’', ')', '»', ']'];
 
-/// How good a place to cut is; higher is better.
+/// How good a place to cut is; higher is better. `None` marks a place that must not be cut:
+/// inside a grapheme cluster or a vocal direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Boundary {
+    None,
     Hard,
     Word,
     Clause,
     Sentence,
 }
 
+/// Whether `text` holds anything to speak: a letter, a digit, or a pictograph. Text of only
+/// white space, punctuation, zero-width or format characters is refused like empty text.
+pub fn is_speakable(text: &str) -> bool {
+    text.chars().any(|c| {
+        c.is_alphanumeric() || matches!(c, '\u{2600}'..='\u{27BF}' | '\u{1F000}'..='\u{1FAFF}')
+    })
+}
+
 /// Splits `text` into trimmed, non-empty segments of at most `max_chars`, the first at most
 /// `first_chars` where a boundary allows.
 pub fn split(text: &str, max_chars: usize, first_chars: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    let boundaries = classify(&chars);
+    let boundaries = classify(text, &chars);
     let mut segments = Vec::new();
     let mut start = skip_space(&chars, 0);
     while start < chars.len() {
-        let limit = if segments.is_empty() {
-            first_chars.min(max_chars)
+        let end = if segments.is_empty() {
+            first_cut(
+                &chars,
+                &boundaries,
+                start,
+                first_chars.min(max_chars),
+                max_chars,
+            )
         } else {
-            max_chars
-        };
-        let end = if chars.len() - start <= limit {
-            chars.len()
-        } else {
-            best_cut(&chars, &boundaries, start, limit)
+            cut(&chars, &boundaries, start, max_chars)
         };
         let segment: String = chars[start..end].iter().collect();
         let segment = segment.trim();
@@ -60,19 +78,45 @@ fn skip_space(chars: &[char], mut at: usize) -> usize {
     at
 }
 
-/// `boundaries[i]` rates cutting just before `chars[i]`. Only a cut followed by white space (or
-/// the end) and outside any `[...]` vocal direction is a real boundary.
-fn classify(chars: &[char]) -> Vec<Boundary> {
-    let mut out = vec![Boundary::Hard; chars.len() + 1];
-    let mut depth = 0usize;
-    for cut in 1..=chars.len() {
-        match chars[cut - 1] {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            _ => {}
+/// For each `[` that opens a vocal direction, the index of the `]` closing it.
+fn directions(chars: &[char]) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < chars.len() {
+        if chars[at] == '[' {
+            let window = &chars[at + 1..chars.len().min(at + MAX_DIRECTION_CHARS)];
+            if let Some(len) = window.iter().position(|&c| c == ']' || c == '[') {
+                if window[len] == ']' {
+                    found.push((at, at + 1 + len));
+                    at += len + 2;
+                    continue;
+                }
+            }
         }
+        at += 1;
+    }
+    found
+}
+
+/// `boundaries[i]` rates cutting just before `chars[i]`. Only a cut followed by white space (or
+/// the end) and outside any vocal direction is better than a hard cut.
+fn classify(text: &str, chars: &[char]) -> Vec<Boundary> {
+    let mut out = vec![Boundary::None; chars.len() + 1];
+    // Hard cuts only between grapheme clusters: mark each cluster start, in char indices.
+    let mut char_at = 0;
+    let mut byte_at = 0;
+    for (byte, _) in text.grapheme_indices(true) {
+        char_at += text[byte_at..byte].chars().count();
+        byte_at = byte;
+        out[char_at] = Boundary::Hard;
+    }
+    out[chars.len()] = Boundary::Hard;
+    for (open, close) in directions(chars) {
+        out[open + 1..=close].fill(Boundary::None);
+    }
+    for (cut, boundary) in out.iter_mut().enumerate().skip(1) {
         let at_space = chars.get(cut).is_none_or(|c| c.is_whitespace());
-        if depth > 0 || !at_space {
+        if *boundary == Boundary::None || !at_space {
             continue;
         }
         // Look through closing quotes and brackets to the punctuation they follow.
@@ -80,7 +124,7 @@ fn classify(chars: &[char]) -> Vec<Boundary> {
         while k > 0 && CLOSERS.contains(&chars[k]) {
             k -= 1;
         }
-        out[cut] = if SENTENCE_ENDS.contains(&chars[k]) || chars.get(cut) == Some(&'\n') {
+        *boundary = if SENTENCE_ENDS.contains(&chars[k]) || chars.get(cut) == Some(&'\n') {
             Boundary::Sentence
         } else if CLAUSE_ENDS.contains(&chars[k]) {
             Boundary::Clause
@@ -91,36 +135,44 @@ fn classify(chars: &[char]) -> Vec<Boundary> {
     out
 }
 
-fn is_combining(c: Option<char>) -> bool {
-    matches!(
-        c,
-        Some(
-            '\u{0300}'..='\u{036F}'
-            | '\u{064B}'..='\u{065F}'
-            | '\u{0670}'
-            | '\u{06D6}'..='\u{06ED}'
-            | '\u{200C}'
-            | '\u{200D}',
-        )
-    )
+/// The best cut after `start` within `limit` characters: the best kind of boundary, the latest
+/// of that kind; the whole rest when it fits.
+fn cut(chars: &[char], boundaries: &[Boundary], start: usize, limit: usize) -> usize {
+    if chars.len() - start <= limit {
+        return chars.len();
+    }
+    // `max_by_key` keeps the last of equals: the latest cut of the best kind.
+    let best = (start + 1..=start + limit)
+        .max_by_key(|&at| boundaries[at])
+        .expect("the window is not empty");
+    if boundaries[best] == Boundary::None {
+        // One grapheme cluster longer than the limit: cut it, as nothing else fits.
+        start + limit
+    } else {
+        best
+    }
 }
 
-/// The cut after `start` within `limit` characters at the best boundary available.
-fn best_cut(chars: &[char], boundaries: &[Boundary], start: usize, limit: usize) -> usize {
-    let window = start + 1..=start + limit;
-    let best = window
-        .clone()
-        .rev()
-        .map(|cut| (boundaries[cut], cut))
-        .max_by_key(|&(kind, cut)| (kind, cut))
-        .expect("window is not empty");
-    match best {
-        (Boundary::Hard, _) => window
-            .rev()
-            .find(|&cut| !is_combining(chars.get(cut).copied()))
-            .unwrap_or(start + limit),
-        (_, cut) => cut,
+/// The first segment's cut: within `first` characters at a word boundary or better; failing
+/// that, the whole rest if it fits in `max` (one request instead of two), else the earliest
+/// such boundary within `max`; failing that, a hard cut within `first`.
+fn first_cut(
+    chars: &[char],
+    boundaries: &[Boundary],
+    start: usize,
+    first: usize,
+    max: usize,
+) -> usize {
+    let short = cut(chars, boundaries, start, first);
+    if short == chars.len() || boundaries[short] >= Boundary::Word {
+        return short;
     }
+    if chars.len() - start <= max {
+        return chars.len();
+    }
+    (start + first + 1..=start + max)
+        .find(|&at| boundaries[at] >= Boundary::Word)
+        .unwrap_or(short)
 }
 
 #[cfg(test)]
@@ -182,6 +234,22 @@ mod tests {
     }
 
     #[test]
+    fn a_first_segment_without_a_boundary_in_its_short_length_reaches_for_one() {
+        let url = format!("https://example.com/{}", "a".repeat(120));
+        let text = format!(
+            "{url} is where it lives. {}",
+            "More words follow. ".repeat(20)
+        );
+        let segments = split_default(&text);
+        assert_eq!(
+            segments[0], url,
+            "cut at the first space, not inside the URL"
+        );
+        let whole = format!("{} end", "z".repeat(150));
+        assert_eq!(split_default(&whole), vec![whole.clone()], "it fits whole");
+    }
+
+    #[test]
     fn arabic_punctuation_and_diacritics() {
         let sentence = "مَرْحَبًا بِكُمْ فِي الْعَالَمِ، كَيْفَ حَالُكُمْ الْيَوْمَ؟ ";
         let text = sentence.repeat(12);
@@ -190,10 +258,29 @@ mod tests {
         assert!(segments.iter().all(|s| s.ends_with('؟')), "{segments:?}");
         let no_spaces = "بِكُمْ".repeat(80);
         for s in split_default(&no_spaces) {
+            let first = s.chars().next().unwrap();
             assert!(
-                !is_combining(s.chars().next()),
+                !('\u{064B}'..='\u{065F}').contains(&first),
                 "a mark never starts a segment"
             );
+        }
+    }
+
+    #[test]
+    fn hard_cuts_never_split_an_emoji_sequence() {
+        let family = "👨\u{200D}👩\u{200D}👧\u{200D}👦";
+        for sequence in [family, "🇸🇦", "👍🏽", "❤\u{FE0F}", "e\u{301}"] {
+            for pad in 0..8 {
+                let text = format!("{}{}", "x".repeat(pad), sequence.repeat(120));
+                for s in split_default(&text) {
+                    let body = s.trim_start_matches('x');
+                    assert!(
+                        body.is_empty() || body.len() % sequence.len() == 0,
+                        "{sequence:?} split: {s:?}"
+                    );
+                    assert!(body.starts_with(sequence) || body.is_empty());
+                }
+            }
         }
     }
 
@@ -206,6 +293,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unclosed_bracket_is_ordinary_text() {
+        let text = format!("Note [1 {}", "Sentence one is here. ".repeat(30));
+        let segments = split_default(&text);
+        assert!(
+            segments.iter().all(|s| s.ends_with('.')),
+            "sentence boundaries still count after a stray [: {segments:?}"
+        );
+    }
+
+    #[test]
     fn closing_quotes_follow_their_sentence() {
         let text = format!("{}\"Stop.\" {}", "a ".repeat(40), "b ".repeat(60));
         let segments = split_default(&text);
@@ -213,16 +310,30 @@ mod tests {
     }
 
     #[test]
+    fn only_letters_digits_and_pictographs_are_speakable() {
+        for text in ["Hi", "42", "مرحبا", "😀", "a."] {
+            assert!(is_speakable(text), "{text:?}");
+        }
+        for text in [
+            "",
+            "   ",
+            "...!?",
+            "\u{200B}\u{200D}\u{FEFF}",
+            "\u{FFFD}",
+            "—,;",
+        ] {
+            assert!(!is_speakable(text), "{text:?}");
+        }
+    }
+
+    #[test]
     fn random_texts_keep_every_character() {
-        let alphabet: Vec<char> = "ab cd. ef, gh! [x y] مَر؟ ،\n".chars().collect();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let alphabet: Vec<char> = "ab cd. ef, gh! [x y] مَر؟ ،\n👍🏽\u{200D}[".chars().collect();
+        let mut rng = orpheus_test_support::rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..500 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 900) as usize;
+            let len = rng.usize(..900);
             let text: String = (0..len)
-                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
                 .collect();
             split_default(&text);
         }

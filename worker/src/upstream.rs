@@ -9,8 +9,11 @@ use serde::Serialize;
 /// The speech endpoint, relative to the upstream base URL.
 pub const SPEECH_PATH: &str = "/openai/v1/audio/speech";
 
-/// Longest error body the relay reads to find `error.code`.
-pub const MAX_ERROR_BODY_BYTES: usize = 4096;
+/// Most of an error body the relay reads to find `error.code`; the rest is never read.
+pub const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
+
+/// The wait assumed when a 429 or 503 carries no `retry-after`.
+pub const DEFAULT_RETRY_AFTER_S: u32 = 1;
 
 /// What the relay learned from an upstream response's head (and, for errors, its body).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,8 +69,10 @@ pub fn classify(status: &UpstreamStatus) -> Result<(), EndError> {
         400..=499 if status.status != 498 => ErrorCode::UpstreamRejected,
         _ => ErrorCode::UpstreamUnavailable,
     };
-    let retry_after = match code {
-        ErrorCode::RateLimited | ErrorCode::UpstreamUnavailable => status.retry_after_s,
+    let retry_after = match (status.status, code) {
+        // "Try again later" always says when: the header's time, or the default.
+        (429 | 503, _) => Some(status.retry_after_s.unwrap_or(DEFAULT_RETRY_AFTER_S)),
+        (_, ErrorCode::UpstreamUnavailable) => status.retry_after_s,
         _ => None,
     };
     Err(EndError::new(code, retry_after))
@@ -120,6 +125,24 @@ mod tests {
         let e = classify(&UpstreamStatus {
             status: 401,
             retry_after_s: Some(3),
+            error_code: None,
+        });
+        assert_eq!(e.unwrap_err().retry_after_s, None);
+        for status in [429, 503] {
+            let e = classify(&UpstreamStatus {
+                status,
+                retry_after_s: None,
+                error_code: None,
+            });
+            assert_eq!(
+                e.unwrap_err().retry_after_s,
+                Some(DEFAULT_RETRY_AFTER_S),
+                "{status} without retry-after still says when"
+            );
+        }
+        let e = classify(&UpstreamStatus {
+            status: 500,
+            retry_after_s: None,
             error_code: None,
         });
         assert_eq!(e.unwrap_err().retry_after_s, None);

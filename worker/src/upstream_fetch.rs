@@ -23,7 +23,7 @@ impl UpstreamEvent {
     /// Whether the request is over after this event, so its abort handle can be released.
     pub fn is_final(&self) -> bool {
         match self {
-            Self::Head(status) => status.status != 200,
+            Self::Head(status) => !(200..300).contains(&status.status),
             Self::Body(_) => false,
             Self::End | Self::Failed => true,
         }
@@ -33,6 +33,8 @@ impl UpstreamEvent {
 enum Step {
     Request(Request, AbortSignal),
     Body(ByteStream),
+    /// A success with no body at all (a 204): it ends at once.
+    NoBody,
     Done,
 }
 
@@ -46,6 +48,23 @@ fn build_request(base_url: &str, api_key: &str, body: &str) -> worker::Result<Re
         .with_headers(headers)
         .with_body(Some(JsValue::from_str(body)));
     Request::new_with_init(&format!("{base_url}{}", upstream::SPEECH_PATH), &init)
+}
+
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an error body; the rest is cancelled unread when
+/// the stream is dropped.
+async fn read_capped(response: &mut worker::Response) -> Vec<u8> {
+    let mut head = Vec::new();
+    let Ok(mut body) = response.stream() else {
+        return head;
+    };
+    while head.len() < MAX_ERROR_BODY_BYTES {
+        match body.next().await {
+            Some(Ok(bytes)) => head.extend_from_slice(&bytes),
+            _ => break,
+        }
+    }
+    head.truncate(MAX_ERROR_BODY_BYTES);
+    head
 }
 
 /// Starts the request lazily when first polled; every request yields a final `End` or `Failed`.
@@ -68,16 +87,14 @@ pub fn events(
                     return Some((UpstreamEvent::Failed, Step::Done));
                 };
                 let status = response.status_code();
-                if status == 200 {
+                if (200..300).contains(&status) {
+                    let head = UpstreamEvent::Head(UpstreamStatus {
+                        status,
+                        ..Default::default()
+                    });
                     return Some(match response.stream() {
-                        Ok(body) => (
-                            UpstreamEvent::Head(UpstreamStatus {
-                                status,
-                                ..Default::default()
-                            }),
-                            Step::Body(body),
-                        ),
-                        Err(_) => (UpstreamEvent::Failed, Step::Done),
+                        Ok(body) => (head, Step::Body(body)),
+                        Err(_) => (head, Step::NoBody),
                     });
                 }
                 let retry_after_s = response
@@ -86,9 +103,9 @@ pub fn events(
                     .ok()
                     .flatten()
                     .and_then(|v| upstream::parse_retry_after(&v));
-                let text = response.text().await.unwrap_or_default();
-                let error_code = text
-                    .get(..MAX_ERROR_BODY_BYTES.min(text.len()))
+                let head = read_capped(&mut response).await;
+                let error_code = std::str::from_utf8(&head)
+                    .ok()
                     .and_then(upstream::error_code);
                 Some((
                     UpstreamEvent::Head(UpstreamStatus {
@@ -104,6 +121,7 @@ pub fn events(
                 Some(Err(_)) => (UpstreamEvent::Failed, Step::Done),
                 None => (UpstreamEvent::End, Step::Done),
             }),
+            Step::NoBody => Some((UpstreamEvent::End, Step::Done)),
             Step::Done => None,
         }
     })

@@ -31,6 +31,37 @@ pub enum WavError {
     Truncated,
 }
 
+impl WavError {
+    /// A fixed word naming the error, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotWav => "not_wav",
+            Self::DataBeforeFormat => "data_before_format",
+            Self::BadFormatChunk => "bad_format_chunk",
+            Self::Unsupported(_) => "unsupported_format",
+            Self::Truncated => "truncated",
+        }
+    }
+}
+
+impl std::fmt::Display for WavError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotWav => f.write_str("the body is not a RIFF/WAVE file"),
+            Self::DataBeforeFormat => f.write_str("a data chunk came before the fmt chunk"),
+            Self::BadFormatChunk => f.write_str("the fmt chunk is malformed"),
+            Self::Unsupported(format) => write!(
+                f,
+                "unsupported audio: {} channel(s), {} bits, {} Hz (want mono 16-bit PCM)",
+                format.channels, format.bits_per_sample, format.sample_rate
+            ),
+            Self::Truncated => f.write_str("the body ended before its data chunk"),
+        }
+    }
+}
+
+impl std::error::Error for WavError {}
+
 /// Longest `fmt ` chunk accepted; real ones are 16, 18 or 40 bytes.
 const MAX_FMT_LEN: u32 = 256;
 const WAVE_FORMAT_PCM: u16 = 1;
@@ -81,11 +112,6 @@ impl WavReader {
     /// The format, once the `fmt ` chunk has been read.
     pub fn format(&self) -> Option<Format> {
         self.format
-    }
-
-    /// Whether the `data` chunk has begun, so everything further is PCM.
-    pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data)
     }
 
     /// Feeds the next body bytes, appending any whole PCM samples to `pcm`.
@@ -210,21 +236,12 @@ impl WavReader {
 mod tests {
     use super::*;
 
-    /// A canonical mono 16-bit WAV header.
-    fn header(sample_rate: u32, data_len: u32) -> Vec<u8> {
-        let mut h = Vec::with_capacity(44);
-        h.extend_from_slice(b"RIFF");
-        h.extend_from_slice(&(36 + data_len).to_le_bytes());
-        h.extend_from_slice(b"WAVEfmt ");
-        h.extend_from_slice(&16u32.to_le_bytes());
-        h.extend_from_slice(&WAVE_FORMAT_PCM.to_le_bytes());
-        h.extend_from_slice(&1u16.to_le_bytes());
-        h.extend_from_slice(&sample_rate.to_le_bytes());
-        h.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&16u16.to_le_bytes());
-        h.extend_from_slice(b"data");
-        h.extend_from_slice(&data_len.to_le_bytes());
+    use orpheus_test_support::{wav, Quirks};
+
+    /// A canonical mono 16-bit WAV header announcing `data_len` bytes of PCM.
+    fn header(sample_rate: u32, data_len: usize) -> Vec<u8> {
+        let mut h = wav(sample_rate, &vec![0; data_len], Quirks::default());
+        h.truncate(44);
         h
     }
 
@@ -254,7 +271,7 @@ mod tests {
     #[test]
     fn canonical_header_any_split() {
         let samples = pcm(1000);
-        let mut body = header(24_000, samples.len() as u32);
+        let mut body = header(24_000, samples.len());
         body.extend_from_slice(&samples);
         for sizes in [
             &[1usize][..],

@@ -1,0 +1,297 @@
+//! Drives a session as the Durable Object would, and checks on every effect what its clients
+//! would see: one start per stream, audio only for the started stream with contiguous offsets,
+//! one end per stream, nothing to a closed socket, aborts only of live requests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use orpheus_protocol::{AudioFrame, EndReason, ErrorCode, ServerMessage};
+use orpheus_test_support::{pcm_bytes, wav, Quirks};
+use orpheus_worker::session::{
+    Attachment, Config, Effect, FetchId, Generation, Input, Session, Stored,
+};
+use orpheus_worker::upstream::UpstreamStatus;
+
+/// A deterministic WAV body for a fetch: header then `samples` samples derived from `seed`.
+/// Returns the body and its PCM.
+pub fn wav_body(seed: u64, samples: usize) -> (Vec<u8>, Vec<u8>) {
+    let pcm: Vec<i16> = (0..samples)
+        .map(|i| (seed as i64 * 31 + i as i64 * 7) as i16)
+        .collect();
+    let pcm = pcm_bytes(&pcm);
+    (wav(24_000, &pcm, Quirks::default()), pcm)
+}
+
+/// A 200 response head.
+pub fn ok() -> UpstreamStatus {
+    status(200, None)
+}
+
+/// A response head with this status and `retry-after`.
+pub fn status(status: u16, retry_after_s: Option<u32>) -> UpstreamStatus {
+    UpstreamStatus {
+        status,
+        retry_after_s,
+        error_code: None,
+    }
+}
+
+/// A text of `sentences` sentences, several segments long.
+pub fn long_text(sentences: usize) -> String {
+    "The quick brown fox jumps over the lazy dog again and again. ".repeat(sentences)
+}
+
+pub struct Harness {
+    pub session: Session,
+    pub now: u64,
+    /// The socket the test's client speaks through.
+    pub socket: Generation,
+    /// Fetches started and not yet aborted or finished: id -> stream.
+    pub open_fetches: HashMap<FetchId, u32>,
+    /// Per stream, the latest fetch of each segment (a retry replaces the failed one).
+    pub fetch_order: BTreeMap<u32, BTreeMap<u32, FetchId>>,
+    /// Every fetch started, in order.
+    pub started: Vec<FetchId>,
+    /// The PCM each fetch delivered in full.
+    pub delivered: HashMap<FetchId, Vec<u8>>,
+    /// Every text frame sent, to any socket, in order.
+    pub texts: Vec<ServerMessage>,
+    /// The text frames each socket received.
+    pub sent_to: BTreeMap<Generation, Vec<ServerMessage>>,
+    pub audio: BTreeMap<u32, Vec<u8>>,
+    /// Close codes, per socket.
+    pub closed: BTreeMap<Generation, u16>,
+    /// The latest attachment of each socket.
+    pub attachments: BTreeMap<Generation, Attachment>,
+    /// The latest stored state.
+    pub stored: Option<Stored>,
+    ended_streams: HashSet<u32>,
+    current_stream: Option<u32>,
+}
+
+impl Harness {
+    /// A session whose stored state is new, with its first socket connected.
+    pub fn new(config: Config) -> Self {
+        Self::with_stored(config, Some(Stored::default()))
+    }
+
+    /// A session with this stored state (`None`: it could not be read), its first socket
+    /// connected.
+    pub fn with_stored(config: Config, stored: Option<Stored>) -> Self {
+        let mut h = Self {
+            session: Session::new(config, "s1", stored),
+            now: 1_000,
+            socket: 0,
+            open_fetches: HashMap::new(),
+            fetch_order: BTreeMap::new(),
+            started: Vec::new(),
+            delivered: HashMap::new(),
+            texts: Vec::new(),
+            sent_to: BTreeMap::new(),
+            audio: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            attachments: BTreeMap::new(),
+            stored: None,
+            ended_streams: HashSet::new(),
+            current_stream: None,
+        };
+        h.connect();
+        h
+    }
+
+    /// Connects a new socket, which replaces the one served; the client speaks through it now.
+    pub fn connect(&mut self) -> Generation {
+        self.socket += 1;
+        let socket = self.socket;
+        self.feed(Input::Connected(socket));
+        let ready = self.sent_to[&socket].last().cloned();
+        assert!(
+            matches!(ready, Some(ServerMessage::Ready { .. })),
+            "ready first"
+        );
+        self.texts
+            .retain(|m| !matches!(m, ServerMessage::Ready { .. }));
+        socket
+    }
+
+    pub fn feed(&mut self, input: Input<'_>) {
+        // The runtime lets go of a request once its body ended, it failed, or (for a non-2xx
+        // status) once it has read the error body.
+        match &input {
+            Input::UpstreamEnd(f) | Input::UpstreamFailed(f) => {
+                self.open_fetches.remove(f);
+            }
+            Input::UpstreamHead(f, status) if !(200..300).contains(&status.status) => {
+                self.open_fetches.remove(f);
+            }
+            _ => {}
+        }
+        self.session.handle(input, self.now);
+        self.drain();
+    }
+
+    pub fn text(&mut self, frame: &str) {
+        self.feed(Input::Text(self.socket, frame));
+    }
+
+    pub fn speak(&mut self, id: &str, text: &str) {
+        let frame = serde_json::json!({"type": "speak", "id": id, "text": text}).to_string();
+        self.text(&frame);
+    }
+
+    /// Executes effects as the runtime would, checking the client-visible invariants.
+    pub fn drain(&mut self) {
+        for effect in self.session.take_effects() {
+            if let Effect::SendText(to, _) | Effect::SendBinary(to, _) = &effect {
+                assert!(
+                    !self.closed.contains_key(to),
+                    "nothing is sent after close: {effect:?}"
+                );
+                assert!(
+                    self.attachments.get(to).is_none_or(|a| !a.closed),
+                    "nothing is sent to a socket marked closed: {effect:?}"
+                );
+            }
+            match effect {
+                Effect::SendText(to, json) => {
+                    let message = ServerMessage::parse(&json).expect("valid server JSON");
+                    self.check_text(&message);
+                    self.sent_to.entry(to).or_default().push(message.clone());
+                    self.texts.push(message);
+                }
+                Effect::SendBinary(_, bytes) => {
+                    let frame = AudioFrame::decode(&bytes).expect("valid frame");
+                    assert_eq!(
+                        Some(frame.stream),
+                        self.current_stream,
+                        "audio only for the started stream"
+                    );
+                    assert!(
+                        !self.ended_streams.contains(&frame.stream),
+                        "no audio after end"
+                    );
+                    let got = self.audio.entry(frame.stream).or_default();
+                    assert_eq!(
+                        frame.offset as usize,
+                        got.len() / 2,
+                        "offsets are contiguous"
+                    );
+                    got.extend_from_slice(frame.pcm);
+                }
+                Effect::Fetch(request) => {
+                    assert!(
+                        !self.started.contains(&request.fetch),
+                        "fetch ids are never reused"
+                    );
+                    self.open_fetches.insert(request.fetch, request.stream);
+                    self.fetch_order
+                        .entry(request.stream)
+                        .or_default()
+                        .insert(request.segment, request.fetch);
+                    self.started.push(request.fetch);
+                    let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+                    assert!(body["input"].as_str().unwrap().chars().count() <= 200);
+                }
+                Effect::Abort(fetch) => {
+                    assert!(
+                        self.open_fetches.remove(&fetch).is_some(),
+                        "abort of a live fetch only"
+                    );
+                }
+                Effect::Close { socket, code, .. } => {
+                    assert!(
+                        self.closed.insert(socket, code).is_none(),
+                        "a socket is closed once"
+                    );
+                }
+                Effect::Persist(on, attachment) => {
+                    assert_eq!(on, attachment.generation, "a socket's own attachment");
+                    assert!(serde_json::to_string(&attachment).unwrap().len() < 2048);
+                    if let Some(old) = self.attachments.get(&on) {
+                        assert!(!old.closed || attachment.closed, "closed stays closed");
+                    }
+                    self.attachments.insert(on, attachment);
+                }
+                Effect::Store(stored) => self.stored = Some(stored),
+                Effect::Log(line) => {
+                    let text = orpheus_worker::log::format(Some("s1"), &line);
+                    assert!(!text.contains("secret text"), "logs carry no text: {text}");
+                }
+            }
+        }
+    }
+
+    fn check_text(&mut self, message: &ServerMessage) {
+        match message {
+            ServerMessage::Start { stream, .. } => {
+                assert_eq!(self.current_stream, None, "one active stream at a time");
+                self.current_stream = Some(*stream);
+            }
+            ServerMessage::End {
+                stream: Some(stream),
+                ..
+            } => {
+                assert!(self.ended_streams.insert(*stream), "one end per stream");
+                if self.current_stream == Some(*stream) {
+                    self.current_stream = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a response whose body was already fed in full.
+    pub fn complete_rest(&mut self, fetch: FetchId, body: &[u8]) {
+        let pcm_at = body.windows(4).position(|w| w == b"data").unwrap() + 8;
+        self.delivered.insert(fetch, body[pcm_at..].to_vec());
+        self.feed(Input::UpstreamEnd(fetch));
+    }
+
+    /// Delivers a complete upstream response for `fetch` in pieces of `piece` bytes.
+    pub fn complete(&mut self, fetch: FetchId, samples: usize, piece: usize) {
+        let (body, pcm) = wav_body(fetch, samples);
+        self.feed(Input::UpstreamHead(fetch, ok()));
+        for chunk in body.chunks(piece) {
+            self.feed(Input::UpstreamBody(fetch, chunk));
+        }
+        self.delivered.insert(fetch, pcm);
+        self.feed(Input::UpstreamEnd(fetch));
+    }
+
+    /// Every `end` sent: (id, reason, error code).
+    pub fn ends(&self) -> Vec<(String, EndReason, Option<ErrorCode>)> {
+        self.texts
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::End {
+                    id, reason, error, ..
+                } => Some((id.clone(), *reason, error.as_ref().map(|e| e.code))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last `end` sent.
+    pub fn last_end(&self) -> ServerMessage {
+        self.texts
+            .iter()
+            .rev()
+            .find(|m| matches!(m, ServerMessage::End { .. }))
+            .cloned()
+            .expect("an end")
+    }
+
+    pub fn expected_audio(&self, stream: u32) -> Vec<u8> {
+        self.fetch_order[&stream]
+            .values()
+            .flat_map(|f| self.delivered[f].clone())
+            .collect()
+    }
+
+    /// The latest fetch of each segment of `stream`, in segment order.
+    pub fn fetches_of(&self, stream: u32) -> Vec<FetchId> {
+        self.fetch_order
+            .get(&stream)
+            .map(|m| m.values().copied().collect())
+            .unwrap_or_default()
+    }
+}
