@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use orpheus_protocol::{AudioFrame, EndReason, ServerMessage};
-use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
+use orpheus_test_support::relay_segments;
 
 use crate::expected_pcm;
 
@@ -312,7 +312,7 @@ impl History {
                 .iter()
                 .filter(|i| i.contains(tag))
                 .count() as u64;
-            let segments = split(&m.text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS).len() as u64;
+            let segments = relay_segments(&m.text).len() as u64;
             v.upstream_requests += requests;
             if requests > segments + 1 {
                 v.over_request_budget += 1;

@@ -101,7 +101,7 @@ async fn session(
     deadline: Instant,
 ) -> TestResult<u64> {
     let sid = format!("{}-{}-{index}", load.label, std::process::id());
-    let mut rng = fastrand::Rng::with_seed(
+    let mut rng = orpheus_test_support::rng(
         load.seed ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
     );
     let mut spoken = 0u64;
@@ -176,7 +176,7 @@ impl Conn<'_> {
         &mut self,
         load: &Load,
         index: usize,
-        rng: &mut fastrand::Rng,
+        rng: &mut orpheus_test_support::Rng,
         spoken: &mut u64,
         deadline: Instant,
     ) -> TestResult {
@@ -215,7 +215,7 @@ impl Conn<'_> {
         &mut self,
         load: &Load,
         index: usize,
-        rng: &mut fastrand::Rng,
+        rng: &mut orpheus_test_support::Rng,
         spoken: &mut u64,
     ) -> String {
         *spoken += 1;
@@ -374,14 +374,13 @@ pub fn message_text(tag: &str, directive: Option<&str>, chars: usize) -> String 
 mod tests {
     use super::*;
     use crate::history::message_tag;
-    use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
 
     #[test]
     fn every_segment_names_its_message() {
         for chars in [10, 99, 150, 240, 400] {
             let text = message_text("C001x00007", Some("status=429;once"), chars);
             assert_eq!(message_tag(&text), "C001x00007");
-            for segment in split(&text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS) {
+            for segment in orpheus_test_support::relay_segments(&text) {
                 assert!(segment.contains("C001x00007"), "{segment:?}");
             }
         }

@@ -1,0 +1,219 @@
+//! Process control: one `wrangler dev` running the Worker in workerd, started, crashed,
+//! restarted and stopped by the tests.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TestResult;
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One `wrangler dev` running the Worker, killed (with workerd) on drop.
+pub struct Relay {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Where its output goes.
+    pub log_path: PathBuf,
+    port: u16,
+    command: Vec<String>,
+    root: PathBuf,
+    child: Child,
+    _scratch: TempDir,
+}
+
+impl Relay {
+    /// Starts `wrangler dev` from the repository root with these `[vars]` and secrets, and waits
+    /// until it serves. `name` names its log file under `target/e2e/`.
+    pub fn start(
+        root: &Path,
+        name: &str,
+        vars: &[(String, String)],
+        secrets: &[(String, String)],
+    ) -> TestResult<Self> {
+        let scratch = TempDir(
+            std::env::temp_dir().join(format!("orpheus-e2e-{}-{name}", std::process::id())),
+        );
+        std::fs::create_dir_all(&scratch.0).map_err(|e| e.to_string())?;
+        let env_file = scratch.0.join("secrets.env");
+        let lines: String = secrets.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&env_file, lines).map_err(|e| e.to_string())?;
+        let log_dir = Self::log_dir(root);
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let log_path = log_dir.join(format!("{name}.log"));
+        File::create(&log_path).map_err(|e| e.to_string())?;
+
+        let port = free_port();
+        let mut command: Vec<String> = [
+            "dev",
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--inspector-port",
+            &free_port().to_string(),
+            "--persist-to",
+            &scratch.0.join("state").to_string_lossy(),
+            "--env-file",
+            &env_file.to_string_lossy(),
+        ]
+        .map(str::to_owned)
+        .into();
+        for (key, value) in vars {
+            command.extend(["--var".to_owned(), format!("{key}:{value}")]);
+        }
+        let child = Self::spawn(root, &command, &log_path)?;
+        let relay = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            port,
+            command,
+            root: root.to_owned(),
+            child,
+            _scratch: scratch,
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if healthy(port) {
+                return Ok(relay);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "wrangler dev did not become ready; see {}",
+            relay.log_path.display()
+        ))
+    }
+
+    /// Runs wrangler in its own process group, appending to its log.
+    fn spawn(root: &Path, command: &[String], log_path: &Path) -> TestResult<Child> {
+        let log = File::options()
+            .append(true)
+            .open(log_path)
+            .map_err(|e| e.to_string())?;
+        let mut wrangler = Command::new("wrangler");
+        wrangler
+            .current_dir(root)
+            .args(command)
+            .env("CI", "true")
+            .env("ORPHEUS_WASM_OPT", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut wrangler, 0);
+        wrangler.spawn().map_err(|e| {
+            format!(
+                "cannot start wrangler ({e}); run the suite with scripts/test, which installs it"
+            )
+        })
+    }
+
+    /// Kills wrangler and workerd at once (SIGKILL: no clean shutdown, as in a crash) and starts
+    /// them again on the same port with the same stored state; returns once it serves again.
+    /// Everything in memory is lost: sockets, Durable Objects, upstream requests.
+    pub async fn crash_and_restart(&mut self) -> TestResult<Duration> {
+        let started = Instant::now();
+        self.kill_group("-KILL");
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.root, &self.command, &self.log_path)?;
+        while started.elapsed() < Duration::from_secs(180) {
+            if healthy(self.port) {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "wrangler dev did not come back; see {}",
+            self.log_path.display()
+        ))
+    }
+
+    /// The resident memory of this relay's workerd process, in bytes.
+    pub fn workerd_rss(&self) -> Option<u64> {
+        let group = self.child.id().to_string();
+        let output = Command::new("pgrep")
+            .args(["-g", &group, "workerd"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok())
+            .filter_map(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .max()
+    }
+
+    fn kill_group(&self, signal: &str) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args([signal, "--", &group]).status();
+    }
+
+    /// Where relays write their logs.
+    pub fn log_dir(root: &Path) -> PathBuf {
+        root.join("target/e2e")
+    }
+
+    /// Everything it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The WebSocket URL of a session.
+    pub fn session_url(&self, sid: &str) -> String {
+        format!(
+            "{}/v1/sessions/{sid}/ws",
+            self.url.replacen("http", "ws", 1)
+        )
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // wrangler runs workerd as a child: end the whole process group.
+        self.kill_group("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill_group("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}

@@ -1,0 +1,108 @@
+//! End-to-end tests of the relay: real workerd via `wrangler dev`, real WebSockets, and the local
+//! Groq-compatible upstream. One fixture is shared by all tests, which run one at a time so the
+//! upstream's counters belong to the test that reads them. Tests are grouped by subject, one
+//! module each; the list below runs them in order.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use orpheus_e2e::{Fixture, TestResult};
+
+mod admission;
+mod browser;
+mod input;
+mod leaks;
+mod limits;
+mod messages;
+mod reliability;
+mod sessions;
+mod texts;
+mod upstream;
+mod voices;
+
+use admission::*;
+use browser::*;
+use input::*;
+use leaks::*;
+use limits::*;
+use messages::*;
+use reliability::*;
+use sessions::*;
+use upstream::*;
+use voices::*;
+
+type TestFn = for<'a> fn(
+    &'a Fixture,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = TestResult> + 'a>>;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|fx| Box::pin($name(fx))) as TestFn)),*]
+    };
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One at a time: tests read the shared upstream's counters.
+    args.test_threads = Some(1);
+    let tests = tests![
+        second_message,
+        hundred_messages,
+        rapid_interrupt,
+        supersede,
+        replace,
+        disconnect_releases_upstream,
+        long_texts,
+        all_ten_voices,
+        upstream_faults,
+        upstream_error_body_is_capped,
+        upstream_retry,
+        bad_input,
+        refused_upgrades,
+        ticket_refusals,
+        node_minted_ticket,
+        limits,
+        secure_defaults_and_dev_mode,
+        many_sessions_at_once,
+        stream_numbers_survive_a_reconnect,
+        hibernation_round_trip,
+        chaos_client_leg,
+        chaos_upstream_leg,
+        eviction_mid_stream,
+        soak_short,
+        browser_player,
+        browser_through_chaos,
+        nothing_leaks,
+    ];
+    if args.list {
+        let trials = tests
+            .into_iter()
+            .map(|(name, _)| Trial::test(name, || Ok(())))
+            .collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixture = match Fixture::start(&root, Fixture::test_upstream()) {
+        Ok(fixture) => Arc::new(fixture),
+        Err(e) => {
+            eprintln!("e2e fixture failed to start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            let fx = fixture.clone();
+            Trial::test(name, move || {
+                fx.runtime.block_on(test(&fx)).map_err(Failed::from)
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.has_failed() {
+        eprintln!("wrangler dev log: {}", fixture.relay.log_path.display());
+    }
+    drop(fixture);
+    conclusion.exit();
+}
