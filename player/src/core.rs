@@ -1,31 +1,36 @@
-//! The player's state machine: message-scoped playback with explicit, exactly-once completion.
+//! The player's state machine: the link to the relay, message-scoped playback through the
+//! AudioWorklet engine, and explicit, exactly-once completion.
 //!
-//! Sans-IO, like the relay's session core: the browser glue feeds it [`Input`]s with the
-//! AudioContext time and executes the [`Effect`]s it returns. Its rules:
+//! Sans-IO, like the relay's session core: the browser glue (`player/js/index.js`) feeds it
+//! [`Input`]s with the AudioContext time and executes the [`Effect`]s it returns. Audio frames
+//! never pass through it: the glue hands them to the engine in the worklet, which reports back
+//! its play cursor. Its rules:
 //!
-//! - every `speak` gets a fresh timeline; a new message stops the previous message's sources,
-//!   and frames of any stream other than the current one are dropped;
-//! - a message completes exactly once: when its `end` has arrived and every source scheduled for
-//!   it has finished, or a safety time after its scheduled end if the browser never reports
-//!   `onended`, or at once (`interrupted`) if the socket is lost;
-//! - `stop` is authoritative: the relay is told, every scheduled source of the message is silenced
-//!   after a short gain ramp, and none of its audio is scheduled afterwards;
-//! - a `speak` made while the socket is down is sent once it opens, and ends `interrupted` if
-//!   that attempt fails; stopped or superseded before it was sent, it ends at once;
+//! - every `speak` gets a fresh stream in the engine; a new message stops the previous one, and
+//!   the engine drops frames of any stream but the current one;
+//! - a message completes exactly once: when the relay's `end` has arrived and the engine has
+//!   played its last sample (or stopped it, or never began it); a safety time after the audio's
+//!   expected end if the engine never reports; or at once (`interrupted`) if the socket is lost
+//!   before its `end`. A socket lost *after* the `end` changes nothing: the engine already has
+//!   all the audio, plays it, and the message completes `done`;
+//! - `stop` is authoritative: the relay is told, the engine fades the stream out within 5 ms,
+//!   and nothing of it plays afterwards;
+//! - a `speak` is sent once the session is `ready` (queued while connecting); one the relay
+//!   would refuse (too long, too large a frame) ends at once with the relay's code;
+//! - the link reconnects after a drop with backoff (jittered, capped), but never after the
+//!   relay replaced the socket (4000), refused it (44xx/45xx) or closed it for flooding (1008):
+//!   those are reported as a fatal error and the player stays closed until `connect` again;
 //! - while a message waits for its `end`, the link is watched: after `ping_after` of silence a
-//!   ping goes out (the runtime answers it), and after `dead_after` of silence the socket is
-//!   given up as dead (a half-open link) and its messages end `interrupted`;
-//! - underruns are counted and reported, never hidden.
+//!   ping goes out, after `dead_after` the socket is given up as dead (a half-open link);
+//! - underruns are counted by the engine and reported, never hidden.
 
-use std::collections::BTreeSet;
+use orpheus_protocol::PING_FRAME;
+use orpheus_protocol::{is_refusal, EndReason, Limits, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED};
 
-use orpheus_protocol::{AudioFrame, ClientMessage, EndError, EndReason, ServerMessage, PING_FRAME};
+use crate::control::{self, Incoming, RelayError};
 
-use crate::pcm::PcmDecoder;
-use crate::timeline::{Seconds, Timeline, DEFAULT_LEAD};
-
-/// Identifies one scheduled audio source.
-pub type SourceId = u64;
+/// Seconds on the AudioContext clock.
+pub type Seconds = f64;
 
 /// What a UI binds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +43,15 @@ pub enum PlayerState {
     Buffering,
     /// Audio is playing.
     Speaking,
-    /// Audio is ready but the AudioContext is suspended until a user gesture.
+    /// Audio is ready but the AudioContext has never run: it waits for a user gesture.
     BlockedByAutoplay,
+    /// The browser or the OS suspended the AudioContext mid-message (a tab switch, a call);
+    /// playback continues, with nothing lost, when it runs again.
+    Suspended,
     /// The connection failed and is being retried.
     Error,
+    /// Closed for good: by the app, or by the relay (replaced, refused); see the `error` event.
+    Closed,
 }
 
 impl PlayerState {
@@ -53,7 +63,9 @@ impl PlayerState {
             Self::Buffering => "buffering",
             Self::Speaking => "speaking",
             Self::BlockedByAutoplay => "blocked-by-autoplay",
+            Self::Suspended => "suspended",
             Self::Error => "error",
+            Self::Closed => "closed",
         }
     }
 }
@@ -66,26 +78,52 @@ pub struct Completion {
     /// Why it ended (`interrupted` when the socket was lost before its `end`).
     pub reason: EndReason,
     /// The relay's error, for reason `error`.
-    pub error: Option<EndError>,
-    /// Samples received and scheduled.
+    pub error: Option<RelayError>,
+    /// Samples the relay sent.
     pub samples: u64,
-    /// Late chunks that left a gap.
+    /// Samples the engine played: what the listener heard.
+    pub played: u64,
+    /// Times playback ran dry.
     pub underruns: u32,
-    /// From `speak` to the first audio's scheduled start, if any.
+    /// From `speak` to its first sample at the engine, if any.
     pub first_audio_s: Option<Seconds>,
     /// From `speak` to completion.
     pub total_s: Seconds,
 }
 
+/// Playback of the current message, for progress events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The message id.
+    pub id: String,
+    /// Samples played.
+    pub played: u64,
+    /// Samples received and not yet played.
+    pub buffered: u64,
+    /// The stream's sample rate.
+    pub sample_rate: u32,
+    /// Underruns so far.
+    pub underruns: u32,
+}
+
+/// Why the link is down, for the `error` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkError {
+    /// The WebSocket close code (1006 when the socket failed without one).
+    pub code: u16,
+    /// The close reason.
+    pub reason: String,
+    /// Whether the player gave up: replaced, refused or closed for flooding. It stays closed
+    /// until `connect` is called again.
+    pub fatal: bool,
+}
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Jitter buffer: how far ahead the first chunk is scheduled.
-    pub lead: Seconds,
-    /// Completes a message this long after its scheduled end if `onended` never fires.
+    /// Completes a message this long after its audio should have ended if the engine never
+    /// reports.
     pub safety: Seconds,
-    /// Gain ramp when stopping, to avoid a click.
-    pub stop_ramp: Seconds,
     /// First reconnect delay; doubles per failed attempt.
     pub reconnect_base_ms: u64,
     /// Longest reconnect delay.
@@ -99,9 +137,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            lead: DEFAULT_LEAD,
             safety: 0.5,
-            stop_ramp: 0.008,
             reconnect_base_ms: 250,
             reconnect_max_ms: 8_000,
             ping_after: 3.0,
@@ -110,17 +146,69 @@ impl Default for Config {
     }
 }
 
+/// What the engine reported about a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Its first sample was rendered.
+    Started,
+    /// It is playing (periodic).
+    Progress,
+    /// It ran dry.
+    Underrun,
+    /// Its last sample was rendered.
+    Drained,
+    /// It was stopped and has faded out.
+    Stopped,
+}
+
+/// A report from the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    /// What happened.
+    pub kind: ReportKind,
+    /// The stream.
+    pub stream: u32,
+    /// Its play cursor.
+    pub played: u64,
+    /// Samples buffered in the engine.
+    pub buffered: u64,
+    /// Its underruns.
+    pub underruns: u32,
+    /// For `Started`, the context time of its first sample.
+    pub at: Seconds,
+}
+
+/// The AudioContext's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextState {
+    /// Rendering.
+    Running,
+    /// Not rendering (no gesture yet, or suspended by the browser or the OS).
+    Suspended,
+    /// Closed.
+    Closed,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input<'a> {
+    /// The app asked to connect (idempotent while connecting or connected).
+    Connect,
+    /// The reconnect delay is over.
+    Retry,
     /// The socket opened.
     Opened,
     /// A text frame from the relay.
     Text(&'a str),
-    /// A binary frame from the relay.
-    Binary(&'a [u8]),
-    /// The socket closed (or failed) unexpectedly.
-    Closed,
+    /// A binary frame from the relay arrived (the glue hands it to the engine).
+    Frame,
+    /// The socket closed (or failed: code 1006).
+    Closed {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: &'a str,
+    },
     /// The app asked to speak.
     Speak {
         /// Message id.
@@ -129,90 +217,204 @@ pub enum Input<'a> {
         text: String,
         /// Voice, if chosen.
         voice: Option<String>,
+        /// Model, if chosen.
+        model: Option<String>,
     },
     /// The app asked to stop the current message.
     Stop,
-    /// A source finished playing (or was stopped).
-    SourceEnded(SourceId),
-    /// Time passed: safety timers may fire.
+    /// The engine reported on a stream.
+    Engine(Report),
+    /// Time passed: timers may fire.
     Tick,
-    /// The AudioContext is running (true) or suspended (false), at this sample rate.
-    Context {
-        /// Whether it is running.
-        running: bool,
+    /// The AudioContext changed state.
+    Context(ContextState),
+    /// The app closed the player.
+    Shutdown,
+}
+
+/// A command for the engine in the worklet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// A new stream: the engine drops any other.
+    Begin {
+        /// The stream.
+        stream: u32,
         /// Its sample rate.
-        sample_rate: f64,
+        rate: u32,
+    },
+    /// The relay ended the stream after this many samples.
+    End {
+        /// The stream.
+        stream: u32,
+        /// Its length.
+        samples: u64,
+    },
+    /// Fade the stream out and drop the rest.
+    Stop {
+        /// The stream.
+        stream: u32,
     },
 }
 
 /// What the glue must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Open a socket (with fresh subprotocols: a new single-use ticket), cancelling any pending
+    /// reconnect.
+    Open,
     /// Send a text frame.
     Send(String),
-    /// Play `samples` (at `sample_rate`) starting exactly at `at` on the context clock.
-    Schedule {
-        /// The new source.
-        source: SourceId,
-        /// Float samples.
-        samples: Vec<f32>,
-        /// Their rate.
-        sample_rate: u32,
-        /// Start time.
-        at: Seconds,
-    },
-    /// Ramp these sources to silence over `ramp` seconds from `at`, then stop them.
-    Silence {
-        /// The sources.
-        sources: Vec<SourceId>,
-        /// When to start the ramp.
-        at: Seconds,
-        /// Ramp length.
-        ramp: Seconds,
-    },
-    /// Forget these sources (their playback ended; release nodes and closures).
-    Release(Vec<SourceId>),
+    /// Tell the engine.
+    Engine(Command),
     /// A message finished; settle its promise.
     Complete(Completion),
-    /// The state (and underrun count) changed.
-    State {
-        /// The new state.
-        state: PlayerState,
-        /// Underruns of the current message.
-        underruns: u32,
-    },
-    /// Close the socket at once and ignore its further events: the link is dead.
+    /// The state changed.
+    State(PlayerState),
+    /// The current message played on.
+    Progress(Progress),
+    /// The session is ready.
+    Ready,
+    /// The link went down.
+    LinkDown(LinkError),
+    /// Close the socket at once and ignore its further events.
     Disconnect,
-    /// Reopen the socket after this delay.
+    /// Call back with [`Input::Retry`] after this delay.
     Reconnect {
         /// Delay in milliseconds.
         after_ms: u64,
     },
 }
 
+/// The link to the relay. It moves Idle → Connecting → Open → Ready; a drop goes to Backoff
+/// and round again; a fatal close or the app's shutdown ends in Closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Link {
+    /// Not asked to connect yet.
+    Idle,
+    /// Waiting out a reconnect delay.
+    Backoff,
+    /// A socket is opening.
+    Connecting,
+    /// Open, waiting for `ready`.
+    Open,
+    /// `ready` received: frames may be sent.
+    Ready,
+    /// Closed for good, until `connect` again.
+    Closed,
+}
+
+/// Where a message is on its way to completion. It only moves forward.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Waiting for the session to be ready; this `speak` frame (of a text of `chars`
+    /// characters) will be sent then.
+    Unsent { frame: String, chars: usize },
+    /// Sent; no audio yet.
+    Sent,
+    /// Its audio flows in this stream at this rate.
+    Streaming { stream: u32, rate: u32 },
+    /// The relay's `end` arrived at `at`; the engine plays what it has.
+    Ended {
+        reason: EndReason,
+        error: Option<RelayError>,
+        at: Seconds,
+    },
+}
+
+/// Where the message's stream is in the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Playback {
+    /// Not begun (no audio yet, or none ever).
+    NotBegun,
+    /// Begun; not yet audible.
+    Begun { stream: u32, rate: u32 },
+    /// Audible.
+    Playing { stream: u32, rate: u32 },
+    /// Done with: drained, stopped, or replaced by a newer stream.
+    Finished,
+}
+
 #[derive(Debug)]
 struct Message {
     id: String,
-    stream: Option<u32>,
-    timeline: Option<Timeline>,
-    decoder: PcmDecoder,
-    live: BTreeSet<SourceId>,
-    samples: u64,
-    end: Option<(EndReason, Option<EndError>)>,
-    /// When the last scheduled source ends.
-    scheduled_end: Seconds,
+    phase: Phase,
+    playback: Playback,
+    /// Stopped or superseded by the app (which): it completes as that, even if the relay then
+    /// reports `done`, since the listener did not hear it all.
+    retired: Option<EndReason>,
     spoke_at: Seconds,
+    /// When its first sample was rendered.
     first_audio_at: Option<Seconds>,
-    /// Stopped or superseded (which one): its remaining frames are dropped, and it completes
-    /// as that even if the relay then reports `done`, since the listener did not hear it all.
-    retired_as: Option<EndReason>,
-    /// The `speak` frame, while it waits for the socket to open.
-    unsent: Option<String>,
+    samples: u64,
+    played: u64,
+    /// When the engine last reported `played`.
+    played_at: Seconds,
+    buffered: u64,
+    underruns: u32,
 }
 
 impl Message {
-    fn underruns(&self) -> u32 {
-        self.timeline.as_ref().map_or(0, Timeline::underruns)
+    fn stream(&self) -> Option<u32> {
+        match self.playback {
+            Playback::Begun { stream, .. } | Playback::Playing { stream, .. } => Some(stream),
+            _ => None,
+        }
+    }
+
+    /// Whether a sent message still waits for its relay `end`.
+    fn awaits_end(&self) -> bool {
+        matches!(self.phase, Phase::Sent | Phase::Streaming { .. })
+    }
+
+    /// When the safety timer completes it if the engine never reports: after what is left of
+    /// its audio (nothing, once stopped) and the safety margin.
+    fn safety_deadline(&self, safety: Seconds) -> Option<Seconds> {
+        let Phase::Ended { at, .. } = self.phase else {
+            return None;
+        };
+        match self.playback {
+            Playback::NotBegun | Playback::Finished => None,
+            Playback::Begun { rate, .. } | Playback::Playing { rate, .. } => {
+                let left = match self.retired {
+                    Some(_) => 0.0,
+                    None => self.samples.saturating_sub(self.played) as f64 / f64::from(rate),
+                };
+                Some(at.max(self.played_at) + left + safety)
+            }
+        }
+    }
+
+    /// Takes in what the engine reported about the message's stream.
+    fn apply(&mut self, report: &Report, now: Seconds) {
+        self.played = report.played;
+        self.played_at = now;
+        self.buffered = report.buffered;
+        self.underruns = report.underruns;
+        self.playback = match (report.kind, self.playback) {
+            (ReportKind::Drained | ReportKind::Stopped, _) => Playback::Finished,
+            (ReportKind::Started, Playback::Begun { stream, rate }) => {
+                self.first_audio_at = Some(report.at);
+                Playback::Playing { stream, rate }
+            }
+            (_, playback) => playback,
+        };
+    }
+
+    fn complete_at(&self, now: Seconds, safety: Seconds) -> bool {
+        matches!(self.phase, Phase::Ended { .. })
+            && (matches!(self.playback, Playback::NotBegun | Playback::Finished)
+                || self.safety_deadline(safety).is_some_and(|at| now >= at))
+    }
+}
+
+/// The relay's error for a code the player finds itself. (Always inlined: with the code known,
+/// only its own name and text are linked, not every code's.)
+#[inline(always)]
+fn refused(code: orpheus_protocol::ErrorCode) -> RelayError {
+    RelayError {
+        code: code.as_str().to_owned(),
+        message: code.message().to_owned(),
+        retry_after_s: None,
     }
 }
 
@@ -221,41 +423,42 @@ impl Message {
 pub struct PlayerCore {
     config: Config,
     now: Seconds,
-    context_rate: f64,
-    context_running: bool,
-    connected: bool,
+    link: Link,
+    limits: Limits,
     reconnect_attempts: u32,
-    /// When the relay was last heard from (or a message was sent, which starts the watch).
+    /// Seed of the reconnect jitter.
+    jitter: u64,
+    /// Whether the AudioContext has ever run (before that, a suspended context means autoplay).
+    context_ran: bool,
+    context: ContextState,
+    /// When the relay was last heard from (or the watch started).
     last_heard: Seconds,
     /// Whether a ping went out since then.
     pinged: bool,
     current: Option<Message>,
-    /// Stopped or superseded messages waiting for their `end` and their sources.
+    /// Stopped or superseded messages waiting for their `end` and their engine stream.
     retiring: Vec<Message>,
-    next_source: SourceId,
     state: PlayerState,
-    /// The state and underrun count last reported.
-    reported: (PlayerState, u32),
     effects: Vec<Effect>,
 }
 
 impl PlayerCore {
-    /// A player not yet connected.
-    pub fn new(config: Config) -> Self {
+    /// A player not yet connected; `seed` draws its reconnect jitter.
+    pub fn new(config: Config, seed: u64) -> Self {
         Self {
             config,
             now: 0.0,
-            context_rate: 48_000.0,
-            context_running: false,
-            connected: false,
+            link: Link::Idle,
+            limits: Limits::default(),
             reconnect_attempts: 0,
+            jitter: seed | 1,
+            context_ran: false,
+            context: ContextState::Suspended,
             last_heard: 0.0,
             pinged: false,
             current: None,
             retiring: Vec::new(),
-            next_source: 1,
             state: PlayerState::Connecting,
-            reported: (PlayerState::Connecting, 0),
             effects: Vec::new(),
         }
     }
@@ -270,43 +473,102 @@ impl PlayerCore {
         self.state
     }
 
-    /// Sources scheduled and not yet ended or released.
-    pub fn live_sources(&self) -> usize {
-        self.current
-            .iter()
-            .chain(&self.retiring)
-            .map(|m| m.live.len())
-            .sum()
+    fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.current.iter().chain(&self.retiring)
     }
 
     /// When the next timer is due, if any (feed [`Input::Tick`] then): a safety timer, or the
     /// link watch's next ping or verdict.
     pub fn next_deadline(&self) -> Option<Seconds> {
         let safety = self
-            .current
-            .iter()
-            .chain(&self.retiring)
-            .filter(|m| m.end.is_some() && !m.live.is_empty())
-            .map(|m| m.scheduled_end + self.config.safety);
+            .messages()
+            .filter_map(|m| m.safety_deadline(self.config.safety));
         let watch = self.watching().then(|| {
-            let next = if self.pinged {
+            let after = if self.pinged {
                 self.config.dead_after
             } else {
                 self.config.ping_after
             };
-            self.last_heard + next
+            self.last_heard + after
         });
         safety.chain(watch).reduce(f64::min)
     }
 
     /// Whether a sent message waits for its `end` on an open socket.
     fn watching(&self) -> bool {
-        self.connected
-            && self
-                .current
-                .iter()
-                .chain(&self.retiring)
-                .any(|m| m.end.is_none() && m.unsent.is_none())
+        self.link == Link::Ready && self.messages().any(Message::awaits_end)
+    }
+
+    /// Feeds an input at context time `now`.
+    pub fn handle(&mut self, input: Input<'_>, now: Seconds) {
+        self.now = now;
+        match input {
+            Input::Connect => self.on_connect(),
+            Input::Retry => {
+                if self.link == Link::Backoff {
+                    self.open();
+                }
+            }
+            Input::Opened => {
+                if self.link == Link::Connecting {
+                    self.link = Link::Open;
+                    self.heard();
+                }
+            }
+            Input::Text(text) => {
+                self.heard();
+                if let Some(message) = Incoming::parse(text) {
+                    self.on_message(message);
+                }
+            }
+            Input::Frame => self.heard(),
+            Input::Closed { code, reason } => self.on_closed(code, reason),
+            Input::Speak {
+                id,
+                text,
+                voice,
+                model,
+            } => self.on_speak(id, &text, voice.as_deref(), model.as_deref()),
+            Input::Stop => {
+                if let Some(m) = self.current.take() {
+                    self.retire(m, EndReason::Stopped);
+                }
+            }
+            Input::Engine(report) => self.on_report(report),
+            Input::Tick => self.watch_link(),
+            Input::Context(state) => {
+                self.context = state;
+                self.context_ran |= state == ContextState::Running;
+            }
+            Input::Shutdown => {
+                self.link = Link::Closed;
+                self.lose_messages(EndReason::Interrupted, false);
+            }
+        }
+        self.settle();
+    }
+
+    fn on_connect(&mut self) {
+        match self.link {
+            Link::Idle | Link::Closed => {
+                self.reconnect_attempts = 0;
+                self.open();
+            }
+            // A pending reconnect happens now instead.
+            Link::Backoff => self.open(),
+            Link::Connecting | Link::Open | Link::Ready => {}
+        }
+    }
+
+    fn open(&mut self) {
+        self.link = Link::Connecting;
+        self.effects.push(Effect::Open);
+    }
+
+    /// Something arrived, or the watch starts afresh.
+    fn heard(&mut self) {
+        self.last_heard = self.now;
+        self.pinged = false;
     }
 
     /// Pings a quiet link, and gives up one that stayed silent too long.
@@ -317,279 +579,312 @@ impl PlayerCore {
         let silence = self.now - self.last_heard;
         if silence >= self.config.dead_after {
             self.effects.push(Effect::Disconnect);
-            self.on_closed();
+            self.on_closed(1006, "no answer from the relay");
         } else if silence >= self.config.ping_after && !self.pinged {
             self.pinged = true;
             self.effects.push(Effect::Send(PING_FRAME.to_owned()));
         }
     }
 
-    /// Something arrived, or the watch starts afresh.
-    fn heard(&mut self) {
-        self.last_heard = self.now;
-        self.pinged = false;
-    }
-
-    /// Feeds an input at context time `now`.
-    pub fn handle(&mut self, input: Input<'_>, now: Seconds) {
-        self.now = now;
-        match input {
-            Input::Opened => {
-                self.connected = true;
-                self.reconnect_attempts = 0;
-                self.heard();
-                if let Some(speak) = self.current.as_mut().and_then(|m| m.unsent.take()) {
-                    self.effects.push(Effect::Send(speak));
-                }
-                self.update_state();
-            }
-            Input::Text(text) => {
-                self.heard();
-                self.on_text(text);
-            }
-            Input::Binary(bytes) => {
-                self.heard();
-                self.on_binary(bytes);
-            }
-            Input::Closed => self.on_closed(),
-            Input::Speak { id, text, voice } => self.on_speak(id, text, voice),
-            Input::Stop => self.on_stop(),
-            Input::SourceEnded(source) => {
-                for m in self.current.iter_mut().chain(self.retiring.iter_mut()) {
-                    m.live.remove(&source);
-                }
-                self.effects.push(Effect::Release(vec![source]));
-                self.settle();
-            }
-            Input::Tick => {
-                self.watch_link();
-                self.settle();
-            }
-            Input::Context {
-                running,
-                sample_rate,
-            } => {
-                self.context_running = running;
-                self.context_rate = sample_rate;
-                self.update_state();
-            }
-        }
-    }
-
-    fn on_speak(&mut self, id: String, text: String, voice: Option<String>) {
+    fn on_speak(&mut self, id: String, text: &str, voice: Option<&str>, model: Option<&str>) {
         if let Some(old) = self.current.take() {
             self.retire(old, EndReason::Superseded);
         }
-        let speak = ClientMessage::Speak {
-            id: id.clone(),
-            text,
-            voice,
-            model: None,
-        }
-        .to_json();
-        let unsent = if self.connected {
-            if !self.watching() {
-                self.heard();
-            }
-            self.effects.push(Effect::Send(speak));
-            None
-        } else {
-            Some(speak)
-        };
-        self.current = Some(Message {
+        let frame = control::speak(&id, text, voice, model);
+        let mut message = Message {
             id,
-            stream: None,
-            timeline: None,
-            decoder: PcmDecoder::default(),
-            live: BTreeSet::new(),
-            samples: 0,
-            end: None,
-            scheduled_end: self.now,
+            phase: Phase::Unsent {
+                frame,
+                chars: text.chars().count(),
+            },
+            playback: Playback::NotBegun,
+            retired: None,
             spoke_at: self.now,
             first_audio_at: None,
-            retired_as: None,
-            unsent,
-        });
-        self.settle();
+            samples: 0,
+            played: 0,
+            played_at: 0.0,
+            buffered: 0,
+            underruns: 0,
+        };
+        if self.link == Link::Closed {
+            // Replaced, refused or shut down: nothing will carry it.
+            message.phase = self.ended(EndReason::Interrupted, None);
+        } else if self.link == Link::Ready {
+            self.send_unsent(&mut message);
+        }
+        self.current = Some(message);
     }
 
-    fn on_stop(&mut self) {
-        if let Some(m) = self.current.take() {
-            if m.unsent.is_none() {
-                self.effects.push(Effect::Send(
-                    ClientMessage::Stop {
-                        id: Some(m.id.clone()),
-                    }
-                    .to_json(),
-                ));
-            }
-            self.retire(m, EndReason::Stopped);
-            self.settle();
+    fn ended(&self, reason: EndReason, error: Option<RelayError>) -> Phase {
+        Phase::Ended {
+            reason,
+            error,
+            at: self.now,
         }
     }
 
-    /// Silences a message that is no longer current; it completes when its `end` arrives. If the
-    /// relay already delivered all of it but it is still playing, the listener cut it short:
-    /// it completes with `reason` rather than `done`.
+    /// What the relay would refuse with a code of its own, refused before sending.
+    fn refusal(&self, frame: &str, chars: usize) -> Option<RelayError> {
+        use orpheus_protocol::ErrorCode;
+        if chars > self.limits.max_text_chars as usize {
+            Some(refused(ErrorCode::TextTooLong))
+        } else if frame.len() > self.limits.max_frame_bytes as usize {
+            Some(refused(ErrorCode::FrameTooLarge))
+        } else {
+            None
+        }
+    }
+
+    /// Sends a message waiting for the session, unless the relay would refuse it: then it
+    /// ends at once with the relay's code.
+    fn send_unsent(&mut self, m: &mut Message) {
+        let Phase::Unsent { frame, chars } = &m.phase else {
+            return;
+        };
+        if let Some(refusal) = self.refusal(frame, *chars) {
+            m.phase = self.ended(EndReason::Error, Some(refusal));
+            return;
+        }
+        if !self.watching() {
+            self.heard();
+        }
+        self.effects.push(Effect::Send(frame.clone()));
+        m.phase = Phase::Sent;
+    }
+
+    /// The app let go of a message: the relay and the engine are told; it completes when both
+    /// have let go too.
     fn retire(&mut self, mut m: Message, reason: EndReason) {
-        if m.unsent.is_some() {
-            // The relay never heard of it: no `end` will come.
-            m.end = Some((reason, None));
-            return self.complete(m);
+        let audible = matches!(
+            m.playback,
+            Playback::Begun { .. } | Playback::Playing { .. }
+        );
+        match &mut m.phase {
+            Phase::Unsent { .. } => m.phase = self.ended(reason, None),
+            Phase::Sent | Phase::Streaming { .. } => {
+                self.effects.push(Effect::Send(control::stop(&m.id)));
+            }
+            // All of it arrived but not all of it played: the listener cut it short.
+            Phase::Ended {
+                reason: ended @ EndReason::Done,
+                ..
+            } if audible => *ended = reason,
+            Phase::Ended { .. } => {}
         }
-        m.retired_as = Some(reason);
-        if !m.live.is_empty() && matches!(m.end, Some((EndReason::Done, _))) {
-            m.end = Some((reason, None));
+        if let Some(stream) = m.stream() {
+            self.effects.push(Effect::Engine(Command::Stop { stream }));
         }
-        if !m.live.is_empty() {
-            self.effects.push(Effect::Silence {
-                sources: m.live.iter().copied().collect(),
-                at: self.now,
-                ramp: self.config.stop_ramp,
-            });
-            // Nothing of it plays past the ramp.
-            m.scheduled_end = self.now + self.config.stop_ramp;
-        }
+        m.retired = Some(reason);
         self.retiring.push(m);
     }
 
-    fn on_text(&mut self, text: &str) {
-        let Ok(message) = ServerMessage::parse(text) else {
-            return;
-        };
+    fn on_message(&mut self, message: Incoming) {
         match message {
-            ServerMessage::Start {
+            Incoming::Ready {
+                max_text_chars,
+                max_frame_bytes,
+            } => {
+                self.limits.max_text_chars = max_text_chars;
+                self.limits.max_frame_bytes = max_frame_bytes;
+                self.link = Link::Ready;
+                self.reconnect_attempts = 0;
+                self.effects.push(Effect::Ready);
+                if let Some(mut m) = self.current.take() {
+                    self.send_unsent(&mut m);
+                    self.current = Some(m);
+                }
+            }
+            Incoming::Start {
                 id,
                 stream,
                 sample_rate,
+            } => self.on_start(&id, stream, sample_rate),
+            Incoming::End {
+                id,
+                reason,
+                samples,
+                error,
                 ..
-            } => {
-                if let Some(m) = self
-                    .current
-                    .as_mut()
-                    .filter(|m| m.id == id && m.stream.is_none())
-                {
-                    m.stream = Some(stream);
-                    m.timeline = Some(Timeline::new(
-                        sample_rate,
-                        self.context_rate,
-                        self.config.lead,
-                    ));
-                }
-            }
-            ServerMessage::End {
-                id, reason, error, ..
-            } => {
-                // The first message with this id that has not ended yet: current last, since a
-                // retiring message with the same id was spoken earlier.
-                let target = self
-                    .retiring
-                    .iter_mut()
-                    .chain(self.current.iter_mut())
-                    .find(|m| m.id == id && m.end.is_none());
-                if let Some(m) = target {
-                    let reason = match m.retired_as {
-                        Some(retired) if reason == EndReason::Done => retired,
-                        _ => reason,
-                    };
-                    m.end = Some((reason, error));
-                }
-                self.settle();
-            }
-            _ => {}
+            } => self.on_end(&id, reason, samples, error),
+            Incoming::Error(error) => self.on_error(error),
+            Incoming::Pong => {}
         }
     }
 
-    fn on_binary(&mut self, bytes: &[u8]) {
-        let Ok(frame) = AudioFrame::decode(bytes) else {
+    fn on_start(&mut self, id: &str, stream: u32, rate: u32) {
+        let Some(m) = self
+            .current
+            .as_mut()
+            .filter(|m| m.id == id && m.phase == Phase::Sent)
+        else {
             return;
         };
+        m.phase = Phase::Streaming { stream, rate };
+        m.playback = Playback::Begun { stream, rate };
+        // The engine plays one stream: whatever it played before is done with.
+        for old in &mut self.retiring {
+            old.playback = match old.playback {
+                Playback::NotBegun => Playback::NotBegun,
+                _ => Playback::Finished,
+            };
+        }
+        self.effects
+            .push(Effect::Engine(Command::Begin { stream, rate }));
+    }
+
+    fn on_end(&mut self, id: &str, reason: EndReason, samples: u64, error: Option<RelayError>) {
         let now = self.now;
-        let Some(m) = self.current.as_mut() else {
+        // The first message with this id still waiting: a retiring one was spoken earlier.
+        let Some(m) = self
+            .retiring
+            .iter_mut()
+            .chain(self.current.iter_mut())
+            .find(|m| m.id == id && m.awaits_end())
+        else {
             return;
         };
-        // Frames of any other stream (an old message, or one from before a reconnect) are dropped.
-        if m.retired_as.is_some()
-            || m.end.is_some()
-            || m.stream != Some(frame.stream)
-            || u64::from(frame.offset) != m.samples
-        {
-            return;
-        }
-        let Some(timeline) = m.timeline.as_mut() else {
-            return;
+        m.samples = samples;
+        let reason = match m.retired {
+            Some(retired) if reason == EndReason::Done => retired,
+            _ => reason,
         };
-        let mut samples = Vec::with_capacity(frame.pcm.len() / 2);
-        m.decoder.decode(frame.pcm, &mut samples);
-        if samples.is_empty() {
-            return;
-        }
-        let before = timeline.underruns();
-        let placement = timeline.place(now, samples.len() as u64);
-        let sample_rate = timeline.sample_rate();
-        m.samples += u64::from(frame.samples());
-        m.scheduled_end = timeline.next_start().unwrap_or(placement.start);
-        m.first_audio_at.get_or_insert(placement.start);
-        let source = self.next_source;
-        self.next_source += 1;
-        m.live.insert(source);
-        let underrun = timeline.underruns() != before;
-        self.effects.push(Effect::Schedule {
-            source,
-            samples,
-            sample_rate,
-            at: placement.start,
-        });
-        if underrun || self.state != PlayerState::Speaking {
-            self.update_state();
+        m.phase = Phase::Ended {
+            reason,
+            error,
+            at: now,
+        };
+        if let Some(stream) = m.stream() {
+            self.effects
+                .push(Effect::Engine(Command::End { stream, samples }));
         }
     }
 
-    fn on_closed(&mut self) {
-        self.connected = false;
-        // Every message still waiting for its end will never get it: interrupted, exactly once.
-        let mut lost: Vec<Message> = self.retiring.drain(..).collect();
-        lost.extend(self.current.take());
-        for mut m in lost {
-            if !m.live.is_empty() {
-                self.effects.push(Effect::Silence {
-                    sources: m.live.iter().copied().collect(),
-                    at: self.now,
-                    ramp: self.config.stop_ramp,
-                });
-                self.effects
-                    .push(Effect::Release(m.live.iter().copied().collect()));
-                m.live.clear();
-            }
-            if m.end.is_none() {
-                m.end = Some((EndReason::Interrupted, None));
-            }
-            self.complete(m);
+    /// An `error` frame answers a frame of the player's that the relay could not read; if a
+    /// `speak` awaits its first answer, that was it: it ends with the error.
+    fn on_error(&mut self, error: RelayError) {
+        let unreadable = [
+            "frame_too_large",
+            "invalid_json",
+            "invalid_message",
+            "unknown_type",
+        ];
+        if !unreadable.contains(&error.code.as_str()) {
+            return;
         }
-        let delay = self
+        if let Some(m) = self.current.as_mut().filter(|m| m.phase == Phase::Sent) {
+            self.effects.push(Effect::Send(control::stop(&m.id)));
+            m.phase = Phase::Ended {
+                reason: EndReason::Error,
+                error: Some(error),
+                at: self.now,
+            };
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        let ours = |m: &&mut Message| m.stream() == Some(report.stream);
+        if let Some(m) = self
+            .current
+            .as_mut()
+            .filter(|m| m.stream() == Some(report.stream))
+        {
+            m.apply(&report, self.now);
+            if let Playback::Playing { rate, .. } | Playback::Begun { rate, .. } = m.playback {
+                let progress = Progress {
+                    id: m.id.clone(),
+                    played: m.played,
+                    buffered: m.buffered,
+                    sample_rate: rate,
+                    underruns: m.underruns,
+                };
+                self.effects.push(Effect::Progress(progress));
+            }
+        } else if let Some(m) = self.retiring.iter_mut().find(|m| ours(m)) {
+            m.apply(&report, self.now);
+        }
+    }
+
+    fn on_closed(&mut self, code: u16, reason: &str) {
+        if matches!(self.link, Link::Idle | Link::Closed | Link::Backoff) {
+            return;
+        }
+        let fatal = code == CLOSE_REPLACED || code == CLOSE_POLICY_VIOLATION || is_refusal(code);
+        self.effects.push(Effect::LinkDown(LinkError {
+            code,
+            reason: reason.to_owned(),
+            fatal,
+        }));
+        let lost = if code == CLOSE_REPLACED {
+            EndReason::Replaced
+        } else {
+            EndReason::Interrupted
+        };
+        self.lose_messages(lost, true);
+        if fatal {
+            self.link = Link::Closed;
+            return;
+        }
+        self.link = Link::Backoff;
+        let exponent = self.reconnect_attempts.min(16);
+        let ceiling = self
             .config
             .reconnect_base_ms
-            .saturating_mul(1 << self.reconnect_attempts.min(16));
+            .saturating_mul(1 << exponent)
+            .min(self.config.reconnect_max_ms);
+        // Full range jitter in the upper half: never two players in lockstep, never instant.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let after_ms = ceiling / 2 + self.jitter % (ceiling / 2 + 1);
         self.reconnect_attempts += 1;
-        self.effects.push(Effect::Reconnect {
-            after_ms: delay.min(self.config.reconnect_max_ms),
-        });
-        self.update_state();
+        self.effects.push(Effect::Reconnect { after_ms });
     }
 
-    /// Completes every message whose end has arrived and whose audio is over.
-    fn settle(&mut self) {
+    /// The socket is gone: every message still waiting for its `end` never gets it and ends
+    /// with `reason`, its audio stopped. Messages whose `end` came keep playing (when
+    /// `keep_ended`): the engine has all of their audio.
+    fn lose_messages(&mut self, reason: EndReason, keep_ended: bool) {
         let now = self.now;
-        let safety = self.config.safety;
-        let done =
-            |m: &Message| m.end.is_some() && (m.live.is_empty() || now >= m.scheduled_end + safety);
-        let (finished, waiting): (Vec<Message>, Vec<Message>) =
-            self.retiring.drain(..).partition(done);
+        let mut lost = Vec::new();
+        for m in self.current.iter_mut().chain(self.retiring.iter_mut()) {
+            let keep = keep_ended && matches!(m.phase, Phase::Ended { .. });
+            if keep {
+                continue;
+            }
+            if let Some(stream) = m.stream() {
+                lost.push(Command::Stop { stream });
+                m.playback = Playback::Finished;
+            }
+            if !matches!(m.phase, Phase::Ended { .. }) {
+                m.phase = Phase::Ended {
+                    reason: m.retired.unwrap_or(reason),
+                    error: None,
+                    at: now,
+                };
+            } else {
+                m.playback = Playback::Finished;
+            }
+        }
+        self.effects.extend(lost.into_iter().map(Effect::Engine));
+    }
+
+    /// Completes every message whose end has come and whose audio is over, and reports the
+    /// state if it changed.
+    fn settle(&mut self) {
+        let (now, safety) = (self.now, self.config.safety);
+        let (done, waiting): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|m| m.complete_at(now, safety));
         self.retiring = waiting;
-        for m in finished {
+        for m in done {
             self.complete(m);
         }
-        if self.current.as_ref().is_some_and(done) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|m| m.complete_at(now, safety))
+        {
             let m = self.current.take().expect("checked");
             self.complete(m);
         }
@@ -597,44 +892,48 @@ impl PlayerCore {
     }
 
     fn complete(&mut self, m: Message) {
-        if !m.live.is_empty() {
-            // The safety timer fired: the browser never reported these as ended.
-            self.effects
-                .push(Effect::Release(m.live.iter().copied().collect()));
+        if let Some(stream) = m.stream() {
+            // The safety timer fired: the engine never reported; make sure it lets go.
+            self.effects.push(Effect::Engine(Command::Stop { stream }));
         }
-        let underruns = m.underruns();
-        let (reason, error) = m.end.expect("complete only ended messages");
+        let Phase::Ended { reason, error, .. } = m.phase else {
+            unreachable!("only ended messages complete");
+        };
         self.effects.push(Effect::Complete(Completion {
             id: m.id,
             reason,
             error,
             samples: m.samples,
-            underruns,
+            played: m.played,
+            underruns: m.underruns,
             first_audio_s: m.first_audio_at.map(|at| at - m.spoke_at),
             total_s: self.now - m.spoke_at,
         }));
     }
 
     fn update_state(&mut self) {
-        let state = if !self.connected {
-            if self.reconnect_attempts > 1 {
-                PlayerState::Error
-            } else {
-                PlayerState::Connecting
+        let state = match self.link {
+            Link::Closed => PlayerState::Closed,
+            Link::Idle | Link::Backoff | Link::Connecting | Link::Open => {
+                if self.reconnect_attempts > 1 {
+                    PlayerState::Error
+                } else {
+                    PlayerState::Connecting
+                }
             }
-        } else {
-            match &self.current {
+            Link::Ready => match &self.current {
                 None => PlayerState::Idle,
-                Some(m) if m.live.is_empty() => PlayerState::Buffering,
-                Some(_) if !self.context_running => PlayerState::BlockedByAutoplay,
-                Some(_) => PlayerState::Speaking,
-            }
+                Some(_) if self.context != ContextState::Running && !self.context_ran => {
+                    PlayerState::BlockedByAutoplay
+                }
+                Some(_) if self.context != ContextState::Running => PlayerState::Suspended,
+                Some(m) if matches!(m.playback, Playback::Playing { .. }) => PlayerState::Speaking,
+                Some(_) => PlayerState::Buffering,
+            },
         };
-        let underruns = self.current.as_ref().map_or(0, Message::underruns);
-        if (state, underruns) != self.reported {
-            self.reported = (state, underruns);
+        if state != self.state {
             self.state = state;
-            self.effects.push(Effect::State { state, underruns });
+            self.effects.push(Effect::State(state));
         }
     }
 }

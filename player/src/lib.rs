@@ -1,12 +1,19 @@
-//! Orpheus Relay's browser player.
+//! Orpheus Relay's browser player: the main-thread half.
 //!
-//! The logic is pure Rust, tested on the host: [`pcm`] (PCM s16le to Float32), [`timeline`]
-//! (placing chunks on the AudioContext clock) and [`core`] (message-scoped playback with
-//! exactly-once completion). The browser glue only executes the core's effects.
+//! The logic is pure Rust, tested on the host: [`core`] (the state machine: the link, messages,
+//! completion) and [`control`] (the control messages, without serde). [`web`] is the
+//! wasm-bindgen face the JavaScript glue (`player/js/index.js`) drives. Audio never passes
+//! through here: it goes from the socket to the AudioWorklet engine (the `orpheus-player-dsp`
+//! crate) as the relay sent it.
 
+pub mod control;
 pub mod core;
-pub mod pcm;
-pub mod timeline;
 mod web;
 
-pub use web::Player;
+pub use web::Core;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+// SAFETY: the module runs on the page's main thread only.
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };

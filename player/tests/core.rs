@@ -1,71 +1,66 @@
-//! Scenario and randomized tests of the player core, on the host.
+//! Scenario and randomized tests of the player core, on the host: the glue and the engine are
+//! played by a small simulation that checks, on every effect, what a page would see.
 
-use std::collections::{BTreeMap, BTreeSet};
+use orpheus_player::core::{
+    Command, Completion, Config, ContextState, Effect, Input, PlayerCore, PlayerState, Report,
+    ReportKind,
+};
+use orpheus_protocol::{EndReason, ServerMessage};
 
-use orpheus_player::core::{Completion, Config, Effect, Input, PlayerCore, PlayerState, SourceId};
-use orpheus_protocol::{AudioFrame, EndReason, ServerMessage};
-
-const RATE: f64 = 24_000.0;
-
-/// Plays the browser's part: records what is scheduled and when sources end.
-struct Browser {
+/// The browser and the engine, simulated.
+struct Page {
     core: PlayerCore,
     now: f64,
     sent: Vec<String>,
-    /// Live sources: id -> (start, end).
-    sources: BTreeMap<SourceId, (f64, f64)>,
-    scheduled: Vec<(SourceId, f64, usize)>,
+    commands: Vec<Command>,
     completions: Vec<Completion>,
     states: Vec<PlayerState>,
-    silenced: BTreeSet<SourceId>,
+    downs: Vec<(u16, bool)>,
+    opens: usize,
     reconnects: Vec<u64>,
     disconnects: usize,
 }
 
-impl Browser {
+impl Page {
+    /// A page whose player connected and got `ready`, its context running.
     fn new() -> Self {
-        let mut b = Self {
-            core: PlayerCore::new(Config::default()),
+        let mut p = Self::unconnected();
+        p.feed(Input::Context(ContextState::Running));
+        p.connect_ready();
+        p
+    }
+
+    fn unconnected() -> Self {
+        Self {
+            core: PlayerCore::new(Config::default(), 42),
             now: 1.0,
             sent: vec![],
-            sources: BTreeMap::new(),
-            scheduled: vec![],
+            commands: vec![],
             completions: vec![],
             states: vec![],
-            silenced: BTreeSet::new(),
+            downs: vec![],
+            opens: 0,
             reconnects: vec![],
             disconnects: 0,
-        };
-        b.feed(Input::Context {
-            running: true,
-            sample_rate: RATE,
-        });
-        b.feed(Input::Opened);
-        b
+        }
+    }
+
+    fn connect_ready(&mut self) {
+        self.feed(Input::Connect);
+        self.feed(Input::Opened);
+        self.server(ServerMessage::ready(
+            "s",
+            orpheus_protocol::Limits::default(),
+        ));
     }
 
     fn feed(&mut self, input: Input<'_>) {
         self.core.handle(input, self.now);
         for effect in self.core.take_effects() {
             match effect {
+                Effect::Open => self.opens += 1,
                 Effect::Send(text) => self.sent.push(text),
-                Effect::Schedule {
-                    source,
-                    samples,
-                    sample_rate,
-                    at,
-                } => {
-                    assert!(at >= self.now, "never scheduled in the past");
-                    let end = at + samples.len() as f64 / f64::from(sample_rate);
-                    self.sources.insert(source, (at, end));
-                    self.scheduled.push((source, at, samples.len()));
-                }
-                Effect::Silence { sources, .. } => self.silenced.extend(sources),
-                Effect::Release(sources) => {
-                    for s in sources {
-                        self.sources.remove(&s);
-                    }
-                }
+                Effect::Engine(command) => self.commands.push(command),
                 Effect::Complete(c) => {
                     assert!(
                         !self.completions.iter().any(|d| d.id == c.id),
@@ -74,9 +69,11 @@ impl Browser {
                     );
                     self.completions.push(c);
                 }
-                Effect::State { state, .. } => self.states.push(state),
-                Effect::Reconnect { after_ms } => self.reconnects.push(after_ms),
+                Effect::State(state) => self.states.push(state),
+                Effect::Progress(_) | Effect::Ready => {}
+                Effect::LinkDown(e) => self.downs.push((e.code, e.fatal)),
                 Effect::Disconnect => self.disconnects += 1,
+                Effect::Reconnect { after_ms } => self.reconnects.push(after_ms),
             }
         }
     }
@@ -84,6 +81,15 @@ impl Browser {
     fn server(&mut self, message: ServerMessage) {
         let json = message.to_json();
         self.feed(Input::Text(&json));
+    }
+
+    fn speak(&mut self, id: &str, text: &str) {
+        self.feed(Input::Speak {
+            id: id.into(),
+            text: text.into(),
+            voice: None,
+            model: None,
+        });
     }
 
     fn start(&mut self, id: &str, stream: u32) {
@@ -96,443 +102,493 @@ impl Browser {
         });
     }
 
-    fn audio(&mut self, stream: u32, offset: u32, samples: usize) {
-        let pcm: Vec<u8> = (0..samples)
-            .flat_map(|i| (i as i16).to_le_bytes())
-            .collect();
-        let frame = AudioFrame {
-            flags: 0,
-            stream,
-            offset,
-            pcm: &pcm,
-        }
-        .encode();
-        self.feed(Input::Binary(&frame));
-    }
-
-    fn end(&mut self, id: &str, stream: Option<u32>, reason: EndReason) {
+    fn end(&mut self, id: &str, stream: Option<u32>, reason: EndReason, samples: u64) {
         self.server(ServerMessage::End {
             id: id.into(),
             stream,
             reason,
-            samples: 0,
+            samples,
             error: None,
         });
     }
 
-    fn speak(&mut self, id: &str) {
-        self.feed(Input::Speak {
-            id: id.into(),
-            text: "Hello.".into(),
-            voice: None,
-        });
+    fn report(&mut self, kind: ReportKind, stream: u32, played: u64) {
+        self.feed(Input::Engine(Report {
+            kind,
+            stream,
+            played,
+            buffered: 0,
+            underruns: 0,
+            at: self.now,
+        }));
     }
 
-    /// Advances the clock, reporting `onended` for sources that finished (unless `lost`).
-    fn advance(&mut self, seconds: f64, lost: bool) {
+    fn completion(&self, id: &str) -> Option<&Completion> {
+        self.completions.iter().find(|c| c.id == id)
+    }
+
+    fn reason(&self, id: &str) -> Option<EndReason> {
+        self.completion(id).map(|c| c.reason)
+    }
+
+    fn tick_by(&mut self, seconds: f64) {
         self.now += seconds;
-        let ended: Vec<SourceId> = self
-            .sources
-            .iter()
-            .filter(|(id, (_, end))| *end <= self.now || (self.silenced.contains(id)))
-            .map(|(id, _)| *id)
-            .collect();
-        if !lost {
-            for id in ended {
-                self.feed(Input::SourceEnded(id));
-            }
-        }
         self.feed(Input::Tick);
     }
-
-    fn completion(&self, id: &str) -> &Completion {
-        self.completions
-            .iter()
-            .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("{id} not completed"))
-    }
 }
 
 #[test]
-fn second_message_plays_gaplessly_and_both_complete_once() {
-    let mut b = Browser::new();
-    for (k, id) in ["m1", "m2"].iter().enumerate() {
-        let stream = k as u32 + 1;
-        b.speak(id);
-        assert_eq!(b.core.state(), PlayerState::Buffering);
-        b.start(id, stream);
-        let first = b.scheduled.len();
-        b.audio(stream, 0, 2400);
-        b.audio(stream, 2400, 1201);
-        b.audio(stream, 3601, 7);
-        assert_eq!(b.core.state(), PlayerState::Speaking);
-        let chunks = &b.scheduled[first..];
-        assert_eq!(chunks.len(), 3, "message {id} has audio");
-        for pair in chunks.windows(2) {
-            let (_, at, len) = pair[0];
-            assert!(
-                (pair[1].1 - (at + len as f64 / RATE)).abs() < 1e-12,
-                "no gap, no overlap"
-            );
-        }
-        assert!(
-            (chunks[0].1 - (b.now + 0.1)).abs() < 1.0 / RATE,
-            "a fresh timeline one lead ahead"
-        );
-        b.end(id, Some(stream), EndReason::Done);
-        assert!(b.completions.len() == k, "not complete while sources play");
-        b.advance(1.0, false);
-        let c = b.completion(id);
-        assert_eq!(
-            (c.reason, c.samples, c.underruns),
-            (EndReason::Done, 3608, 0)
-        );
-        assert_eq!(b.core.live_sources(), 0);
-        assert_eq!(b.core.state(), PlayerState::Idle);
-    }
-}
-
-#[test]
-fn a_new_message_drops_the_old_stream_and_silences_its_sources() {
-    let mut b = Browser::new();
-    b.speak("old");
-    b.start("old", 1);
-    b.audio(1, 0, 4800);
-    b.speak("new");
-    assert_eq!(b.silenced.len(), 1, "the old message's source is silenced");
-    let before = b.scheduled.len();
-    b.audio(1, 4800, 4800);
+fn a_message_completes_once_when_the_engine_has_played_its_last_sample() {
+    let mut p = Page::new();
+    p.speak("a", "Hello.");
+    assert!(p.sent[0].contains(r#""type":"speak""#));
+    p.start("a", 1);
     assert_eq!(
-        b.scheduled.len(),
-        before,
-        "frames of the old stream are dropped"
+        p.commands,
+        vec![Command::Begin {
+            stream: 1,
+            rate: 24_000
+        }]
     );
-    b.end("old", Some(1), EndReason::Superseded);
-    b.start("new", 2);
-    b.audio(2, 0, 100);
-    assert_eq!(b.scheduled.len(), before + 1);
-    b.advance(0.05, false);
-    assert_eq!(b.completion("old").reason, EndReason::Superseded);
-    b.end("new", Some(2), EndReason::Done);
-    b.advance(1.0, false);
-    assert_eq!(b.completion("new").reason, EndReason::Done);
-    assert!(b.sent.iter().filter(|s| s.contains("\"speak\"")).count() == 2);
+    p.report(ReportKind::Started, 1, 0);
+    assert_eq!(p.core.state(), PlayerState::Speaking);
+    p.end("a", Some(1), EndReason::Done, 48_000);
+    assert_eq!(
+        p.commands[1],
+        Command::End {
+            stream: 1,
+            samples: 48_000
+        }
+    );
+    assert!(p.completions.is_empty(), "the audio is still playing");
+    p.report(ReportKind::Drained, 1, 48_000);
+    let c = p.completion("a").unwrap();
+    assert_eq!(
+        (c.reason, c.samples, c.played),
+        (EndReason::Done, 48_000, 48_000)
+    );
+    assert_eq!(c.first_audio_s, Some(0.0));
+    assert_eq!(p.core.state(), PlayerState::Idle);
+}
+
+#[test]
+fn a_second_message_gets_its_own_stream_and_both_complete() {
+    let mut p = Page::new();
+    for (i, id) in ["a", "b"].iter().enumerate() {
+        let stream = i as u32 + 1;
+        p.speak(id, "Hi.");
+        p.start(id, stream);
+        p.report(ReportKind::Started, stream, 0);
+        p.end(id, Some(stream), EndReason::Done, 100);
+        p.report(ReportKind::Drained, stream, 100);
+    }
+    assert_eq!(p.reason("a"), Some(EndReason::Done));
+    assert_eq!(p.reason("b"), Some(EndReason::Done));
 }
 
 #[test]
 fn stop_is_authoritative() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 2400);
-    b.feed(Input::Stop);
-    assert!(b.sent.last().unwrap().contains("\"stop\""));
-    assert_eq!(b.silenced.len(), 1);
-    assert_eq!(b.core.state(), PlayerState::Idle, "stopped: idle at once");
-    let before = b.scheduled.len();
-    b.audio(1, 2400, 2400);
-    assert_eq!(
-        b.scheduled.len(),
-        before,
-        "nothing of a stopped message is scheduled"
-    );
-    b.advance(0.01, false);
-    assert!(
-        b.completions.is_empty(),
-        "completion waits for the relay's end"
-    );
-    b.end("m", Some(1), EndReason::Stopped);
-    assert_eq!(b.completion("m").reason, EndReason::Stopped);
-    assert_eq!(b.core.live_sources(), 0);
-}
-
-#[test]
-fn a_stop_that_crosses_the_relays_done_is_still_stopped() {
-    // The relay finished before the stop reached it; the player had dropped the audio.
-    let mut b = Browser::new();
-    b.speak("m");
-    b.feed(Input::Stop);
-    b.start("m", 1);
-    b.audio(1, 0, 2400);
-    b.end("m", Some(1), EndReason::Done);
-    let c = b.completion("m");
-    assert_eq!((c.reason, c.samples), (EndReason::Stopped, 0));
-    assert!(b.scheduled.is_empty());
+    let mut p = Page::new();
+    p.speak("a", "A long one.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.feed(Input::Stop);
+    assert!(p.sent.last().unwrap().contains(r#""type":"stop""#));
+    assert_eq!(p.commands.last(), Some(&Command::Stop { stream: 1 }));
+    assert_eq!(p.core.state(), PlayerState::Idle, "idle at once");
+    p.report(ReportKind::Stopped, 1, 1200);
+    assert!(p.completions.is_empty(), "waits for the relay's end");
+    p.end("a", Some(1), EndReason::Stopped, 5000);
+    let c = p.completion("a").unwrap();
+    assert_eq!((c.reason, c.played), (EndReason::Stopped, 1200));
 }
 
 #[test]
 fn stopping_a_fully_delivered_message_mid_playback_is_stopped_not_done() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 48_000); // two seconds, delivered at once
-    b.end("m", Some(1), EndReason::Done);
-    b.advance(0.5, false);
-    b.feed(Input::Stop);
-    b.advance(0.05, false);
-    assert_eq!(b.completion("m").reason, EndReason::Stopped);
-    // The same for a new message cutting in.
-    b.speak("a");
-    b.start("a", 2);
-    b.audio(2, 0, 48_000);
-    b.end("a", Some(2), EndReason::Done);
-    b.speak("b");
-    b.advance(0.05, false);
-    assert_eq!(b.completion("a").reason, EndReason::Superseded);
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.end("a", Some(1), EndReason::Done, 96_000);
+    p.feed(Input::Stop);
+    p.report(ReportKind::Stopped, 1, 24_000);
+    assert_eq!(p.reason("a"), Some(EndReason::Stopped));
+    // A stop that crosses the relay's done is stopped too.
+    p.speak("b", "Hi.");
+    p.start("b", 2);
+    p.feed(Input::Stop);
+    p.end("b", Some(2), EndReason::Done, 100);
+    p.report(ReportKind::Stopped, 2, 10);
+    assert_eq!(p.reason("b"), Some(EndReason::Stopped));
 }
 
 #[test]
-fn completes_when_onended_never_fires() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 24_000); // one second
-    b.end("m", Some(1), EndReason::Done);
-    let due = b.core.next_deadline().unwrap();
+fn a_new_message_supersedes_and_the_old_stream_is_done_with() {
+    let mut p = Page::new();
+    p.speak("a", "First.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.speak("b", "Second.");
+    assert_eq!(p.commands.last(), Some(&Command::Stop { stream: 1 }));
+    p.end("a", Some(1), EndReason::Superseded, 500);
+    // The engine went on to the new stream before reporting the old one stopped.
+    p.start("b", 2);
+    assert_eq!(p.reason("a"), Some(EndReason::Superseded));
+    p.end("b", Some(2), EndReason::Done, 100);
+    p.report(ReportKind::Drained, 2, 100);
+    assert_eq!(p.reason("b"), Some(EndReason::Done));
+}
+
+#[test]
+fn completes_when_the_engine_never_reports() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.end("a", Some(1), EndReason::Done, 24_000);
+    let deadline = p.core.next_deadline().unwrap();
     assert!(
-        (due - (b.now + 0.1 + 1.0 + 0.5)).abs() < 1e-6,
-        "scheduled end plus the safety time"
+        (deadline - (p.now + 1.0 + 0.5)).abs() < 1e-9,
+        "audio left plus safety"
     );
-    b.advance(1.2, true);
-    assert!(b.completions.is_empty(), "not before the safety timer");
-    b.advance(0.5, true);
-    assert_eq!(b.completion("m").reason, EndReason::Done);
-    assert!(b.sources.is_empty(), "sources released anyway");
-    assert_eq!(b.core.live_sources(), 0);
+    p.tick_by(1.49);
+    assert!(p.completions.is_empty());
+    p.tick_by(0.02);
+    assert_eq!(p.reason("a"), Some(EndReason::Done));
+    assert_eq!(
+        p.commands.last(),
+        Some(&Command::Stop { stream: 1 }),
+        "the engine is told to let go"
+    );
+    // Progress reports move the deadline with the audio, never ahead of it.
+    let mut p = Page::new();
+    p.speak("b", "Hi.");
+    p.start("b", 2);
+    p.end("b", Some(2), EndReason::Done, 48_000);
+    p.now += 1.0;
+    p.report(ReportKind::Progress, 2, 24_000);
+    let deadline = p.core.next_deadline().unwrap();
+    assert!((deadline - (p.now + 1.0 + 0.5)).abs() < 1e-9, "{deadline}");
 }
 
 #[test]
-fn socket_loss_interrupts_once_and_reconnects_with_backoff() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 2400);
-    b.feed(Input::Closed);
-    assert_eq!(b.completion("m").reason, EndReason::Interrupted);
-    assert_eq!(b.core.live_sources(), 0);
-    b.end("m", Some(1), EndReason::Done);
-    assert_eq!(b.completions.len(), 1, "a late end changes nothing");
-    b.feed(Input::Closed);
-    b.feed(Input::Closed);
-    assert_eq!(b.reconnects, vec![250, 500, 1000]);
-    assert_eq!(b.core.state(), PlayerState::Error);
-    b.feed(Input::Opened);
-    assert_eq!(b.core.state(), PlayerState::Idle);
-    let before = b.scheduled.len();
-    b.audio(1, 2400, 100);
-    assert_eq!(b.scheduled.len(), before, "no stale audio after reconnect");
+fn a_drop_before_the_end_interrupts_once_and_reconnects_with_jittered_backoff() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
+    assert_eq!(p.commands.last(), Some(&Command::Stop { stream: 1 }));
+    assert_eq!(p.downs, vec![(1006, false)]);
+    let mut delays = vec![];
+    for _ in 0..8 {
+        delays.push(*p.reconnects.last().unwrap());
+        p.feed(Input::Retry);
+        p.feed(Input::Closed {
+            code: 1006,
+            reason: "",
+        });
+    }
+    assert!(delays[0] >= 125 && delays[0] <= 250, "{delays:?}");
+    assert!(delays.iter().all(|&d| d <= 8_000), "capped: {delays:?}");
+    assert!(delays[7] >= 4_000, "grows: {delays:?}");
+    assert_eq!(p.core.state(), PlayerState::Error);
+    // Two players never retry in lockstep.
+    let other: Vec<u64> = {
+        let mut q = Page::unconnected();
+        q.core = PlayerCore::new(Config::default(), 7);
+        q.connect_ready();
+        q.feed(Input::Closed {
+            code: 1006,
+            reason: "",
+        });
+        q.reconnects
+    };
+    assert_ne!(other[0], delays[0]);
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.server(ServerMessage::ready(
+        "s",
+        orpheus_protocol::Limits::default(),
+    ));
+    assert_eq!(p.core.state(), PlayerState::Idle);
 }
 
 #[test]
-fn a_speak_while_reconnecting_is_sent_once_the_socket_opens() {
-    let mut b = Browser::new();
-    b.feed(Input::Closed);
-    let sent = b.sent.len();
-    b.speak("m");
-    assert_eq!(b.sent.len(), sent, "nothing is sent on a closed socket");
-    b.feed(Input::Opened);
-    assert_eq!(b.sent.len(), sent + 1);
-    assert!(b.sent.last().unwrap().contains(r#""id":"m""#));
-    b.start("m", 1);
-    b.audio(1, 0, 2400);
-    b.end("m", Some(1), EndReason::Done);
-    b.advance(1.0, false);
-    assert_eq!(b.completion("m").reason, EndReason::Done);
-}
-
-#[test]
-fn a_speak_whose_connection_attempt_fails_is_interrupted_once() {
-    let mut b = Browser::new();
-    b.feed(Input::Closed);
-    b.speak("m");
-    b.feed(Input::Closed);
-    assert_eq!(b.completion("m").reason, EndReason::Interrupted);
-    b.feed(Input::Opened);
+fn a_drop_after_the_end_lets_the_audio_play_out_and_completes_done() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.end("a", Some(1), EndReason::Done, 96_000);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    assert!(p.completions.is_empty(), "still playing what it has");
     assert!(
-        !b.sent.iter().any(|s| s.contains(r#""id":"m""#)),
-        "never sent late"
+        !p.commands.contains(&Command::Stop { stream: 1 }),
+        "not cut"
     );
+    p.report(ReportKind::Drained, 1, 96_000);
+    let c = p.completion("a").unwrap();
+    assert_eq!((c.reason, c.played), (EndReason::Done, 96_000));
 }
 
 #[test]
-fn an_unsent_speak_stopped_or_superseded_ends_at_once_without_a_frame() {
-    let mut b = Browser::new();
-    b.feed(Input::Closed);
-    let sent = b.sent.len();
-    b.speak("a");
-    b.speak("b");
-    assert_eq!(b.completion("a").reason, EndReason::Superseded);
-    b.feed(Input::Stop);
-    assert_eq!(b.completion("b").reason, EndReason::Stopped);
-    b.feed(Input::Opened);
-    assert_eq!(b.sent.len(), sent, "the relay never hears of either");
-    assert_eq!(b.core.state(), PlayerState::Idle);
+fn replaced_or_refused_never_reconnects_and_says_why() {
+    for code in [4000, 4401, 4403, 4503, 1008] {
+        let mut p = Page::new();
+        p.speak("a", "Hi.");
+        p.feed(Input::Closed {
+            code,
+            reason: "why",
+        });
+        assert!(p.reconnects.is_empty(), "{code}: no retry");
+        assert_eq!(p.downs, vec![(code, true)], "{code}");
+        assert_eq!(p.core.state(), PlayerState::Closed);
+        let want = if code == 4000 {
+            EndReason::Replaced
+        } else {
+            EndReason::Interrupted
+        };
+        assert_eq!(p.reason("a"), Some(want), "{code}");
+        // A speak now cannot be carried: it ends at once, and no socket opens by itself.
+        p.speak("b", "Hi.");
+        assert_eq!(p.reason("b"), Some(EndReason::Interrupted));
+        assert_eq!(p.opens, 1);
+        // Until the app connects again.
+        p.feed(Input::Connect);
+        assert_eq!(p.opens, 2);
+    }
+}
+
+#[test]
+fn connect_is_idempotent_and_hurries_a_pending_reconnect() {
+    let mut p = Page::unconnected();
+    p.feed(Input::Connect);
+    p.feed(Input::Connect);
+    p.feed(Input::Opened);
+    p.feed(Input::Connect);
+    assert_eq!(p.opens, 1, "one socket");
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    assert_eq!(p.reconnects.len(), 1);
+    p.feed(Input::Connect);
+    assert_eq!(p.opens, 2, "connect during the backoff opens now");
+    p.feed(Input::Retry);
+    assert_eq!(p.opens, 2, "the pending retry is void");
+}
+
+#[test]
+fn a_speak_is_sent_once_the_session_is_ready() {
+    let mut p = Page::unconnected();
+    p.feed(Input::Connect);
+    p.speak("a", "Hi.");
+    p.feed(Input::Opened);
+    assert!(p.sent.is_empty(), "not before ready");
+    p.server(ServerMessage::ready(
+        "s",
+        orpheus_protocol::Limits::default(),
+    ));
+    assert_eq!(p.sent.len(), 1);
+    // Refused before ready: the message ends interrupted once, nothing was sent.
+    let mut p = Page::unconnected();
+    p.feed(Input::Connect);
+    p.speak("a", "Hi.");
+    p.feed(Input::Opened);
+    p.feed(Input::Closed {
+        code: 4401,
+        reason: "expired ticket",
+    });
+    assert!(p.sent.is_empty());
+    assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
+}
+
+#[test]
+fn what_the_relay_would_refuse_ends_at_once_unsent() {
+    let mut p = Page::new();
+    p.speak("long", &"x".repeat(4001));
+    let c = p.completion("long").unwrap();
+    assert_eq!(c.error.as_ref().unwrap().code, "text_too_long");
+    assert_eq!(
+        c.error.as_ref().unwrap().message,
+        "text exceeds limits.max_text_chars"
+    );
+    // The relay's own limits, from ready, count.
+    let limits = orpheus_protocol::Limits {
+        max_text_chars: 10,
+        max_frame_bytes: 50,
+        ..Default::default()
+    };
+    p.server(ServerMessage::ready("s", limits));
+    p.speak("eleven", "Hello world");
+    assert_eq!(
+        p.completion("eleven").unwrap().error.as_ref().unwrap().code,
+        "text_too_long"
+    );
+    assert!(p.sent.is_empty(), "nothing refused was sent");
+    // Within the characters but not the frame size: quotes escape to two bytes each.
+    p.speak("b", &"\"".repeat(10));
+    let c = p.completion("b").unwrap();
+    assert_eq!(c.error.as_ref().unwrap().code, "frame_too_large");
+    assert!(p.sent.is_empty());
+    p.speak("c", &"q".repeat(10));
+    assert_eq!(p.sent.len(), 1, "a frame within both limits goes out");
+}
+
+#[test]
+fn an_error_frame_answering_a_speak_settles_it() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.server(ServerMessage::error(
+        orpheus_protocol::ErrorCode::FrameTooLarge,
+    ));
+    let c = p.completion("a").unwrap();
+    assert_eq!(c.reason, EndReason::Error);
+    assert_eq!(c.error.as_ref().unwrap().code, "frame_too_large");
+    // A rate-limit error answers some other frame (a speak over the rate gets an end).
+    p.speak("b", "Hi.");
+    p.server(ServerMessage::Error {
+        code: orpheus_protocol::ErrorCode::RateLimited,
+        message: "x".into(),
+        retry_after_s: Some(1),
+    });
+    assert!(p.completion("b").is_none());
 }
 
 #[test]
 fn a_silent_link_is_pinged_then_given_up() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 2400);
-    let sent = b.sent.len();
-    // Pongs keep a quiet link alive.
-    for _ in 0..5 {
-        b.advance(3.0, false);
-        assert_eq!(b.sent.last().unwrap(), r#"{"type":"ping"}"#);
-        b.server(ServerMessage::Pong);
-    }
-    assert_eq!(b.sent.len(), sent + 5);
-    assert_eq!(b.disconnects, 0);
-    // Half-open: nothing comes back.
-    b.advance(3.0, false);
-    b.advance(3.0, false);
-    assert_eq!(b.disconnects, 0);
-    b.advance(3.0, false);
-    assert_eq!(b.disconnects, 1);
-    assert_eq!(b.completion("m").reason, EndReason::Interrupted);
-    assert_eq!(b.core.live_sources(), 0);
-    assert_eq!(b.reconnects.len(), 1);
-    // Idle: no pings.
-    b.feed(Input::Opened);
-    let sent = b.sent.len();
-    b.advance(30.0, false);
-    assert_eq!(b.sent.len(), sent);
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.tick_by(2.9);
+    assert_eq!(p.sent.len(), 1);
+    p.tick_by(0.2);
+    assert_eq!(p.sent.last().unwrap(), r#"{"type":"ping"}"#);
+    p.tick_by(6.0);
+    assert_eq!(p.disconnects, 1);
+    assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
+    assert_eq!(p.reconnects.len(), 1);
 }
 
 #[test]
-fn suspended_context_reports_blocked_by_autoplay() {
-    let mut b = Browser::new();
-    b.feed(Input::Context {
-        running: false,
-        sample_rate: RATE,
-    });
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 100);
+fn autoplay_and_interruptions_are_their_own_states() {
+    let mut p = Page::unconnected();
+    p.feed(Input::Context(ContextState::Suspended));
+    p.connect_ready();
+    p.speak("a", "Hi.");
+    assert_eq!(p.core.state(), PlayerState::BlockedByAutoplay);
+    p.feed(Input::Context(ContextState::Running));
+    assert_eq!(p.core.state(), PlayerState::Buffering);
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    assert_eq!(p.core.state(), PlayerState::Speaking);
+    p.feed(Input::Context(ContextState::Suspended));
     assert_eq!(
-        b.core.state(),
-        PlayerState::BlockedByAutoplay,
-        "not 'speaking' into a suspended context"
+        p.core.state(),
+        PlayerState::Suspended,
+        "not autoplay: it ran"
     );
-    b.feed(Input::Context {
-        running: true,
-        sample_rate: RATE,
-    });
-    assert_eq!(b.core.state(), PlayerState::Speaking);
+    p.feed(Input::Context(ContextState::Running));
+    assert_eq!(p.core.state(), PlayerState::Speaking);
 }
 
 #[test]
-fn rejected_speak_completes_with_its_error() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.server(ServerMessage::End {
-        id: "m".into(),
+fn a_rejected_speak_completes_with_its_error() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.server(ServerMessage::End {
+        id: "a".into(),
         stream: None,
         reason: EndReason::Error,
         samples: 0,
         error: Some(orpheus_protocol::EndError::new(
-            orpheus_protocol::ErrorCode::EmptyText,
-            None,
+            orpheus_protocol::ErrorCode::RateLimited,
+            Some(7),
         )),
     });
-    let c = b.completion("m");
-    assert_eq!(
-        c.error.as_ref().unwrap().code,
-        orpheus_protocol::ErrorCode::EmptyText
-    );
-    assert_eq!(b.core.state(), PlayerState::Idle);
+    let c = p.completion("a").unwrap();
+    assert_eq!(c.error.as_ref().unwrap().retry_after_s, Some(7));
+    assert_eq!(c.first_audio_s, None);
 }
 
 #[test]
-fn late_chunks_count_as_underruns_in_state_and_completion() {
-    let mut b = Browser::new();
-    b.speak("m");
-    b.start("m", 1);
-    b.audio(1, 0, 240); // 10 ms
-    b.now += 0.5; // the next chunk is half a second late
-    b.audio(1, 240, 240);
-    assert!(b.states.contains(&PlayerState::Speaking));
-    b.end("m", Some(1), EndReason::Done);
-    b.advance(1.0, false);
-    assert_eq!(b.completion("m").underruns, 1);
+fn shutdown_interrupts_everything_once() {
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.end("a", Some(1), EndReason::Done, 100);
+    p.speak("b", "Hi.");
+    p.feed(Input::Shutdown);
+    p.feed(Input::Shutdown);
+    assert_eq!(p.reason("b"), Some(EndReason::Interrupted));
+    assert_eq!(p.reason("a"), Some(EndReason::Superseded));
+    assert_eq!(p.core.state(), PlayerState::Closed);
 }
 
+/// Random sequences of everything a page and a relay can do: every speak completes exactly
+/// once by the end, and no stream is begun twice.
 #[test]
 fn randomized_sequences_complete_every_message_exactly_once() {
-    let mut seed = 0x0DDB_1A5E_5BAD_5EEDu64;
-    let mut next = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = orpheus_test_support::rng(0x5EED_0010);
     for _ in 0..2000 {
-        let mut b = Browser::new();
-        let mut spoken: Vec<(String, u32)> = vec![];
-        let mut offsets: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut ended: BTreeSet<u32> = BTreeSet::new();
-        for step in 0..40 {
-            match next(9) {
-                0 => {
-                    let id = format!("m{step}");
-                    b.speak(&id);
-                    spoken.push((id, spoken.len() as u32 + 1));
+        let mut p = Page::new();
+        let mut spoken = 0u32;
+        let mut stream = 0u32;
+        for _ in 0..rng.usize(5..60) {
+            p.now += rng.f64() * 0.5;
+            let id = format!("m{spoken}");
+            match rng.u32(..12) {
+                0 | 1 => {
+                    spoken += 1;
+                    p.speak(&format!("m{spoken}"), "Some text.");
                 }
-                1 => b.feed(Input::Stop),
-                2..=4 => {
-                    if let Some((id, stream)) = spoken
-                        .iter()
-                        .rev()
-                        .find(|(_, s)| !ended.contains(s))
-                        .cloned()
-                    {
-                        let offset = offsets.entry(stream).or_insert_with(|| {
-                            b.start(&id, stream);
-                            0
-                        });
-                        let n = 1 + next(3000) as u32;
-                        let at = *offset;
-                        *offset += n;
-                        b.audio(stream, at, n as usize);
-                    }
+                2 => {
+                    stream += 1;
+                    p.start(&id, stream);
                 }
-                5 => {
-                    let open: Vec<_> = spoken
-                        .iter()
-                        .filter(|(_, s)| !ended.contains(s))
-                        .cloned()
-                        .collect();
-                    if let Some((id, stream)) = open.first() {
-                        ended.insert(*stream);
-                        b.end(id, Some(*stream), EndReason::Done);
-                    }
+                3 => p.end(&id, Some(stream), EndReason::Done, 1000),
+                4 => p.end(&id, None, EndReason::Error, 0),
+                5 => p.feed(Input::Stop),
+                6 => p.report(ReportKind::Started, stream, 0),
+                7 => p.report(ReportKind::Drained, stream, 1000),
+                8 => p.report(ReportKind::Stopped, stream, 10),
+                9 => p.feed(Input::Closed {
+                    code: [1006, 1000, 4000][rng.usize(..3)],
+                    reason: "",
+                }),
+                10 => {
+                    p.feed(Input::Connect);
+                    p.feed(Input::Retry);
+                    p.feed(Input::Opened);
+                    p.server(ServerMessage::ready(
+                        "s",
+                        orpheus_protocol::Limits::default(),
+                    ));
                 }
-                6 => b.advance(next(1000) as f64 / 1000.0, next(4) == 0),
-                7 if next(10) == 0 => {
-                    b.feed(Input::Closed);
-                    b.feed(Input::Opened);
-                    ended.extend(spoken.iter().map(|(_, s)| *s));
-                }
-                _ => b.advance(0.01, false),
+                _ => p.tick_by(rng.f64() * 12.0),
             }
         }
-        // The relay ends everything still open, then time runs out.
-        for (id, stream) in spoken
-            .iter()
-            .filter(|(_, s)| !ended.contains(s))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            b.end(&id, Some(stream), EndReason::Stopped);
-        }
-        b.advance(30.0, false);
+        p.feed(Input::Shutdown);
         assert_eq!(
-            b.completions.len(),
-            spoken.len(),
-            "every message completes exactly once"
+            p.completions.len(),
+            spoken as usize,
+            "every speak completes once"
         );
-        assert_eq!(b.core.live_sources(), 0, "no source left live");
-        assert!(b.sources.is_empty(), "every source released");
+        let begins: Vec<u32> = p
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Begin { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .collect();
+        let mut unique = begins.clone();
+        unique.dedup();
+        assert_eq!(unique, begins, "a stream is begun once");
     }
 }

@@ -21,6 +21,21 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason.
+    pub const ALL: [EndReason; 6] = [
+        Self::Done,
+        Self::Stopped,
+        Self::Superseded,
+        Self::Replaced,
+        Self::Error,
+        Self::Interrupted,
+    ];
+
+    /// The reason of a wire name, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The snake_case name used on the wire (for logs and metrics).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,36 +129,54 @@ impl ErrorCode {
 
     /// The snake_case name used on the wire (for logs and metrics).
     pub fn as_str(self) -> &'static str {
-        ALL_CODES
-            .iter()
-            .find(|(code, _)| *code == self)
-            .map(|(_, name)| *name)
-            .expect("every code is listed in ALL_CODES")
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidMessage => "invalid_message",
+            Self::UnknownType => "unknown_type",
+            Self::BinaryFrame => "binary_frame",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::EmptyText => "empty_text",
+            Self::TextTooLong => "text_too_long",
+            Self::UnknownVoice => "unknown_voice",
+            Self::UnknownModel => "unknown_model",
+            Self::VoiceModelMismatch => "voice_model_mismatch",
+            Self::RateLimited => "rate_limited",
+            Self::UpstreamAuth => "upstream_auth",
+            Self::TermsRequired => "terms_required",
+            Self::UpstreamRejected => "upstream_rejected",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamInterrupted => "upstream_interrupted",
+            Self::UpstreamBadAudio => "upstream_bad_audio",
+            Self::NotConfigured => "not_configured",
+            Self::RelayUnavailable => "relay_unavailable",
+        }
     }
-}
 
-const ALL_CODES: &[(ErrorCode, &str)] = &[
-    (ErrorCode::InvalidJson, "invalid_json"),
-    (ErrorCode::InvalidMessage, "invalid_message"),
-    (ErrorCode::UnknownType, "unknown_type"),
-    (ErrorCode::BinaryFrame, "binary_frame"),
-    (ErrorCode::FrameTooLarge, "frame_too_large"),
-    (ErrorCode::EmptyText, "empty_text"),
-    (ErrorCode::TextTooLong, "text_too_long"),
-    (ErrorCode::UnknownVoice, "unknown_voice"),
-    (ErrorCode::UnknownModel, "unknown_model"),
-    (ErrorCode::VoiceModelMismatch, "voice_model_mismatch"),
-    (ErrorCode::RateLimited, "rate_limited"),
-    (ErrorCode::UpstreamAuth, "upstream_auth"),
-    (ErrorCode::TermsRequired, "terms_required"),
-    (ErrorCode::UpstreamRejected, "upstream_rejected"),
-    (ErrorCode::UpstreamUnavailable, "upstream_unavailable"),
-    (ErrorCode::UpstreamTimeout, "upstream_timeout"),
-    (ErrorCode::UpstreamInterrupted, "upstream_interrupted"),
-    (ErrorCode::UpstreamBadAudio, "upstream_bad_audio"),
-    (ErrorCode::NotConfigured, "not_configured"),
-    (ErrorCode::RelayUnavailable, "relay_unavailable"),
-];
+    /// Every code.
+    pub const ALL: [ErrorCode; 20] = [
+        Self::InvalidJson,
+        Self::InvalidMessage,
+        Self::UnknownType,
+        Self::BinaryFrame,
+        Self::FrameTooLarge,
+        Self::EmptyText,
+        Self::TextTooLong,
+        Self::UnknownVoice,
+        Self::UnknownModel,
+        Self::VoiceModelMismatch,
+        Self::RateLimited,
+        Self::UpstreamAuth,
+        Self::TermsRequired,
+        Self::UpstreamRejected,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
+        Self::UpstreamInterrupted,
+        Self::UpstreamBadAudio,
+        Self::NotConfigured,
+        Self::RelayUnavailable,
+    ];
+}
 
 #[cfg(test)]
 mod tests {
@@ -151,17 +184,17 @@ mod tests {
 
     #[test]
     fn reason_names_match_serde() {
-        use EndReason::*;
-        for reason in [Done, Stopped, Superseded, Replaced, Error, Interrupted] {
+        for reason in EndReason::ALL {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert_eq!(EndReason::from_name(reason.as_str()), Some(reason));
         }
+        assert_eq!(EndReason::from_name("nope"), None);
     }
 
     #[test]
     fn names_match_serde() {
-        for (code, name) in ALL_CODES {
-            assert_eq!(serde_json::to_value(code).unwrap(), *name);
-            assert_eq!(code.as_str(), *name);
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
             assert!(!code.message().is_empty());
         }
     }

@@ -25,6 +25,21 @@ pub const SUBPROTOCOL: &str = "orpheus.v1";
 /// Close code sent to a socket that another connection to the same session replaced.
 pub const CLOSE_REPLACED: u16 = 4000;
 
+/// Close code for a client that keeps flooding the relay with frames.
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
+
+/// The close code of a refused connection: 4000 plus the HTTP status of the refusal (4401 for
+/// a ticket, 4403 for an origin, 4503 for an unconfigured relay). Browsers cannot read the
+/// status of a refused upgrade, so the relay completes it and closes at once with this code.
+pub const fn refusal_close_code(status: u16) -> u16 {
+    4000 + status
+}
+
+/// Whether a close code says the relay refused the connection (see [`refusal_close_code`]).
+pub const fn is_refusal(code: u16) -> bool {
+    code >= 4400 && code < 4600
+}
+
 /// The exact ping frame the runtime answers without waking a hibernated session; clients use
 /// it to check a link is alive.
 pub const PING_FRAME: &str = r#"{"type":"ping"}"#;

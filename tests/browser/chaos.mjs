@@ -1,32 +1,36 @@
 // The player in headless Chromium with its socket through the chaos proxy: the page and its
 // tickets come straight from the relay, the WebSocket goes through the proxy. Speaks the given
-// texts one after another (every third one stopped at a random moment) and prints a JSON report;
-// the Rust suite makes the assertions (tests/e2e/src/reliability.rs, browser_chaos).
+// texts one after another (every third one stopped at a random moment), with the output tapped,
+// and prints a JSON report; the Rust suite makes the assertions (tests/e2e/src/reliability.rs,
+// browser_chaos).
 //
 // usage: node tests/browser/chaos.mjs <relay base url> <ws://proxy> <texts as JSON> <seed>
 
-import { countStarts, open } from "./browser.mjs";
+import { installTap, open } from "./browser.mjs";
 
 const [base, wsBase, textsJson, seedText] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
 
-const { browser, page, errors } = await open(base, { init: countStarts });
+const { browser, page, errors } = await open(base);
+await installTap(page);
 const report = await page.evaluate(async ([wsBase, texts, seed]) => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const { Player } = await import("/pkg/orpheus_player.js");
+  const { OrpheusPlayer } = window.orpheus;
   const session = "chaos-" + crypto.randomUUID().slice(0, 8);
-  const tickets = async () => {
+  const protocols = async () => {
     const response = await fetch(`/_dev/ticket?session=${session}`);
     return (await response.json()).protocols;
   };
-  const p = new Player(`${wsBase}/v1/sessions/${session}/ws`, tickets);
+  const p = new OrpheusPlayer({ url: `${wsBase}/v1/sessions/${session}/ws`, protocols });
   p.connect();
-  p.unlock();
+  await p.loaded;
+  await window.tapOutput(p);
   const states = [];
-  p.onStateChange((s) => states.push(s));
+  p.addEventListener("statechange", (e) => states.push(e.detail.state));
   const results = [];
+  const quiet = [];
   for (let i = 0; i < texts.length; i++) {
-    const settled = p.speak(texts[i], "troy");
+    const settled = p.speak(texts[i]);
     const stopped = i % 3 === 2;
     if (stopped) {
       seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -35,14 +39,17 @@ const report = await page.evaluate(async ([wsBase, texts, seed]) => {
     }
     const never = sleep(90000).then(() => ({ reason: "never settled" }));
     const result = await Promise.race([settled, never]);
-    const startsAtEnd = window.__starts;
-    await sleep(300);
-    results.push({ id: result.id, reason: result.reason, samples: result.samples, stopped,
-      startedAfterEnd: window.__starts - startsAtEnd, live: p.liveSources });
+    // Nothing of a settled message may play after it settled (stale audio after a reconnect).
+    const settledAt = p.context.currentTime;
+    await sleep(400);
+    quiet.push([settledAt + 0.05, p.context.currentTime]);
+    results.push({ id: result.id, reason: result.reason, samples: result.samples,
+      played: result.played, stopped });
   }
   const idle = p.state;
+  const tap = window.tapped(p);
   p.close();
-  return { results, starts: window.__starts, live: p.liveSources, idle,
+  return { results, quiet, tap, rate: p.context.sampleRate, idle,
     reconnecting: states.filter((s) => s === "connecting" || s === "error").length };
 }, [wsBase, texts, Number(seedText)]);
 report.pageErrors = errors;

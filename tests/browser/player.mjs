@@ -1,115 +1,273 @@
-// Drives the demo page and the player in headless Chromium (Debian's, through playwright-core)
-// against a running relay, and prints its report as one JSON line. The Rust e2e suite runs it and makes
-// the assertions (tests/e2e/tests/relay.rs, browser_player).
+// Drives the demo page and the orpheus-player package in headless Chromium (Debian's, through
+// playwright-core) against a running relay, and prints its report as one JSON line. The Rust e2e
+// suite runs it and makes the assertions (tests/e2e/tests/relay/browser.rs).
 //
 // usage: node tests/browser/player.mjs <relay base url> <output dir> <scenario texts as JSON>
 
 import { join } from "node:path";
-import { capture, countStarts, open } from "./browser.mjs";
+import { capture, installTap, open } from "./browser.mjs";
 
 const [base, outDir, textsJson] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
+const report = {};
+const started = Date.now();
+// Progress on stderr, so a hang shows where it is.
+const step = (name) => process.stderr.write(`player.mjs: ${name} at ${Date.now() - started} ms\n`);
 
-// The autoplay policy of a real browser: until a user gesture, a new AudioContext is suspended
-// and resume() stays pending. (Headless Chromium 156 driven by playwright does not enforce the
-// policy whatever --autoplay-policy says, so the page applies it; the gesture is a real click.)
-const autoplayPolicy = () => {
-  let gesture = false;
-  window.addEventListener("pointerdown", (e) => { if (e.isTrusted) gesture = true; }, true);
-  const resume = AudioContext.prototype.resume;
-  AudioContext.prototype.resume = function () {
-    return gesture ? resume.call(this) : new Promise(() => {});
-  };
-  const Real = AudioContext;
-  window.AudioContext = class extends Real {
-    constructor(options) {
-      super(options);
-      if (!gesture) this.suspend();
+// Records every socket the page opens and what it receives, and counts the frames it sends.
+const watchSockets = () => {
+  window.__sockets = [];
+  window.__sent = [];
+  const Native = WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.received = [];
+      this.addEventListener("message", (e) => {
+        if (typeof e.data === "string") this.received.push(e.data);
+      });
+      window.__sockets.push(this);
+    }
+    send(data) {
+      window.__sent.push(data);
+      return super.send(data);
     }
   };
 };
 
-// A browser that never fires `ended` on audio sources.
-const noEnded = () => {
-  Object.defineProperty(AudioScheduledSourceNode.prototype, "onended", {
-    configurable: true, get() { return null; }, set(_) {},
-  });
-};
-
-const report = {};
-
-// Second message, screenshot, 100 messages, rapid interrupt, gapless capture, jitter.
+// The demo page: the main scenarios.
 {
-  const { browser, page, errors } = await open(base, { init: countStarts });
+  const { browser, page, errors } = await open(base, { init: watchSockets });
+  step("second");
   report.second = await page.evaluate(async ([a, b]) => {
     const p = window.orpheus.player;
-    const first = await p.speak(a, "troy");
-    const second = await p.speak(b, "diana");
-    return { first, second, live: p.liveSources, state: p.state };
+    const first = await p.speak(a, { voice: "troy" });
+    const second = await p.speak(b, { voice: "diana" });
+    return { first, second, state: p.state };
   }, [texts.first, texts.second]);
 
   // A real click on Speak, as a person would; the page's own UI shows the state.
   await page.click("#speak");
   await page.waitForFunction(() => document.getElementById("state").textContent === "speaking",
     null, { timeout: 20000 });
+  await page.waitForTimeout(700);
   const shot = join(outDir, "demo-speaking.png");
   await page.screenshot({ path: shot });
-  report.screenshot = { path: shot, badge: await page.textContent("#state") };
+  report.screenshot = {
+    path: shot,
+    badge: await page.textContent("#state"),
+    played: await page.textContent("#played"),
+    level: await page.evaluate(() => document.getElementById("level").style.width),
+  };
+  await page.evaluate(() => window.orpheus.player.stop());
 
+  step("hundred");
   report.hundred = await page.evaluate(async () => {
     const p = window.orpheus.player;
     const results = [];
-    for (let i = 0; i < 100; i++) results.push(await p.speak(`N ${i}.`, "troy"));
-    await new Promise((r) => setTimeout(r, 100));
-    return { reasons: results.map((r) => r.reason), ids: results.map((r) => r.id), live: p.liveSources };
+    for (let i = 0; i < 100; i++) results.push(await p.speak(`N ${i}.`));
+    return { reasons: results.map((r) => r.reason), ids: results.map((r) => r.id), state: p.state };
   });
 
+  step("capture");
+  report.capture = await capture(page, texts.capture);
+  step("jitter");
+  report.jitter = await capture(page, texts.jitter);
+
+  // Rapid interrupt, with the output tapped: after each stop nothing of the message plays.
+  step("rapid");
   report.rapid = await page.evaluate(async (text) => {
     const p = window.orpheus.player;
+    window.tapped(p);
     const trials = [];
     let seed = 7;
     for (let i = 0; i < 40; i++) {
       seed = (seed * 1103515245 + 12345) % 2147483648;
-      const settled = p.speak(text, "troy");
+      const settled = p.speak(text);
       await new Promise((r) => setTimeout(r, seed % 400));
+      const stopAt = p.context.currentTime;
       p.stop();
-      const startsAtStop = window.__starts;
       const stateAtStop = p.state;
       const result = await settled;
-      await new Promise((r) => setTimeout(r, 50));
-      trials.push({ reason: result.reason, startedAfterStop: window.__starts - startsAtStop,
-        stateAtStop, stateAfter: p.state, live: p.liveSources });
+      await new Promise((r) => setTimeout(r, 60));
+      trials.push({ reason: result.reason, played: result.played, stopAt, stateAtStop,
+        stateAfter: p.state, quietUntil: p.context.currentTime });
     }
-        return { trials, starts: window.__starts };
+    return { trials, rate: p.context.sampleRate, tap: window.tapped(p) };
   }, texts.long);
 
-  report.capture = await capture(page, texts.capture);
-  report.jitter = await capture(page, texts.jitter);
+  // The context suspended mid-message and resumed: the message goes on, nothing lost.
+  step("suspended");
+  report.suspended = await page.evaluate(async (text) => {
+    const p = window.orpheus.player;
+    window.tapped(p);
+    const states = [];
+    const onState = (e) => states.push(e.detail.state);
+    p.addEventListener("statechange", onState);
+    const settled = p.speak(text);
+    await new Promise((r) => p.addEventListener("progress", r, { once: true }));
+    await p.context.suspend();
+    await new Promise((r) => setTimeout(r, 1000));
+    await p.context.resume();
+    const result = await settled;
+    await new Promise((r) => setTimeout(r, 300));
+    p.removeEventListener("statechange", onState);
+    return { result, states, samples: window.tapped(p).samples };
+  }, texts.capture);
+
+  // The socket drops after the relay's end while audio still plays: it plays out, done.
+  step("dropAfterEnd");
+  report.dropAfterEnd = await page.evaluate(async (text) => {
+    const p = window.orpheus.player;
+    const socket = window.__sockets[window.__sockets.length - 1];
+    const before = socket.received.length;
+    const settled = p.speak(text);
+    const dropped = new Promise((resolve) => {
+      const check = () => {
+        const ended = socket.received.slice(before).some((m) => m.includes('"type":"end"'));
+        if (ended) {
+          socket.close();
+          resolve(p.context.currentTime);
+        } else setTimeout(check, 5);
+      };
+      check();
+    });
+    const droppedAt = await dropped;
+    const result = await settled;
+    return { result, droppedAt, endedAt: p.context.currentTime };
+  }, texts.capture);
+  await page.waitForFunction(() => window.orpheus.player.state === "idle", null, { timeout: 20000 });
+
+  // More players on the same page, as an app might make them.
+  step("players");
+  report.players = await page.evaluate(async ({ session, tooLong, slow }) => {
+    const { OrpheusPlayer, relay } = window.orpheus;
+    const url = `${relay}/v1/sessions/${session}/ws`;
+    const ticket = async (sid) => (await (await fetch(`/_dev/ticket?session=${sid}`)).json()).protocols;
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const out = {};
+
+    // connect() is idempotent: three calls, one ticket, one socket.
+    let asked = 0;
+    const a = new OrpheusPlayer({ url: url.replace(session, session + "-a"), protocols: () => { asked++; return ticket(session + "-a"); } });
+    const sockets = window.__sockets.length;
+    a.connect(); a.connect(); a.connect();
+    await new Promise((r) => a.addEventListener("ready", r, { once: true }));
+    a.connect();
+    await sleep(300);
+    out.idempotent = { asked, sockets: window.__sockets.length - sockets, state: a.state };
+
+    // What the relay would refuse is refused before sending.
+    const sent = window.__sent.length;
+    const refused = await a.speak(tooLong);
+    out.tooLong = { result: refused, sent: window.__sent.length - sent };
+
+    // Replaced by another connection to the same session: no retry, the reason surfaced.
+    const errors = [];
+    a.addEventListener("error", (e) => errors.push(e.detail));
+    const settled = a.speak(slow);
+    await new Promise((r) => a.addEventListener("progress", r, { once: true }));
+    const intruder = new WebSocket(url.replace(session, session + "-a"), await ticket(session + "-a"));
+    const replaced = await settled;
+    await sleep(1500);
+    out.replaced = { result: replaced, errors, asked, state: a.state };
+    intruder.close();
+    a.close();
+
+    // A refused ticket: no retry loop, the reason surfaced.
+    let tries = 0;
+    const b = new OrpheusPlayer({ url, protocols: () => { tries++; return ["orpheus.v1", "orpheus.ticket.forged.ticket"]; } });
+    const refusals = [];
+    b.addEventListener("error", (e) => refusals.push(e.detail));
+    b.connect();
+    await sleep(2000);
+    out.refused = { tries, refusals, state: b.state };
+    b.close();
+
+    // A context at 48 kHz: the engine resamples.
+    const c = new OrpheusPlayer({ url: url.replace(session, session + "-c"), protocols: () => ticket(session + "-c"), sampleRate: 48000 });
+    c.connect();
+    await new Promise((r) => c.addEventListener("ready", r, { once: true }));
+    out.rate48k = { rate: c.context.sampleRate };
+    window.player48k = c;
+    return out;
+  }, { session: await page.evaluate(() => window.orpheus.session), tooLong: "x".repeat(4001), slow: texts.slow });
+  step("rate48k");
+  report.rate48k = await page.evaluate(async (text) => {
+    const p = window.player48k;
+    await window.tapOutput(p);
+    window.tapped(p);
+    const result = await p.speak(text);
+    await new Promise((r) => setTimeout(r, 300));
+    return { result, rate: p.context.sampleRate, samples: window.tapped(p).samples };
+  }, texts.tone);
 
   report.pageErrors = errors;
   await browser.close();
 }
 
-// The browser never reports `ended`: completion still comes, from the safety timer.
+// The engine never reports (its port is deaf): completion still comes, from the safety timer.
 {
-  const { browser, page } = await open(base, { init: noEnded });
-  report.noEnded = await page.evaluate(async (text) => {
+  const deaf = () => {
+    const desc = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+    Object.defineProperty(MessagePort.prototype, "onmessage", {
+      configurable: true, get: desc.get, set(_) { desc.set.call(this, null); },
+    });
+  };
+  const { browser, page } = await open(base, { init: deaf });
+  step("noReports");
+  report.noReports = await page.evaluate(async (text) => {
     const p = window.orpheus.player;
-    const result = await p.speak(text, "troy");
-    return { result, live: p.liveSources, state: p.state };
+    const result = await p.speak(text);
+    return { result, state: p.state };
   }, texts.first);
   await browser.close();
 }
 
-// No autoplay permission and no gesture: the player says it is blocked instead of "speaking";
-// a click (a real gesture) resumes it.
+// A browser that refuses a 24 kHz AudioContext: the player falls back to the device's rate.
 {
-    const { browser, page } = await open(base, { autoplay: false, init: autoplayPolicy });
+  const no24k = () => {
+    const Native = AudioContext;
+    window.AudioContext = class extends Native {
+      constructor(options = {}) {
+        if (options.sampleRate) throw new DOMException("rate not supported", "NotSupportedError");
+        super(options);
+      }
+    };
+  };
+  const { browser, page, errors } = await open(base, { init: no24k });
+  step("fallback");
+  report.fallback = await capture(page, texts.first);
+  report.fallback.pageErrors = errors;
+  await browser.close();
+}
+
+// No autoplay permission and no gesture: the player says it is blocked instead of "speaking";
+// a click (a real gesture) resumes it. (Headless Chromium driven by playwright does not enforce
+// the policy whatever --autoplay-policy says, so the page applies it; the gesture is real.)
+{
+  const autoplayPolicy = () => {
+    let gesture = false;
+    window.addEventListener("pointerdown", (e) => { if (e.isTrusted) gesture = true; }, true);
+    const resume = AudioContext.prototype.resume;
+    AudioContext.prototype.resume = function () {
+      return gesture ? resume.call(this) : new Promise(() => {});
+    };
+    const Native = AudioContext;
+    window.AudioContext = class extends Native {
+      constructor(options) {
+        super(options);
+        if (!gesture) this.suspend();
+      }
+    };
+  };
+  const { browser, page } = await open(base, { autoplay: false, init: autoplayPolicy });
+  step("blocked");
   report.blocked = await page.evaluate(async (text) => {
     const p = window.orpheus.player;
     window.__states = [];
-    p.onStateChange((s) => window.__states.push(s));
-    window.__blocked = p.speak(text, "troy");
+    p.addEventListener("statechange", (e) => window.__states.push(e.detail.state));
+    window.__blocked = p.speak(text);
     await new Promise((r) => setTimeout(r, 1500));
     return { states: [...window.__states], contextState: p.context.state };
   }, texts.first);

@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use orpheus_protocol::ticket::{self, TicketClaims, TICKET_PROTOCOL_PREFIX};
-use orpheus_protocol::{is_valid_session_id, SUBPROTOCOL};
-use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
+use orpheus_protocol::{is_valid_session_id, refusal_close_code, SUBPROTOCOL};
+use worker::{
+    event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair,
+};
 
 use crate::log::{self, LogLine};
 use crate::settings::Settings;
@@ -97,7 +99,7 @@ async fn session_socket(
                 .num("status", refusal.status())
                 .word("reason", refusal.reason());
             log::emit(None, &line);
-            return Response::error(refusal.reason(), refusal.status());
+            return refuse_in_band(refusal.status(), refusal.reason());
         }
     };
     let stub = env
@@ -106,6 +108,19 @@ async fn session_socket(
         .get_stub()?;
     stub.fetch_with_request(forwarded(&req, claims.as_ref())?)
         .await
+}
+
+/// Refuses an upgrade the way a browser can see: completes it and closes at once with the
+/// refusal's close code (4000 + `status`) and reason. (A browser learns nothing of a refused
+/// upgrade's HTTP status, so a player could not tell a refusal from a network failure.)
+pub fn refuse_in_band(status: u16, reason: &str) -> Result<Response> {
+    let pair = WebSocketPair::new()?;
+    pair.server.accept()?;
+    pair.server
+        .close(Some(refusal_close_code(status)), Some(reason))?;
+    let headers = Headers::new();
+    headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+    Ok(Response::from_websocket(pair.client)?.with_headers(headers))
 }
 
 /// The upgrade request as the Durable Object sees it: the client's headers, minus any ticket

@@ -20,7 +20,7 @@ use worker::{
     WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-use crate::entry::{session_id_from_path, TICKET_HEADER};
+use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
 use crate::session::{
@@ -122,9 +122,11 @@ impl DurableObject for RelaySession {
             if let Err(refusal) = self.claim_ticket(&ticket).await {
                 log::emit(
                     Some(&session_id),
-                    &upgrade.word("result", "refused").word("reason", refusal.name),
+                    &upgrade
+                        .word("result", "refused")
+                        .word("reason", refusal.name),
                 );
-                return Response::error(refusal.text, refusal.status);
+                return refuse_in_band(refusal.status, refusal.text);
             }
         }
         log::emit(Some(&session_id), &upgrade.word("result", "accepted"));

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 
 use orpheus_protocol::{
     resolve_voice, AudioFrame, ClientMessage, EndError, EndReason, ErrorCode, Limits, Model,
-    ServerMessage, LAST_IN_SEGMENT,
+    ServerMessage, CLOSE_POLICY_VIOLATION, LAST_IN_SEGMENT,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,9 +41,6 @@ pub type FetchId = u64;
 
 /// Names one socket of the session: each accepted socket gets a higher number than any before.
 pub type Generation = u32;
-
-/// WebSocket close code for a client that keeps flooding.
-pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 /// Tunables of a session; the defaults are what production uses.
 #[derive(Debug, Clone)]

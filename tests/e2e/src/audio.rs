@@ -32,22 +32,81 @@ pub fn check_bit_exact(got: &[u8], text: &str) -> TestResult {
     ))
 }
 
+/// What a player plays for `text` at a context of `rate` (the stream is 24 kHz): the source
+/// itself at 24 kHz, else the source as the player's engine resamples it, rendered here by the
+/// same Rust code the worklet runs.
+pub fn expected_playback(text: &str, rate: u32) -> Vec<f32> {
+    use orpheus_player_dsp::{event, Engine, Push};
+    let pcm = expected_pcm(text);
+    let samples = (pcm.len() / 2) as u64;
+    let mut engine = Box::new(Engine::new());
+    engine.configure(rate, 0.0);
+    engine.begin(1, groq_local::SAMPLE_RATE);
+    for (k, piece) in pcm.chunks(32 * 1024).enumerate() {
+        let frame = orpheus_protocol::AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: (k * 16 * 1024) as u32,
+            pcm: piece,
+        };
+        assert_eq!(
+            engine.push(&frame.encode()),
+            Push::Accepted,
+            "test texts fit the ring"
+        );
+    }
+    engine.end(1, samples);
+    let mut out = Vec::new();
+    loop {
+        let mut quantum = [0.0f32; 128];
+        engine.render(&mut quantum);
+        out.extend_from_slice(&quantum);
+        if engine.take_events() & event::DRAINED != 0 {
+            return out;
+        }
+    }
+}
+
 /// Aligns captured playback with the source signal and returns (offset, largest difference).
 pub fn compare_capture(captured: &[f32], text: &str) -> TestResult<(usize, f32)> {
-    let expected: Vec<f32> = expected_pcm(text)
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect();
+    compare_playback(captured, &expected_playback(text, groq_local::SAMPLE_RATE))
+}
+
+/// Aligns captured playback with what should have played and returns (offset, largest
+/// difference).
+pub fn compare_playback(captured: &[f32], expected: &[f32]) -> TestResult<(usize, f32)> {
+    let start = expected.iter().position(|&v| v != 0.0).unwrap_or(0);
+    let expected = &expected[start..];
     let probe = 64.min(expected.len());
     let offset = (0..captured.len().saturating_sub(expected.len()) + 1)
         .find(|&at| (0..probe).all(|k| (captured[at + k] - expected[k]).abs() <= 1e-6))
         .ok_or("the source signal's start was not found in the capture")?;
-    let played = &captured[offset..offset + expected.len()];
+    let played = captured
+        .get(offset..offset + expected.len())
+        .ok_or_else(|| {
+            format!(
+                "the capture ends {} samples early",
+                offset + expected.len() - captured.len()
+            )
+        })?;
     let worst = played
         .iter()
-        .zip(&expected)
+        .zip(expected)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
+    if worst > 1e-6 {
+        let at = played
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| (a - b).abs() > 1e-6)
+            .expect("a difference");
+        println!(
+            "playback differs first at sample {at} of {} (offset {offset}): played {:?}, expected {:?}",
+            expected.len(),
+            &played[at.saturating_sub(2)..(at + 4).min(played.len())],
+            &expected[at.saturating_sub(2)..(at + 4).min(expected.len())],
+        );
+    }
     Ok((offset, worst))
 }
 
@@ -62,4 +121,21 @@ pub fn decode_capture(report: &serde_json::Value) -> TestResult<Vec<f32>> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+/// The largest magnitude in a capture (`report["samples"]`, starting at context frame
+/// `report["firstFrame"]`) between two context times, in seconds.
+pub fn loudest_between(
+    report: &serde_json::Value,
+    rate: f64,
+    from_s: f64,
+    to_s: f64,
+) -> TestResult<f32> {
+    let samples = decode_capture(report)?;
+    let first = report["firstFrame"].as_f64().unwrap_or(0.0);
+    let at = |s: f64| ((s * rate - first).max(0.0) as usize).min(samples.len());
+    let (from, to) = (at(from_s), at(to_s));
+    Ok(samples[from..to.max(from)]
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs())))
 }

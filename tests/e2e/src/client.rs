@@ -85,6 +85,20 @@ pub async fn http_request(
     Ok((status, body))
 }
 
+/// Opens a session socket offering `protocols` from `origin`: `None` when the relay admits it
+/// (`ready` arrives), else the close code it refused it with at once.
+pub async fn refusal(url: &str, protocols: &str, origin: Option<&str>) -> TestResult<Option<u16>> {
+    let mut ws = open_socket(url, protocols, origin).await?;
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .map_err(|_| "neither ready nor a close within 5 s".to_owned())?;
+    match first {
+        Some(Ok(Message::Text(_))) => Ok(None),
+        Some(Ok(Message::Close(Some(frame)))) => Ok(Some(frame.code.into())),
+        other => Err(format!("neither ready nor a refusal: {other:?}")),
+    }
+}
+
 /// What the relay sent for one message.
 #[derive(Debug, Default)]
 pub struct Received {

@@ -18,9 +18,12 @@ pub mod process;
 pub mod reliability;
 pub mod tickets;
 
-pub use audio::{check_bit_exact, compare_capture, decode_capture, expected_pcm};
-pub use browser::run_browser_script;
-pub use client::{http_get, http_request, open_socket, Client, Frame, Received, Socket};
+pub use audio::{
+    check_bit_exact, compare_capture, compare_playback, decode_capture, expected_pcm,
+    expected_playback, loudest_between,
+};
+pub use browser::{run_browser_script, SampleApp};
+pub use client::{http_get, http_request, open_socket, refusal, Client, Frame, Received, Socket};
 pub use fixture::Fixture;
 pub use process::Relay;
 pub use tickets::{protocols_with, record_ticket, ticket, Ledger, LEDGER};

@@ -1,8 +1,8 @@
 //! Limits: spending budgets, frame rates, and what happens before the stored state is known.
 
-use orpheus_protocol::{EndReason, ErrorCode, ServerMessage};
+use orpheus_protocol::{EndReason, ErrorCode, ServerMessage, CLOSE_POLICY_VIOLATION};
 use orpheus_worker::budget::BudgetLimits;
-use orpheus_worker::session::{Config, Input, Stored, CLOSE_POLICY_VIOLATION};
+use orpheus_worker::session::{Config, Input, Stored};
 
 use crate::harness::Harness;
 

@@ -9,6 +9,7 @@ use orpheus_e2e::{
 };
 use orpheus_protocol::EndReason;
 
+/// What is not a session upgrade at all is refused over HTTP, before any upgrade.
 pub async fn refused_upgrades(fx: &Fixture) -> TestResult {
     let upgrade = [
         ("Upgrade", "websocket"),
@@ -39,32 +40,15 @@ pub async fn refused_upgrades(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
-pub const UPGRADE_HEADERS: [(&str, &str); 4] = [
-    ("Upgrade", "websocket"),
-    ("Connection", "Upgrade"),
-    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    ("Sec-WebSocket-Version", "13"),
-];
-
-/// Attempts an upgrade and returns the HTTP status (101 means admitted).
-pub async fn upgrade_status(
+/// Attempts a connection: `None` when admitted, else the close code it was refused with.
+pub async fn refusal(
     base: &str,
     sid: &str,
     origin: Option<&str>,
     protocols: &str,
-) -> TestResult<u16> {
-    let mut headers = UPGRADE_HEADERS.to_vec();
-    headers.push(("Sec-WebSocket-Protocol", protocols));
-    if let Some(origin) = origin {
-        headers.push(("Origin", origin));
-    }
-    let path = format!("/v1/sessions/{sid}/ws");
-    let request = http_request(base, &path, &headers);
-    // An admitted upgrade keeps the connection open: its status line is all we need.
-    match tokio::time::timeout(Duration::from_secs(3), request).await {
-        Ok(result) => result.map(|(status, _)| status),
-        Err(_) => Ok(101),
-    }
+) -> TestResult<Option<u16>> {
+    let url = format!("{}/v1/sessions/{sid}/ws", base.replacen("http", "ws", 1));
+    orpheus_e2e::client::refusal(&url, protocols, origin).await
 }
 
 /// How many times the session objects were reached (each logs one upgrade line).
@@ -102,56 +86,59 @@ pub async fn ticket_refusals(fx: &Fixture) -> TestResult {
     }
 
     let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
-        ("no ticket", "orpheus.v1".into(), Some(TEST_ORIGIN), 401),
+        ("no ticket", "orpheus.v1".into(), Some(TEST_ORIGIN), 4401),
         (
             "malformed",
             "orpheus.v1, orpheus.ticket.not-a-ticket".into(),
             Some(TEST_ORIGIN),
-            401,
+            4401,
         ),
         (
             "bad signature",
             protocols_with(&ticket("another-secret", sid, TEST_ORIGIN, 60)),
             Some(TEST_ORIGIN),
-            401,
+            4401,
         ),
         (
             "expired",
             protocols_with(&ticket(TEST_SECRET, sid, TEST_ORIGIN, -120)),
             Some(TEST_ORIGIN),
-            401,
+            4401,
         ),
         (
             "too long-lived",
             protocols_with(&ticket(TEST_SECRET, sid, TEST_ORIGIN, 3600)),
             Some(TEST_ORIGIN),
-            401,
+            4401,
         ),
         (
             "wrong session",
             protocols_with(&ticket(TEST_SECRET, "other", TEST_ORIGIN, 60)),
             Some(TEST_ORIGIN),
-            401,
+            4401,
         ),
         (
             "ticket for another allowed origin",
             good(TEST_ORIGIN),
             Some(OTHER_ORIGIN),
-            401,
+            4401,
         ),
         (
             "origin not allowed",
             good(TEST_ORIGIN),
             Some("http://evil.e2e.test"),
-            403,
+            4403,
         ),
-        ("no origin", good(TEST_ORIGIN), None, 403),
+        ("no origin", good(TEST_ORIGIN), None, 4403),
     ];
     let requests = fx.upstream.snapshot().requests;
     let invocations = object_invocations(&fx.relay);
-    for (case, protocols, origin, status) in &cases {
-        let got = upgrade_status(fx.relay_url(), sid, *origin, protocols).await?;
-        ensure!(got == *status, "{case}: status {got}, expected {status}");
+    for (case, protocols, origin, code) in &cases {
+        let got = refusal(fx.relay_url(), sid, *origin, protocols).await?;
+        ensure!(
+            got == Some(*code),
+            "{case}: refused with {got:?}, expected {code}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     ensure!(
@@ -167,8 +154,8 @@ pub async fn ticket_refusals(fx: &Fixture) -> TestResult {
     let once = good(TEST_ORIGIN);
     let c = Client::connect_with(&fx.session_url(sid), &once, Some(TEST_ORIGIN)).await?;
     c.close().await;
-    let got = upgrade_status(fx.relay_url(), sid, Some(TEST_ORIGIN), &once).await?;
-    ensure!(got == 401, "replayed ticket: status {got}");
+    let got = refusal(fx.relay_url(), sid, Some(TEST_ORIGIN), &once).await?;
+    ensure!(got == Some(4401), "replayed ticket: refused with {got:?}");
     wait_for_log(
         &fx.relay,
         "result=refused reason=ticket_already_used",
@@ -239,8 +226,11 @@ pub async fn secure_defaults_and_dev_mode(fx: &Fixture) -> TestResult {
     // No secret and no development mode: every connection is refused, and the log says why.
     let bare = fx.extra_relay("bare", &[], None)?;
     let requests = fx.upstream.snapshot().requests;
-    let got = upgrade_status(&bare.url, "s", Some(TEST_ORIGIN), "orpheus.v1").await?;
-    ensure!(got == 503, "no secret, no dev mode: status {got}");
+    let got = refusal(&bare.url, "s", Some(TEST_ORIGIN), "orpheus.v1").await?;
+    ensure!(
+        got == Some(4503),
+        "no secret, no dev mode: refused with {got:?}"
+    );
     wait_for_log(
         &bare,
         "SESSION_SECRET is not set: refusing every connection",

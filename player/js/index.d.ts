@@ -1,0 +1,123 @@
+// Types of orpheus-player (hand-written; see README.md).
+
+/** What a UI binds to. */
+export type PlayerState =
+  | "idle"
+  | "connecting"
+  | "buffering"
+  | "speaking"
+  | "blocked-by-autoplay"
+  | "suspended"
+  | "error"
+  | "closed";
+
+/** Why a message ended. */
+export type EndReason = "done" | "stopped" | "superseded" | "replaced" | "error" | "interrupted";
+
+/** The relay's error, for reason `error`. */
+export interface SpeakError {
+  /** A code from docs/protocol.md, e.g. `rate_limited`, `text_too_long`. */
+  code: string;
+  /** The fixed text for the code. */
+  message: string;
+  /** Seconds to wait before trying again, when the relay says. */
+  retryAfterSeconds?: number;
+}
+
+/** How a message finished. Every `speak` settles exactly once. */
+export interface SpeakResult {
+  id: string;
+  reason: EndReason;
+  /** Samples the relay sent. */
+  samples: number;
+  /** Samples played: what the listener heard. */
+  played: number;
+  /** Times playback ran dry. */
+  underruns: number;
+  /** From `speak` to the first sample played, or null when nothing played. */
+  firstAudioSeconds: number | null;
+  /** From `speak` to completion. */
+  totalSeconds: number;
+  error?: SpeakError;
+}
+
+export interface SpeakOptions {
+  /** One of the ten Orpheus voices; a voice alone implies its model. */
+  voice?: string;
+  /** `canopylabs/orpheus-v1-english` or `canopylabs/orpheus-arabic-saudi`. */
+  model?: string;
+  /** Aborting it stops the message. */
+  signal?: AbortSignal;
+}
+
+export interface OrpheusPlayerOptions {
+  /** The session's WebSocket URL, `wss://…/v1/sessions/{sid}/ws`. */
+  url: string;
+  /** Called before every connection for the subprotocols to offer, e.g.
+   * `["orpheus.v1", "orpheus.ticket." + ticket]`: tickets are single-use. */
+  protocols?: () => string[] | Promise<string[]>;
+  /** The AudioContext rate to ask for (default 24000, Orpheus's: no resampling). */
+  sampleRate?: number;
+  /** The engine's initial jitter allowance in milliseconds (default 20). */
+  allowanceMs?: number;
+}
+
+export interface StateChangeDetail {
+  state: PlayerState;
+}
+
+export interface ProgressDetail {
+  id: string;
+  playedSeconds: number;
+  bufferedSeconds: number;
+  underruns: number;
+}
+
+export interface ErrorDetail {
+  /** The WebSocket close code: 4000 replaced, 4401/4403/4503 refused, 1008 flooding, else a drop. */
+  code: number;
+  reason: string;
+  /** True when the player gave up (replaced or refused): it stays closed until `connect()`. */
+  fatal: boolean;
+}
+
+export interface OrpheusPlayerEventMap {
+  statechange: CustomEvent<StateChangeDetail>;
+  ready: Event;
+  progress: CustomEvent<ProgressDetail>;
+  error: CustomEvent<ErrorDetail>;
+}
+
+export declare class OrpheusPlayer extends EventTarget {
+  constructor(options: OrpheusPlayerOptions);
+  readonly state: PlayerState;
+  readonly context: AudioContext;
+  readonly output: GainNode;
+  /** Resolves once the audio engine runs in its worklet. */
+  readonly loaded: Promise<void>;
+  connect(): void;
+  speak(text: string, options?: SpeakOptions): Promise<SpeakResult>;
+  stop(): void;
+  unlock(): void;
+  close(): void;
+  addEventListener<K extends keyof OrpheusPlayerEventMap>(
+    type: K,
+    listener: (this: OrpheusPlayer, event: OrpheusPlayerEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof OrpheusPlayerEventMap>(
+    type: K,
+    listener: (this: OrpheusPlayer, event: OrpheusPlayerEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}
