@@ -74,7 +74,8 @@ export interface ProgressDetail {
 }
 
 export interface ErrorDetail {
-  /** The WebSocket close code: 4000 replaced, 4401/4403/4503 refused, 1008 flooding, else a drop. */
+  /** The WebSocket close code: 4000 replaced, 4401/4403/4503 refused, 1008 flooding, else a
+   * drop; 0 when the player's socket worker (socket.js) could not be loaded. */
   code: number;
   reason: string;
   /** True when the player gave up (replaced or refused): it stays closed until `connect()`. */

@@ -3,8 +3,9 @@
 // This file is the browser wiring only. The decisions (the link, messages, exactly-once
 // completion) are made by the Rust core (orpheus_player_bg.wasm, player/src/core.rs); the
 // audio is played by the Rust engine in an AudioWorklet (orpheus_player_dsp.wasm + worklet.js).
-// Audio frames go from the socket to the worklet as they came, transferred, never copied on
-// the main thread. Assets are found with new URL(..., import.meta.url), which bundlers follow.
+// The socket lives in a dedicated Worker (socket.js), which hands audio frames straight to the
+// worklet: the page's main thread never touches audio. Assets are found with
+// new URL(..., import.meta.url), which bundlers follow.
 
 import init, { Core } from "./orpheus_player.js";
 
@@ -12,6 +13,7 @@ await init({ module_or_path: new URL("./orpheus_player_bg.wasm", import.meta.url
 
 const DSP_URL = new URL("./orpheus_player_dsp.wasm", import.meta.url);
 const WORKLET_URL = new URL("./worklet.js", import.meta.url);
+const SOCKET_URL = new URL("./socket.js", import.meta.url);
 
 async function compileDsp() {
   const response = await fetch(DSP_URL);
@@ -38,13 +40,15 @@ export class OrpheusPlayer extends EventTarget {
   #node = null;
   #ready; // resolves once the worklet runs
   #early = []; // engine messages posted before the worklet ran
-  #ws = null;
+  #socket; // the Worker that owns the WebSocket
   #generation = 0;
   #pending = new Map();
   #nextId = 0;
   #tick = 0;
+  #deadline = NaN;
   #retry = 0;
   #closed = false;
+  #progressListeners = 0;
   #onVisible;
 
   /**
@@ -60,6 +64,15 @@ export class OrpheusPlayer extends EventTarget {
     this.#url = url;
     this.#protocols = protocols ?? (() => ["orpheus.v1"]);
     this.#core = new Core(Math.random());
+    this.#socket = new Worker(SOCKET_URL, { type: "module" });
+    this.#socket.onmessage = ({ data }) => this.#link(data);
+    // Without its socket the player can do nothing: say so, and close.
+    this.#socket.onerror = () => {
+      this.dispatchEvent(new CustomEvent("error", {
+        detail: { code: 0, reason: `orpheus-player: ${SOCKET_URL} did not load`, fatal: true },
+      }));
+      this.close();
+    };
     this.#ctx = createContext(sampleRate);
     this.#output = this.#ctx.createGain();
     this.#output.connect(this.#ctx.destination);
@@ -85,6 +98,10 @@ export class OrpheusPlayer extends EventTarget {
     });
     node.port.onmessage = (event) => this.#report(event.data);
     node.connect(this.#output);
+    // Frames go from the socket's Worker to the worklet on a port of their own.
+    const frames = new MessageChannel();
+    node.port.postMessage({ cmd: "frames", port: frames.port1 }, [frames.port1]);
+    this.#socket.postMessage({ t: "engine", port: frames.port2 }, [frames.port2]);
     this.#node = node;
     for (const [message, transfer] of this.#early) node.port.postMessage(message, transfer);
     this.#early = [];
@@ -154,7 +171,8 @@ export class OrpheusPlayer extends EventTarget {
     if (this.#closed) return;
     this.#run(this.#core.shutdown(this.#now()));
     this.#closed = true;
-    this.#dropSocket();
+    this.#generation += 1;
+    this.#socket.terminate();
     clearTimeout(this.#tick);
     clearTimeout(this.#retry);
     document.removeEventListener("visibilitychange", this.#onVisible);
@@ -172,6 +190,31 @@ export class OrpheusPlayer extends EventTarget {
 
   #report([events, stream, played, buffered, underruns, at]) {
     this.#run(this.#core.engine(events, stream, played, buffered, underruns, at, this.#now()));
+    // Progress details only for whoever listens (twice a report's cost otherwise).
+    if (this.#progressListeners > 0) {
+      const progress = this.#core.progress();
+      if (progress) {
+        const p = JSON.parse(progress);
+        this.dispatchEvent(new CustomEvent("progress", {
+          detail: {
+            id: p.id,
+            playedSeconds: p.played / p.rate,
+            bufferedSeconds: p.buffered / p.rate,
+            underruns: p.underruns,
+          },
+        }));
+      }
+    }
+  }
+
+  addEventListener(type, listener, options) {
+    if (type === "progress" && listener) this.#progressListeners += 1;
+    super.addEventListener(type, listener, options);
+  }
+
+  removeEventListener(type, listener, options) {
+    if (type === "progress" && listener) this.#progressListeners = Math.max(0, this.#progressListeners - 1);
+    super.removeEventListener(type, listener, options);
   }
 
   #post(message, transfer = []) {
@@ -179,56 +222,42 @@ export class OrpheusPlayer extends EventTarget {
     else this.#early.push([message, transfer]);
   }
 
-  #dropSocket() {
-    this.#generation += 1;
-    const ws = this.#ws;
-    this.#ws = null;
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = null;
-      ws.close();
-    }
-  }
-
   async #open() {
     clearTimeout(this.#retry);
-    this.#dropSocket();
-    const generation = this.#generation;
-    let ws;
+    const generation = ++this.#generation;
+    this.#socket.postMessage({ t: "drop" });
+    let protocols;
     try {
-      const protocols = await this.#protocols();
-      if (generation !== this.#generation || this.#closed) return;
-      ws = new WebSocket(this.#url, protocols);
+      protocols = await this.#protocols();
     } catch (error) {
       if (generation === this.#generation) this.#run(this.#core.closed(1006, String(error?.message ?? error), this.#now()));
       return;
     }
-    ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.#run(this.#core.opened(this.#now()));
-    ws.onmessage = ({ data }) => {
-      if (typeof data === "string") {
-        this.#run(this.#core.text(data, this.#now()));
-      } else {
-        this.#post(data, [data]);
-        this.#core.frame(this.#now());
-      }
-    };
-    ws.onclose = ({ code, reason }) => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
-      this.#run(this.#core.closed(code, reason, this.#now()));
-    };
-    this.#ws = ws;
+    if (generation !== this.#generation || this.#closed) return;
+    this.#socket.postMessage({ t: "open", url: this.#url, protocols, generation });
+  }
+
+  /** What the socket's Worker reports; anything of a socket given up is ignored. */
+  #link(event) {
+    if (event.generation !== this.#generation || this.#closed) return;
+    const now = this.#now();
+    if (event.t === "text") this.#run(this.#core.text(event.text, now));
+    else if (event.t === "heard") this.#core.heard(now);
+    else if (event.t === "opened") this.#run(this.#core.opened(now));
+    else if (event.t === "closed") this.#run(this.#core.closed(event.code, event.reason, now));
   }
 
   /** Executes the core's effects, then arms the timer for its next deadline. */
   #run(effectsJson) {
-    for (const effect of JSON.parse(effectsJson)) {
+    // Most inputs have no effect: skip the parse.
+    const effects = effectsJson === "[]" ? [] : JSON.parse(effectsJson);
+    for (const effect of effects) {
       switch (effect.t) {
         case "open":
           this.#open();
           break;
         case "send":
-          if (this.#ws && this.#ws.readyState === WebSocket.OPEN) this.#ws.send(effect.text);
+          this.#socket.postMessage({ t: "send", text: effect.text });
           break;
         case "engine":
           this.#post(effect);
@@ -239,16 +268,6 @@ export class OrpheusPlayer extends EventTarget {
         case "state":
           this.dispatchEvent(new CustomEvent("statechange", { detail: { state: effect.state } }));
           break;
-        case "progress":
-          this.dispatchEvent(new CustomEvent("progress", {
-            detail: {
-              id: effect.id,
-              playedSeconds: effect.played / effect.rate,
-              bufferedSeconds: effect.buffered / effect.rate,
-              underruns: effect.underruns,
-            },
-          }));
-          break;
         case "ready":
           this.dispatchEvent(new Event("ready"));
           break;
@@ -258,7 +277,8 @@ export class OrpheusPlayer extends EventTarget {
           }));
           break;
         case "disconnect":
-          this.#dropSocket();
+          this.#generation += 1;
+          this.#socket.postMessage({ t: "drop" });
           break;
         case "reconnect":
           clearTimeout(this.#retry);
@@ -286,11 +306,19 @@ export class OrpheusPlayer extends EventTarget {
     resolve(result);
   }
 
+  /** Keeps one timer for the core's next deadline. A timer due before the deadline is left
+   * as it is: it ticks early, harmlessly, and re-arms (progress moves deadlines on often). */
   #armTimer() {
-    clearTimeout(this.#tick);
     const deadline = this.#core.nextDeadline();
+    const unchanged = deadline === this.#deadline || (Number.isNaN(deadline) && Number.isNaN(this.#deadline));
+    if (unchanged || deadline > this.#deadline) return;
+    clearTimeout(this.#tick);
+    this.#deadline = deadline;
     if (Number.isNaN(deadline) || this.#closed) return;
     const wait = Math.max(0, Math.ceil((deadline - this.#now()) * 1000)) + 1;
-    this.#tick = setTimeout(() => this.#run(this.#core.tick(this.#now())), wait);
+    this.#tick = setTimeout(() => {
+      this.#deadline = NaN;
+      this.#run(this.#core.tick(this.#now()));
+    }, wait);
   }
 }

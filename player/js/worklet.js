@@ -1,10 +1,15 @@
 // The AudioWorklet half of the player: runs the engine (orpheus_player_dsp.wasm, compiled on
-// the main thread and handed over in processorOptions) on the audio thread. The main thread
-// posts the relay's audio frames here as it received them (transferred, not copied) and the
-// engine commands; the engine's events go back as [events, stream, played, buffered,
-// underruns, contextTime]. All DSP is in Rust (player/dsp); this file only wires it.
+// the main thread and handed over in processorOptions) on the audio thread. Audio frames come
+// from the socket's Worker on their own port, as the relay sent them; engine commands come from
+// the main thread on the node's port. The engine's events go back to the main thread as
+// [events, stream, played, buffered, underruns, contextTime]. All DSP is in Rust (player/dsp);
+// this file only wires it.
 
+const ACCEPTED = 0;
 const FULL = 2;
+const AHEAD = 4;
+
+const streamOf = (frame) => new DataView(frame.buffer, frame.byteOffset, 8).getUint32(4, true);
 
 class OrpheusProcessor extends AudioWorkletProcessor {
   constructor(options) {
@@ -17,19 +22,23 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     this.output = this.dsp.orpheus_output();
     // Frames waiting for room in the engine's ring, still as the relay's Int16 bytes.
     this.waiting = [];
+    // Frames of a stream that has not begun yet (its `begin` comes by another route).
+    this.held = [];
     this.port.onmessage = (event) => this.command(event.data);
   }
 
   command(data) {
-    if (data instanceof ArrayBuffer) {
-      this.waiting.push(new Uint8Array(data));
-      this.feed();
-      return;
-    }
     const dsp = this.dsp;
-    if (data.cmd === "begin") {
-      this.waiting.length = 0;
+    if (data.cmd === "frames") {
+      data.port.onmessage = (event) => {
+        this.waiting.push(new Uint8Array(event.data));
+        this.feed();
+      };
+    } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
+      this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
+      this.held = this.held.filter((f) => streamOf(f) > data.stream);
+      this.feed();
     } else if (data.cmd === "end") {
       dsp.orpheus_end(data.stream, data.samples);
     } else if (data.cmd === "stop" && dsp.orpheus_stream() === data.stream) {
@@ -42,10 +51,13 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const dsp = this.dsp;
     while (this.waiting.length) {
       const frame = this.waiting[0];
+      let result = ACCEPTED;
       if (frame.length <= this.stagingBytes) {
         new Uint8Array(dsp.memory.buffer, this.staging, frame.length).set(frame);
-        if (dsp.orpheus_push(frame.length) === FULL) return;
+        result = dsp.orpheus_push(frame.length);
       }
+      if (result === FULL) return;
+      if (result === AHEAD) this.held.push(frame);
       this.waiting.shift();
     }
   }

@@ -200,8 +200,8 @@ pub enum Input<'a> {
     Opened,
     /// A text frame from the relay.
     Text(&'a str),
-    /// A binary frame from the relay arrived (the glue hands it to the engine).
-    Frame,
+    /// The relay was heard from: audio frames are flowing (they go to the engine, not here).
+    Heard,
     /// The socket closed (or failed: code 1006).
     Closed {
         /// The close code.
@@ -270,8 +270,6 @@ pub enum Effect {
     Complete(Completion),
     /// The state changed.
     State(PlayerState),
-    /// The current message played on.
-    Progress(Progress),
     /// The session is ready.
     Ready,
     /// The link went down.
@@ -521,7 +519,7 @@ impl PlayerCore {
                     self.on_message(message);
                 }
             }
-            Input::Frame => self.heard(),
+            Input::Heard => self.heard(),
             Input::Closed { code, reason } => self.on_closed(code, reason),
             Input::Speak {
                 id,
@@ -783,26 +781,30 @@ impl PlayerCore {
     }
 
     fn on_report(&mut self, report: Report) {
-        let ours = |m: &&mut Message| m.stream() == Some(report.stream);
+        let now = self.now;
         if let Some(m) = self
             .current
-            .as_mut()
-            .filter(|m| m.stream() == Some(report.stream))
+            .iter_mut()
+            .chain(self.retiring.iter_mut())
+            .find(|m| m.stream() == Some(report.stream))
         {
-            m.apply(&report, self.now);
-            if let Playback::Playing { rate, .. } | Playback::Begun { rate, .. } = m.playback {
-                let progress = Progress {
-                    id: m.id.clone(),
-                    played: m.played,
-                    buffered: m.buffered,
-                    sample_rate: rate,
-                    underruns: m.underruns,
-                };
-                self.effects.push(Effect::Progress(progress));
-            }
-        } else if let Some(m) = self.retiring.iter_mut().find(|m| ours(m)) {
-            m.apply(&report, self.now);
+            m.apply(&report, now);
         }
+    }
+
+    /// How far the current message has played, once its audio has begun.
+    pub fn progress(&self) -> Option<Progress> {
+        let m = self.current.as_ref()?;
+        let (Playback::Begun { rate, .. } | Playback::Playing { rate, .. }) = m.playback else {
+            return None;
+        };
+        Some(Progress {
+            id: m.id.clone(),
+            played: m.played,
+            buffered: m.buffered,
+            sample_rate: rate,
+            underruns: m.underruns,
+        })
     }
 
     fn on_closed(&mut self, code: u16, reason: &str) {

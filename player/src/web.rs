@@ -49,7 +49,6 @@ fn completion_json(c: &Completion) -> String {
 
 fn progress_json(p: &Progress) -> String {
     Writer::default()
-        .str("t", "progress")
         .str("id", &p.id)
         .num("played", p.played)
         .num("buffered", p.buffered)
@@ -79,7 +78,6 @@ fn effect_json(effect: &Effect) -> String {
             .finish(),
         Effect::Complete(c) => completion_json(c),
         Effect::State(state) => kind("state").str("state", state.as_str()).finish(),
-        Effect::Progress(p) => progress_json(p),
         Effect::Ready => kind("ready").finish(),
         Effect::LinkDown(e) => kind("down")
             .num("code", u64::from(e.code))
@@ -149,9 +147,9 @@ impl Core {
         self.run(Input::Text(text), now)
     }
 
-    /// A binary frame arrived (and went to the engine); nothing to do but note the link lives.
-    pub fn frame(&mut self, now: f64) {
-        self.core.handle(Input::Frame, now);
+    /// Audio frames are flowing (to the engine); nothing to do but note the link lives.
+    pub fn heard(&mut self, now: f64) {
+        self.core.handle(Input::Heard, now);
     }
 
     /// The socket closed.
@@ -230,6 +228,15 @@ impl Core {
     /// The app closed the player.
     pub fn shutdown(&mut self, now: f64) -> String {
         self.run(Input::Shutdown, now)
+    }
+
+    /// How far the current message has played (`{id, played, buffered, rate, underruns}`), or
+    /// an empty string before its audio begins.
+    pub fn progress(&self) -> String {
+        self.core
+            .progress()
+            .as_ref()
+            .map_or_else(String::new, progress_json)
     }
 
     /// When to call `tick` next (context seconds), or NaN when no timer is due.

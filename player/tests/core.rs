@@ -70,7 +70,7 @@ impl Page {
                     self.completions.push(c);
                 }
                 Effect::State(state) => self.states.push(state),
-                Effect::Progress(_) | Effect::Ready => {}
+                Effect::Ready => {}
                 Effect::LinkDown(e) => self.downs.push((e.code, e.fatal)),
                 Effect::Disconnect => self.disconnects += 1,
                 Effect::Reconnect { after_ms } => self.reconnects.push(after_ms),
@@ -152,6 +152,12 @@ fn a_message_completes_once_when_the_engine_has_played_its_last_sample() {
     );
     p.report(ReportKind::Started, 1, 0);
     assert_eq!(p.core.state(), PlayerState::Speaking);
+    p.report(ReportKind::Progress, 1, 12_000);
+    let progress = p.core.progress().unwrap();
+    assert_eq!(
+        (progress.id.as_str(), progress.played, progress.sample_rate),
+        ("a", 12_000, 24_000)
+    );
     p.end("a", Some(1), EndReason::Done, 48_000);
     assert_eq!(
         p.commands[1],

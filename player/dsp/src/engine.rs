@@ -61,12 +61,16 @@ pub mod event {
 pub enum Push {
     /// Its new samples were appended.
     Accepted = 0,
-    /// Not for the current stream, after a stop, or already received: dropped.
+    /// Of an older stream, after a stop, or already received: dropped.
     Ignored = 1,
     /// The ring has no room for it yet: push it again later.
     Full = 2,
     /// Not an audio frame this engine can read: dropped.
     Malformed = 3,
+    /// Of a stream newer than any begun: hold it until that stream begins (frames and the
+    /// `begin` reach the worklet by different routes, so a stream's first frames may come
+    /// first).
+    Ahead = 4,
 }
 
 /// Where the current stream stands. It moves forward only, except that playing and starving
@@ -238,6 +242,14 @@ impl Engine {
         let (id, offset) = (word(4), u64::from(word(8)));
         let pcm = &frame[FRAME_HEADER_LEN..];
         let clock = self.clock;
+        let current = match &self.state {
+            State::Idle => None,
+            State::Live(s) => Some(s.id),
+            State::Over(f) => Some(f.id),
+        };
+        if current.is_none_or(|current| id > current) {
+            return Push::Ahead;
+        }
         let State::Live(s) = &mut self.state else {
             return Push::Ignored;
         };
@@ -662,6 +674,17 @@ mod tests {
         assert_eq!(&out[..300], &want[..]);
         assert_eq!(e.push(&[2; 20]), Push::Malformed, "unknown version");
         assert_eq!(e.push(&[1; 13]), Push::Malformed, "too short");
+    }
+
+    #[test]
+    fn frames_before_any_begin_are_ahead() {
+        let mut e = engine(RATE);
+        assert_eq!(e.push(&frame(1, 0, &[1, 2])), Push::Ahead);
+        e.begin(1, RATE);
+        assert_eq!(e.push(&frame(1, 0, &[1, 2])), Push::Accepted);
+        e.stop(1);
+        assert_eq!(e.push(&frame(1, 2, &[3])), Push::Ignored, "stopped");
+        assert_eq!(e.push(&frame(2, 0, &[3])), Push::Ahead);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod client;
 pub mod fixture;
 pub mod history;
 pub mod load;
+pub mod patterns;
 pub mod process;
 pub mod reliability;
 pub mod tickets;

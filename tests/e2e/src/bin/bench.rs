@@ -124,57 +124,118 @@ async fn run(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
-/// The player's figures, measured in headless Chromium through the demo page.
-async fn player_figures(fx: &Fixture) -> TestResult {
-    let relay = fx.extra_relay(
-        "bench-browser",
-        &[("ORPHEUS_DEV_MODE", "1")],
-        Some("bench-secret"),
-    )?;
-    let text = format!("[[fault:chunk=1001;gap_ms=1]] {}", text_of(200));
-    let run = orpheus_e2e::run_browser_script("figures.mjs", &[&relay.url, &text]).await?;
-    let audio_s = run["result"]["samples"].as_f64().unwrap_or(0.0) / 24_000.0;
-    let busy_ms = run["busyMs"].as_f64().unwrap_or(f64::NAN);
-    let mut leads: Vec<f64> = run["leads"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_f64())
-        .map(|s| s * 1000.0)
-        .collect();
-    leads.sort_by(f64::total_cmp);
-    if leads.is_empty() || audio_s == 0.0 {
-        return Err("the browser recorded no scheduled audio".into());
+/// The player's figures against two peers, in one headless Chromium run on the bench's pattern
+/// server (`orpheus_e2e::patterns`), and the size of what the browser loads for it.
+async fn player_figures() -> TestResult {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shipped = [
+        "index.js",
+        "orpheus_player.js",
+        "orpheus_player_bg.wasm",
+        "orpheus_player_dsp.wasm",
+        "worklet.js",
+        "socket.js",
+    ];
+    let mut total = 0;
+    let mut parts = Vec::new();
+    for file in shipped {
+        let bytes = std::fs::read(root.join("player/pkg").join(file))
+            .map_err(|e| format!("{file}: {e}"))?;
+        let gz = gzipped_len(&bytes);
+        total += gz;
+        parts.push(format!("{file} {gz}"));
     }
-    let captured = orpheus_e2e::decode_capture(&run)?;
-    let (_, worst) = orpheus_e2e::compare_capture(&captured, &text)?;
     println!(
-        "player in headless Chromium, {audio_s:.1} s of audio in {} frames:",
-        leads.len()
+        "player package as shipped, gzipped: {total} bytes ({})",
+        parts.join(", ")
+    );
+
+    let server = orpheus_e2e::patterns::serve(0xB0B)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ws = format!("ws://{server}");
+    let root_text = root.to_string_lossy();
+    let report = orpheus_e2e::run_browser_script("figures.mjs", &[&ws, &root_text]).await?;
+    println!(
+        "players in headless Chromium, the same {} s signal: (a) 85 ms chunks at real-time pace, \
+         (b) 1-12,000 byte chunks at stream time + 0-60 ms, (c) all within 1 s",
+        orpheus_e2e::patterns::SIGNAL_S
     );
     println!(
-        "  main-thread time handling frames      {:7.2} ms per second of audio",
-        busy_ms / audio_s
+        "  {:<16} {:>3} {:>7} {:>5} {:>8} {:>9} {:>12}",
+        "player", "", "rate", "gaps", "lost ms", "latency", "main ms/s"
     );
-    let first = run["leads"][0].as_f64().unwrap_or(f64::NAN) * 1000.0;
-    println!(
-        "  frame arrival to its scheduled start  first frame {first:6.1} ms   smallest {:6.1} ms   p50 {:7.1} ms",
-        leads[0],
-        percentile(&leads, 50.0),
-    );
-    println!("    (audio arrives faster than it plays, so later frames wait their turn: the smallest is the");
-    println!("     margin against an underrun, the first is the jitter buffer)");
-    println!(
-        "  underruns                             {}",
-        run["result"]["underruns"]
-    );
-    println!(
-        "  largest seam discontinuity            {worst:e} (played minus source, full scale 1.0)"
-    );
+    for run in report["runs"].as_array().ok_or("no runs")? {
+        let num = |k: &str| run[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {:<16} ({}) {:>7} {:>5} {:>8.1} {:>6.1} ms {:>12.2}",
+            run["kind"].as_str().unwrap_or("?"),
+            run["pattern"].as_str().unwrap_or("?"),
+            num("rate"),
+            num("gaps"),
+            num("lostMs"),
+            num("latencyMs"),
+            num("busyMsPerAudioS"),
+        );
+    }
+    for run in report["runs"].as_array().into_iter().flatten() {
+        if run["kind"] == "orpheus-player" {
+            let ms = |k: &str| run["busy"][k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "  orpheus-player ({}) main-thread ms in all: socket {:.1}, worklet reports {:.1}, timers {:.1}",
+                run["pattern"].as_str().unwrap_or("?"),
+                ms("socket"),
+                ms("worklet"),
+                ms("timers")
+            );
+        }
+    }
+    let stop = report["stop"]["stopToSilenceMs"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    println!("  orpheus-player stop to silence at the output: {stop:.1} ms");
     Ok(())
 }
 
+fn gzipped_len(bytes: &[u8]) -> usize {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-9c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("gzip input");
+    child.wait_with_output().expect("gzip").stdout.len()
+}
+
+const USAGE: &str = "usage: bench [relay|player]   (both when none is named)";
+
 fn main() {
+    let mode = std::env::args().nth(1);
+    if mode.as_deref() == Some("serve") {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let addr = orpheus_e2e::patterns::serve(0xB0B).await.unwrap();
+            println!("{addr}");
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        });
+        return;
+    }
+    let (relay, player) = match mode.as_deref() {
+        None => (true, true),
+        Some("relay") => (true, false),
+        Some("player") => (false, true),
+        Some(_) => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let upstream = UpstreamConfig {
         ms_per_char: MS_PER_CHAR,
@@ -187,9 +248,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let result = fixture
-        .runtime
-        .block_on(async { run(&fixture).await.and(player_figures(&fixture).await) });
+    let result = fixture.runtime.block_on(async {
+        if relay {
+            run(&fixture).await?;
+        }
+        if player {
+            player_figures().await?;
+        }
+        Ok::<(), String>(())
+    });
     drop(fixture);
     if let Err(e) = result {
         eprintln!("bench failed: {e}");

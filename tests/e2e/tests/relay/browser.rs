@@ -166,8 +166,14 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
         "suspended and resumed",
     )?;
 
-    // The socket dropped after the relay's end: the audio it had plays out, done.
+    // The link dropped after the relay's end: the audio it had plays out, done.
     let dropped = &report["dropAfterEnd"];
+    ensure!(
+        dropped["cut"].as_u64() >= Some(1)
+            && dropped["drops"][0]["fatal"] == false
+            && dropped["drops"][0]["code"] == 1006,
+        "the link was not cut: {dropped}"
+    );
     done_with_all(&dropped["result"], &text("capture"), "drop after end")?;
     let played_after_drop =
         dropped["endedAt"].as_f64().unwrap_or(0.0) - dropped["droppedAt"].as_f64().unwrap_or(0.0);
@@ -179,14 +185,19 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
     // connect() is idempotent; what the relay would refuse is refused unsent.
     let players = &report["players"];
     ensure!(
-        players["idempotent"]["asked"] == 1 && players["idempotent"]["sockets"] == 1,
+        players["idempotent"]["asked"] == 1 && players["idempotent"]["state"] == "idle",
         "four connect() calls: {}",
         players["idempotent"]
     );
     let too_long = &players["tooLong"];
     ensure!(
-        too_long["result"]["error"]["code"] == "text_too_long" && too_long["sent"] == 0,
+        too_long["result"]["error"]["code"] == "text_too_long"
+            && too_long["result"]["totalSeconds"] == 0.0,
         "a text over the limit: {too_long}"
+    );
+    ensure!(
+        !relay.log().contains("code=text_too_long"),
+        "the relay saw the text the player should have refused"
     );
 
     // Replaced by another connection: settles replaced, the reason surfaced, no retry.
