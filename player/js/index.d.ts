@@ -39,6 +39,27 @@ export interface SpeakResult {
   /** From `speak` to completion. */
   totalSeconds: number;
   error?: SpeakError;
+  /** With a relay of protocol v2: the text the listener heard, a prefix of the text ending on
+   * a word (all of it when `done`). An estimate: Orpheus gives no word timings. */
+  heardText?: string;
+  /** The rest of the text: what the listener did not hear. */
+  unheardText?: string;
+  /** With a relay of protocol v2: how the message went. */
+  metrics?: SpeakMetrics;
+}
+
+/** How a message went, as the relay saw it (protocol v2). */
+export interface SpeakMetrics {
+  /** The upstream's time to first byte for the first segment. */
+  firstByteMs?: number;
+  /** From the relay accepting the `speak` to its first audio frame. */
+  firstAudioMs?: number;
+  /** Upstream segments requested. */
+  segments: number;
+  /** Upstream requests retried. */
+  retries: number;
+  /** The most audio flow control held back in the relay at once. */
+  heldBackMs: number;
 }
 
 export interface SpeakOptions {
@@ -54,7 +75,8 @@ export interface OrpheusPlayerOptions {
   /** The session's WebSocket URL, `wss://…/v1/sessions/{sid}/ws`. */
   url: string;
   /** Called before every connection for the subprotocols to offer, e.g.
-   * `["orpheus.v1", "orpheus.ticket." + ticket]`: tickets are single-use. */
+   * `["orpheus.v2", "orpheus.v1", "orpheus.ticket." + ticket]`: tickets are single-use. The
+   * player always offers `orpheus.v2`. */
   protocols?: () => string[] | Promise<string[]>;
   /** The AudioContext rate to ask for (default 24000, Orpheus's: no resampling). */
   sampleRate?: number;

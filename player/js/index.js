@@ -62,7 +62,7 @@ export class OrpheusPlayer extends EventTarget {
   constructor({ url, protocols, sampleRate = 24000, allowanceMs = 20 } = {}) {
     super();
     this.#url = url;
-    this.#protocols = protocols ?? (() => ["orpheus.v1"]);
+    this.#protocols = protocols ?? (() => ["orpheus.v2", "orpheus.v1"]);
     this.#core = new Core(Math.random());
     this.#socket = new Worker(SOCKET_URL, { type: "module" });
     this.#socket.onmessage = ({ data }) => this.#link(data);
@@ -141,7 +141,7 @@ export class OrpheusPlayer extends EventTarget {
   speak(text, { voice, model, signal } = {}) {
     this.unlock();
     const id = `m${++this.#nextId}`;
-    const result = new Promise((resolve) => this.#pending.set(id, resolve));
+    const result = new Promise((resolve) => this.#pending.set(id, { resolve, text: String(text) }));
     this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, this.#now()));
     if (signal) {
       const abort = () => {
@@ -234,6 +234,8 @@ export class OrpheusPlayer extends EventTarget {
       return;
     }
     if (generation !== this.#generation || this.#closed) return;
+    // The player speaks protocol v2 (resume, what was heard); the relay picks what it speaks.
+    if (!protocols.includes("orpheus.v2")) protocols = ["orpheus.v2", ...protocols];
     this.#socket.postMessage({ t: "open", url: this.#url, protocols, generation });
   }
 
@@ -290,8 +292,8 @@ export class OrpheusPlayer extends EventTarget {
   }
 
   #complete(effect) {
-    const resolve = this.#pending.get(effect.id);
-    if (!resolve) return;
+    const pending = this.#pending.get(effect.id);
+    if (!pending) return;
     this.#pending.delete(effect.id);
     const result = {
       id: effect.id,
@@ -303,7 +305,14 @@ export class OrpheusPlayer extends EventTarget {
       totalSeconds: effect.totalMs / 1000,
     };
     if (effect.error) result.error = effect.error;
-    resolve(result);
+    if (effect.heardChars !== undefined) {
+      // The relay counts Unicode scalar values, as Array.from does.
+      const chars = Array.from(pending.text);
+      result.heardText = chars.slice(0, effect.heardChars).join("");
+      result.unheardText = chars.slice(effect.heardChars).join("");
+    }
+    if (effect.metrics) result.metrics = effect.metrics;
+    pending.resolve(result);
   }
 
   /** Keeps one timer for the core's next deadline. A timer due before the deadline is left

@@ -5,6 +5,13 @@
 // [events, stream, played, buffered, underruns, contextTime]. All DSP is in Rust (player/dsp);
 // this file only wires it.
 
+// Event bits (player/dsp/src/engine.rs `event`).
+const PROGRESS = 2;
+const OVER = 8 | 16; // drained or stopped
+// A live stream is reported at least this often, even when it is not playing (starved, or
+// waiting to start): the relay paces its audio by these reports.
+const REPORT_EVERY_S = 0.25;
+
 const ACCEPTED = 0;
 const FULL = 2;
 const AHEAD = 4;
@@ -24,6 +31,9 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     this.waiting = [];
     // Frames of a stream that has not begun yet (its `begin` comes by another route).
     this.held = [];
+    // Whether a stream is begun and not yet over, and when it was last reported.
+    this.live = false;
+    this.reportedAt = 0;
     this.port.onmessage = (event) => this.command(event.data);
   }
 
@@ -36,6 +46,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       };
     } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
+      this.live = true;
       this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
       this.held = this.held.filter((f) => streamOf(f) > data.stream);
       this.feed();
@@ -66,9 +77,12 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     if (this.waiting.length) this.feed();
     const out = outputs[0][0];
     const dsp = this.dsp;
-    const events = dsp.orpheus_render(out.length);
+    let events = dsp.orpheus_render(out.length);
     out.set(new Float32Array(dsp.memory.buffer, this.output, out.length));
+    if (!events && this.live && currentTime - this.reportedAt >= REPORT_EVERY_S) events = PROGRESS;
+    if (events & OVER) this.live = false;
     if (events) {
+      this.reportedAt = currentTime;
       this.port.postMessage([events, dsp.orpheus_stream(), dsp.orpheus_played(),
         dsp.orpheus_buffered(), dsp.orpheus_underruns(), currentTime]);
     }

@@ -235,6 +235,8 @@ pub enum Incoming {
         max_text_chars: u32,
         /// Largest client frame, in bytes.
         max_frame_bytes: u32,
+        /// Protocol v2: how long the relay keeps a message whose socket dropped.
+        resume_grace_ms: Option<u64>,
     },
     /// A message's audio begins.
     Start {
@@ -257,11 +259,40 @@ pub enum Incoming {
         samples: u64,
         /// For reason `error`.
         error: Option<RelayError>,
+        /// Protocol v2: characters of the text heard (an estimate).
+        heard_chars: Option<u64>,
+        /// Protocol v2: how the message went.
+        metrics: Option<Metrics>,
     },
     /// A frame of the player's was not a valid message, or was sent too fast.
     Error(RelayError),
     /// The answer to a ping.
     Pong,
+}
+
+/// Protocol v2: how a message went, from its `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// The upstream's time to first byte for the first segment.
+    pub first_byte_ms: Option<u64>,
+    /// The relay's time to first audio.
+    pub first_audio_ms: Option<u64>,
+    /// Upstream segments requested.
+    pub segments: u64,
+    /// Upstream retries.
+    pub retries: u64,
+    /// The most audio flow control held back in the relay.
+    pub held_back_ms: u64,
+}
+
+fn metrics(value: &Json) -> Option<Metrics> {
+    Some(Metrics {
+        first_byte_ms: value.num("first_byte_ms"),
+        first_audio_ms: value.num("first_audio_ms"),
+        segments: value.num("segments")?,
+        retries: value.num("retries")?,
+        held_back_ms: value.num("held_back_ms")?,
+    })
 }
 
 fn relay_error(value: &Json) -> Option<RelayError> {
@@ -289,6 +320,7 @@ impl Incoming {
                 Self::Ready {
                     max_text_chars: small(limits.num("max_text_chars")?),
                     max_frame_bytes: small(limits.num("max_frame_bytes")?),
+                    resume_grace_ms: json.get("flow").and_then(|f| f.num("resume_grace_ms")),
                 }
             }
             "start" => Self::Start {
@@ -302,6 +334,8 @@ impl Incoming {
                 reason: EndReason::from_name(json.str("reason")?).unwrap_or(EndReason::Error),
                 samples: json.num("samples")?,
                 error: json.get("error").and_then(relay_error),
+                heard_chars: json.get("heard").and_then(|h| h.num("chars")),
+                metrics: json.get("metrics").and_then(metrics),
             },
             "error" => Self::Error(relay_error(&json)?),
             "pong" => Self::Pong,
@@ -427,6 +461,27 @@ pub fn stop(id: &str) -> String {
     Writer::default().str("type", "stop").str("id", id).finish()
 }
 
+/// Protocol v2: the play cursor of `stream`, and how much of it arrived.
+pub fn played(stream: u32, played: u64, received: u64) -> String {
+    Writer::default()
+        .str("type", "played")
+        .num("stream", u64::from(stream))
+        .num("played", played)
+        .num("received", received)
+        .finish()
+}
+
+/// Protocol v2: continue message `id` from `played` samples into `stream` (absent: its
+/// `start` never came).
+pub fn resume(id: &str, stream: Option<u32>, played: u64) -> String {
+    Writer::default()
+        .str("type", "resume")
+        .str("id", id)
+        .opt_num("stream", stream.map(u64::from))
+        .num("played", played)
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,9 +520,10 @@ mod tests {
             retry_after_s: e.retry_after_s,
         };
         Some(match message {
-            ServerMessage::Ready { limits, .. } => Incoming::Ready {
+            ServerMessage::Ready { limits, flow, .. } => Incoming::Ready {
                 max_text_chars: limits.max_text_chars,
                 max_frame_bytes: limits.max_frame_bytes,
+                resume_grace_ms: flow.map(|f| u64::from(f.resume_grace_ms)),
             },
             ServerMessage::Start {
                 id,
@@ -485,12 +541,22 @@ mod tests {
                 reason,
                 samples,
                 error: e,
+                heard,
+                metrics: m,
             } => Incoming::End {
                 id,
                 stream,
                 reason,
                 samples,
                 error: e.map(error),
+                heard_chars: heard.map(|h| h.chars),
+                metrics: m.map(|m| Metrics {
+                    first_byte_ms: m.first_byte_ms,
+                    first_audio_ms: m.first_audio_ms,
+                    segments: u64::from(m.segments),
+                    retries: u64::from(m.retries),
+                    held_back_ms: m.held_back_ms,
+                }),
             },
             ServerMessage::Error {
                 code,
@@ -538,9 +604,26 @@ mod tests {
                 orpheus_protocol::ErrorCode::RateLimited,
                 Some(3),
             )),
+            heard: Some(orpheus_protocol::Heard {
+                samples: 24_000,
+                chars: 12,
+            }),
+            metrics: Some(orpheus_protocol::EndMetrics {
+                first_byte_ms: Some(300),
+                first_audio_ms: None,
+                segments: 2,
+                retries: 1,
+                held_back_ms: 1500,
+            }),
         };
         assert_eq!(Incoming::parse(&end.to_json()), projected(end));
-        let ready = ServerMessage::ready("s", orpheus_protocol::Limits::default());
+        let ready = ServerMessage::ready("s", orpheus_protocol::Limits::default(), None);
+        assert_eq!(Incoming::parse(&ready.to_json()), projected(ready));
+        let flow = orpheus_protocol::Flow {
+            window_ms: 2000,
+            resume_grace_ms: 20_000,
+        };
+        let ready = ServerMessage::ready("s", orpheus_protocol::Limits::default(), Some(flow));
         assert_eq!(Incoming::parse(&ready.to_json()), projected(ready));
     }
 

@@ -23,11 +23,19 @@
 //! - while a message waits for its `end`, the link is watched: after `ping_after` of silence a
 //!   ping goes out, after `dead_after` the socket is given up as dead (a half-open link);
 //! - underruns are counted by the engine and reported, never hidden.
+//!
+//! With a relay of protocol v2 (`ready` carries `flow`), the player also reports its play
+//! cursor (`played`, with each progress report of the engine and at once on stop), and a socket
+//! lost before the message's `end` does not end the message: the engine plays on what it has,
+//! and once the session is `ready` again the player asks to `resume` at its cursor. The relay
+//! answers with the rest of the audio (the engine drops what it already has), a new stream that
+//! restarts at a segment boundary, or the message's `end`; without an answer within the grace
+//! period plus [`Config::resume_slack`], it ends `interrupted`.
 
 use orpheus_protocol::PING_FRAME;
 use orpheus_protocol::{is_refusal, EndReason, Limits, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED};
 
-use crate::control::{self, Incoming, RelayError};
+use crate::control::{self, Incoming, Metrics, RelayError};
 
 /// Seconds on the AudioContext clock.
 pub type Seconds = f64;
@@ -89,6 +97,10 @@ pub struct Completion {
     pub first_audio_s: Option<Seconds>,
     /// From `speak` to completion.
     pub total_s: Seconds,
+    /// Protocol v2: characters of the text heard, as the relay estimated them.
+    pub heard_chars: Option<u64>,
+    /// Protocol v2: how the message went, from the relay.
+    pub metrics: Option<Metrics>,
 }
 
 /// Playback of the current message, for progress events.
@@ -132,6 +144,8 @@ pub struct Config {
     pub ping_after: Seconds,
     /// Silence, while a message waits for its end, after which the socket is given up.
     pub dead_after: Seconds,
+    /// Protocol v2: how long past the relay's grace period a message waits for a resume.
+    pub resume_slack: Seconds,
 }
 
 impl Default for Config {
@@ -142,6 +156,7 @@ impl Default for Config {
             reconnect_max_ms: 8_000,
             ping_after: 3.0,
             dead_after: 9.0,
+            resume_slack: 5.0,
         }
     }
 }
@@ -349,6 +364,10 @@ struct Message {
     played_at: Seconds,
     buffered: u64,
     underruns: u32,
+    /// Protocol v2: when its socket was lost; it waits to resume on the next.
+    parked_at: Option<Seconds>,
+    heard_chars: Option<u64>,
+    metrics: Option<Metrics>,
 }
 
 impl Message {
@@ -433,6 +452,13 @@ pub struct PlayerCore {
     last_heard: Seconds,
     /// Whether a ping went out since then.
     pinged: bool,
+    /// Protocol v2 (the relay's `ready` had `flow`): its grace period for a resume.
+    resume_grace: Option<Seconds>,
+    /// When the play cursor was last reported.
+    acked_at: Seconds,
+    /// A parked message the app stopped while no socket was open: the relay is told on the
+    /// next one.
+    stop_on_ready: Option<String>,
     current: Option<Message>,
     /// Stopped or superseded messages waiting for their `end` and their engine stream.
     retiring: Vec<Message>,
@@ -454,6 +480,9 @@ impl PlayerCore {
             context: ContextState::Suspended,
             last_heard: 0.0,
             pinged: false,
+            resume_grace: None,
+            acked_at: 0.0,
+            stop_on_ready: None,
             current: None,
             retiring: Vec::new(),
             state: PlayerState::Connecting,
@@ -475,12 +504,13 @@ impl PlayerCore {
         self.current.iter().chain(&self.retiring)
     }
 
-    /// When the next timer is due, if any (feed [`Input::Tick`] then): a safety timer, or the
-    /// link watch's next ping or verdict.
+    /// When the next timer is due, if any (feed [`Input::Tick`] then): a safety timer, a
+    /// parked message's patience, or the link watch's next ping or verdict.
     pub fn next_deadline(&self) -> Option<Seconds> {
         let safety = self
             .messages()
-            .filter_map(|m| m.safety_deadline(self.config.safety));
+            .filter_map(|m| m.safety_deadline(self.config.safety))
+            .chain(self.resume_deadline());
         let watch = self.watching().then(|| {
             let after = if self.pinged {
                 self.config.dead_after
@@ -490,6 +520,47 @@ impl PlayerCore {
             self.last_heard + after
         });
         safety.chain(watch).reduce(f64::min)
+    }
+
+    /// When a parked message stops waiting for a resume.
+    fn resume_deadline(&self) -> Option<Seconds> {
+        let parked_at = self.current.as_ref()?.parked_at?;
+        Some(parked_at + self.resume_grace? + self.config.resume_slack)
+    }
+
+    /// A parked message that waited too long ends `interrupted`, its audio stopped.
+    fn expire_parked(&mut self) {
+        if self.resume_deadline().is_none_or(|at| self.now < at) {
+            return;
+        }
+        let now = self.now;
+        let m = self.current.as_mut().expect("a parked message");
+        m.parked_at = None;
+        m.phase = Phase::Ended {
+            reason: EndReason::Interrupted,
+            error: None,
+            at: now,
+        };
+        if let Some(stream) = m.stream() {
+            m.playback = Playback::Finished;
+            self.effects.push(Effect::Engine(Command::Stop { stream }));
+        }
+    }
+
+    /// Protocol v2: reports the current message's play cursor to the relay.
+    fn ack(&mut self) {
+        if self.link != Link::Ready || self.resume_grace.is_none() {
+            return;
+        }
+        let Some(m) = self.current.as_ref().filter(|m| m.awaits_end()) else {
+            return;
+        };
+        let Some(stream) = m.stream() else {
+            return;
+        };
+        let frame = control::played(stream, m.played, m.played + m.buffered);
+        self.acked_at = self.now;
+        self.effects.push(Effect::Send(frame));
     }
 
     /// Whether a sent message waits for its `end` on an open socket.
@@ -528,12 +599,17 @@ impl PlayerCore {
                 model,
             } => self.on_speak(id, &text, voice.as_deref(), model.as_deref()),
             Input::Stop => {
+                // The relay learns how far the listener got before it hears of the stop.
+                self.ack();
                 if let Some(m) = self.current.take() {
                     self.retire(m, EndReason::Stopped);
                 }
             }
             Input::Engine(report) => self.on_report(report),
-            Input::Tick => self.watch_link(),
+            Input::Tick => {
+                self.watch_link();
+                self.expire_parked();
+            }
             Input::Context(state) => {
                 self.context = state;
                 self.context_ran |= state == ContextState::Running;
@@ -604,6 +680,9 @@ impl PlayerCore {
             played_at: 0.0,
             buffered: 0,
             underruns: 0,
+            parked_at: None,
+            heard_chars: None,
+            metrics: None,
         };
         if self.link == Link::Closed {
             // Replaced, refused or shut down: nothing will carry it.
@@ -660,6 +739,11 @@ impl PlayerCore {
         );
         match &mut m.phase {
             Phase::Unsent { .. } => m.phase = self.ended(reason, None),
+            // No socket to tell now: the next one will, and the message ends here.
+            Phase::Sent | Phase::Streaming { .. } if m.parked_at.is_some() => {
+                self.stop_on_ready = Some(m.id.clone());
+                m.phase = self.ended(reason, None);
+            }
             Phase::Sent | Phase::Streaming { .. } => {
                 self.effects.push(Effect::Send(control::stop(&m.id)));
             }
@@ -682,9 +766,11 @@ impl PlayerCore {
             Incoming::Ready {
                 max_text_chars,
                 max_frame_bytes,
+                resume_grace_ms,
             } => {
                 self.limits.max_text_chars = max_text_chars;
                 self.limits.max_frame_bytes = max_frame_bytes;
+                self.resume_grace = resume_grace_ms.map(|ms| ms as f64 / 1000.0);
                 self.link = Link::Ready;
                 self.reconnect_attempts = 0;
                 self.effects.push(Effect::Ready);
@@ -692,6 +778,10 @@ impl PlayerCore {
                     self.send_unsent(&mut m);
                     self.current = Some(m);
                 }
+                if let Some(id) = self.stop_on_ready.take() {
+                    self.effects.push(Effect::Send(control::stop(&id)));
+                }
+                self.resume_parked();
             }
             Incoming::Start {
                 id,
@@ -703,19 +793,49 @@ impl PlayerCore {
                 reason,
                 samples,
                 error,
+                heard_chars,
+                metrics,
                 ..
-            } => self.on_end(&id, reason, samples, error),
+            } => self.on_end(&id, reason, samples, error, heard_chars, metrics),
             Incoming::Error(error) => self.on_error(error),
             Incoming::Pong => {}
         }
     }
 
+    /// Asks the relay to continue the parked message where the engine is; a session that
+    /// cannot (protocol v1) ends it `interrupted`.
+    fn resume_parked(&mut self) {
+        let v2 = self.resume_grace.is_some();
+        let Some(m) = self.current.as_mut().filter(|m| m.parked_at.is_some()) else {
+            return;
+        };
+        m.parked_at = None;
+        if v2 {
+            let frame = control::resume(&m.id, m.stream(), m.played);
+            self.effects.push(Effect::Send(frame));
+            return;
+        }
+        m.phase = Phase::Ended {
+            reason: EndReason::Interrupted,
+            error: None,
+            at: self.now,
+        };
+        if let Some(stream) = m.stream() {
+            m.playback = Playback::Finished;
+            self.effects.push(Effect::Engine(Command::Stop { stream }));
+        }
+    }
+
     fn on_start(&mut self, id: &str, stream: u32, rate: u32) {
-        let Some(m) = self
-            .current
-            .as_mut()
-            .filter(|m| m.id == id && m.phase == Phase::Sent)
-        else {
+        // A new stream for a streaming message: the relay restarted it after a resume.
+        let Some(m) = self.current.as_mut().filter(|m| {
+            m.id == id
+                && match m.phase {
+                    Phase::Sent => true,
+                    Phase::Streaming { stream: old, .. } => stream > old,
+                    _ => false,
+                }
+        }) else {
             return;
         };
         m.phase = Phase::Streaming { stream, rate };
@@ -731,7 +851,15 @@ impl PlayerCore {
             .push(Effect::Engine(Command::Begin { stream, rate }));
     }
 
-    fn on_end(&mut self, id: &str, reason: EndReason, samples: u64, error: Option<RelayError>) {
+    fn on_end(
+        &mut self,
+        id: &str,
+        reason: EndReason,
+        samples: u64,
+        error: Option<RelayError>,
+        heard_chars: Option<u64>,
+        metrics: Option<Metrics>,
+    ) {
         let now = self.now;
         // The first message with this id still waiting: a retiring one was spoken earlier.
         let Some(m) = self
@@ -743,8 +871,11 @@ impl PlayerCore {
             return;
         };
         m.samples = samples;
+        m.heard_chars = heard_chars;
+        m.metrics = metrics;
+        // The player stopped it itself (a stop, or a newer speak): its own reason is the truth.
         let reason = match m.retired {
-            Some(retired) if reason == EndReason::Done => retired,
+            Some(retired) if matches!(reason, EndReason::Done | EndReason::Stopped) => retired,
             _ => reason,
         };
         m.phase = Phase::Ended {
@@ -790,6 +921,9 @@ impl PlayerCore {
         {
             m.apply(&report, now);
         }
+        if report.kind == ReportKind::Progress && self.now - self.acked_at >= 0.2 {
+            self.ack();
+        }
     }
 
     /// How far the current message has played, once its audio has begun.
@@ -822,7 +956,14 @@ impl PlayerCore {
         } else {
             EndReason::Interrupted
         };
+        // Protocol v2: the current message waits for the next socket, playing on meanwhile.
+        let v2 = self.resume_grace.is_some();
+        let parked = self.current.take_if(|m| v2 && !fatal && m.awaits_end());
         self.lose_messages(lost, true);
+        if let Some(mut m) = parked {
+            m.parked_at.get_or_insert(self.now);
+            self.current = Some(m);
+        }
         if fatal {
             self.link = Link::Closed;
             return;
@@ -910,6 +1051,8 @@ impl PlayerCore {
             underruns: m.underruns,
             first_audio_s: m.first_audio_at.map(|at| at - m.spoke_at),
             total_s: self.now - m.spoke_at,
+            heard_chars: m.heard_chars,
+            metrics: m.metrics,
         }));
     }
 

@@ -44,7 +44,17 @@ fn completion_json(c: &Completion) -> String {
     if let Some(e) = &c.error {
         w = w.raw("error", &error_json(e));
     }
-    w.finish()
+    if let Some(m) = &c.metrics {
+        let metrics = Writer::default()
+            .opt_num("firstByteMs", m.first_byte_ms)
+            .opt_num("firstAudioMs", m.first_audio_ms)
+            .num("segments", m.segments)
+            .num("retries", m.retries)
+            .num("heldBackMs", m.held_back_ms)
+            .finish();
+        w = w.raw("metrics", &metrics);
+    }
+    w.opt_num("heardChars", c.heard_chars).finish()
 }
 
 fn progress_json(p: &Progress) -> String {

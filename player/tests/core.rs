@@ -5,7 +5,7 @@ use orpheus_player::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, PlayerState, Report,
     ReportKind,
 };
-use orpheus_protocol::{EndReason, ServerMessage};
+use orpheus_protocol::{ClientMessage, EndReason, ServerMessage};
 
 /// The browser and the engine, simulated.
 struct Page {
@@ -45,12 +45,35 @@ impl Page {
         }
     }
 
+    /// A page like [`Page::new`] whose relay speaks protocol v2.
+    fn v2() -> Self {
+        let mut p = Self::unconnected();
+        p.feed(Input::Context(ContextState::Running));
+        p.feed(Input::Connect);
+        p.feed(Input::Opened);
+        p.ready_v2();
+        p
+    }
+
+    fn ready_v2(&mut self) {
+        let flow = orpheus_protocol::Flow {
+            window_ms: 2000,
+            resume_grace_ms: 20_000,
+        };
+        self.server(ServerMessage::ready(
+            "s",
+            orpheus_protocol::Limits::default(),
+            Some(flow),
+        ));
+    }
+
     fn connect_ready(&mut self) {
         self.feed(Input::Connect);
         self.feed(Input::Opened);
         self.server(ServerMessage::ready(
             "s",
             orpheus_protocol::Limits::default(),
+            None,
         ));
     }
 
@@ -99,6 +122,7 @@ impl Page {
             sample_rate: 24_000,
             channels: 1,
             encoding: "pcm_s16le".into(),
+            resumed_at: None,
         });
     }
 
@@ -109,6 +133,8 @@ impl Page {
             reason,
             samples,
             error: None,
+            heard: None,
+            metrics: None,
         });
     }
 
@@ -318,6 +344,7 @@ fn a_drop_before_the_end_interrupts_once_and_reconnects_with_jittered_backoff() 
     p.server(ServerMessage::ready(
         "s",
         orpheus_protocol::Limits::default(),
+        None,
     ));
     assert_eq!(p.core.state(), PlayerState::Idle);
 }
@@ -400,6 +427,7 @@ fn a_speak_is_sent_once_the_session_is_ready() {
     p.server(ServerMessage::ready(
         "s",
         orpheus_protocol::Limits::default(),
+        None,
     ));
     assert_eq!(p.sent.len(), 1);
     // Refused before ready: the message ends interrupted once, nothing was sent.
@@ -431,7 +459,7 @@ fn what_the_relay_would_refuse_ends_at_once_unsent() {
         max_frame_bytes: 50,
         ..Default::default()
     };
-    p.server(ServerMessage::ready("s", limits));
+    p.server(ServerMessage::ready("s", limits, None));
     p.speak("eleven", "Hello world");
     assert_eq!(
         p.completion("eleven").unwrap().error.as_ref().unwrap().code,
@@ -516,6 +544,8 @@ fn a_rejected_speak_completes_with_its_error() {
             orpheus_protocol::ErrorCode::RateLimited,
             Some(7),
         )),
+        heard: None,
+        metrics: None,
     });
     let c = p.completion("a").unwrap();
     assert_eq!(c.error.as_ref().unwrap().retry_after_s, Some(7));
@@ -574,6 +604,7 @@ fn randomized_sequences_complete_every_message_exactly_once() {
                     p.server(ServerMessage::ready(
                         "s",
                         orpheus_protocol::Limits::default(),
+                        None,
                     ));
                 }
                 _ => p.tick_by(rng.f64() * 12.0),
@@ -597,4 +628,170 @@ fn randomized_sequences_complete_every_message_exactly_once() {
         unique.dedup();
         assert_eq!(unique, begins, "a stream is begun once");
     }
+}
+
+/// The client frames of `kind` sent, parsed.
+fn sent_of(p: &Page, kind: &str) -> Vec<ClientMessage> {
+    p.sent
+        .iter()
+        .filter(|f| f.contains(&format!("\"type\":\"{kind}\"")))
+        .map(|f| ClientMessage::parse(f).expect("a valid client frame"))
+        .collect()
+}
+
+#[test]
+fn v2_reports_the_play_cursor_while_playing_and_at_once_on_stop() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    for played in [6_000, 12_000] {
+        p.now += 0.25;
+        p.report(ReportKind::Progress, 1, played);
+    }
+    p.now += 0.01;
+    p.report(ReportKind::Progress, 1, 12_240);
+    p.feed(Input::Stop);
+    let played: Vec<u64> = sent_of(&p, "played")
+        .into_iter()
+        .map(|m| match m {
+            ClientMessage::Played {
+                stream: 1, played, ..
+            } => played,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        played,
+        vec![6_000, 12_000, 12_240],
+        "every 250 ms, and on stop"
+    );
+    let last_two: Vec<&String> = p.sent.iter().rev().take(2).collect();
+    assert!(last_two[0].contains("\"stop\"") && last_two[1].contains("\"played\""));
+
+    let mut v1 = Page::new();
+    v1.speak("a", "Hello there.");
+    v1.start("a", 1);
+    v1.report(ReportKind::Progress, 1, 6_000);
+    v1.feed(Input::Stop);
+    assert!(
+        sent_of(&v1, "played").is_empty(),
+        "a v1 relay hears no reports"
+    );
+}
+
+#[test]
+fn v2_a_lost_socket_parks_the_message_and_resumes_it_at_the_cursor() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there, how are you?");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.now += 0.25;
+    p.report(ReportKind::Progress, 1, 6_000);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    assert!(
+        p.completions.is_empty(),
+        "the message waits for the next socket"
+    );
+    assert!(
+        !p.commands.contains(&Command::Stop { stream: 1 }),
+        "the engine plays on what it has"
+    );
+    p.now += 0.5;
+    p.report(ReportKind::Progress, 1, 18_000);
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.ready_v2();
+    let resume = sent_of(&p, "resume");
+    assert_eq!(
+        resume,
+        vec![ClientMessage::Resume {
+            id: "a".into(),
+            stream: Some(1),
+            played: 18_000
+        }]
+    );
+    p.server(ServerMessage::End {
+        id: "a".into(),
+        stream: Some(1),
+        reason: EndReason::Done,
+        samples: 48_000,
+        error: None,
+        heard: Some(orpheus_protocol::Heard {
+            samples: 48_000,
+            chars: 25,
+        }),
+        metrics: None,
+    });
+    p.report(ReportKind::Drained, 1, 48_000);
+    let done = p.completion("a").expect("completed");
+    assert_eq!((done.reason, done.heard_chars), (EndReason::Done, Some(25)));
+}
+
+#[test]
+fn v2_a_restarted_message_plays_its_new_stream() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.ready_v2();
+    p.start("a", 2);
+    assert_eq!(
+        p.commands.last(),
+        Some(&Command::Begin {
+            stream: 2,
+            rate: 24_000
+        })
+    );
+}
+
+#[test]
+fn v2_a_parked_message_ends_interrupted_once_when_no_socket_comes_back() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    p.tick_by(20.0);
+    assert!(p.completions.is_empty(), "within the grace period");
+    p.tick_by(6.0);
+    assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
+    assert!(p.commands.contains(&Command::Stop { stream: 1 }));
+    p.tick_by(30.0);
+    assert_eq!(p.completions.len(), 1);
+}
+
+#[test]
+fn v2_stop_while_parked_ends_at_once_and_tells_the_next_socket() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    p.feed(Input::Stop);
+    assert!(p.commands.contains(&Command::Stop { stream: 1 }));
+    p.report(ReportKind::Stopped, 1, 0);
+    assert_eq!(p.reason("a"), Some(EndReason::Stopped));
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.ready_v2();
+    assert_eq!(
+        sent_of(&p, "stop"),
+        vec![ClientMessage::Stop {
+            id: Some("a".into())
+        }]
+    );
+    assert!(sent_of(&p, "resume").is_empty());
 }

@@ -13,14 +13,65 @@ pub mod voices;
 
 pub use codes::{EndReason, ErrorCode};
 pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
-pub use messages::{ClientMessage, EndError, Limits, ParseError, ServerMessage};
+pub use messages::{
+    ClientMessage, EndError, EndMetrics, Flow, Heard, Limits, ParseError, ServerMessage,
+};
 pub use voices::{resolve as resolve_voice, Model, DEFAULT_MODEL};
 
-/// The protocol version carried in the `ready` message.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// The WebSocket subprotocol a client offers and the server selects.
+/// The WebSocket subprotocol of protocol version 1.
 pub const SUBPROTOCOL: &str = "orpheus.v1";
+
+/// The WebSocket subprotocol of protocol version 2: version 1 plus the play cursor (`played`),
+/// flow control, `resume` after a dropped link, and what was heard in every `end`.
+pub const SUBPROTOCOL_V2: &str = "orpheus.v2";
+
+/// A protocol version, negotiated by subprotocol at connect.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    /// `orpheus.v1`.
+    #[default]
+    V1,
+    /// `orpheus.v2`.
+    V2,
+}
+
+impl Version {
+    /// The highest version among the offered subprotocols (`Sec-WebSocket-Protocol`), if any.
+    pub fn negotiate(offered: &str) -> Option<Version> {
+        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        [Version::V2, Version::V1]
+            .into_iter()
+            .find(|v| offered.contains(&v.subprotocol()))
+    }
+
+    /// The version's subprotocol.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Version::V1 => SUBPROTOCOL,
+            Version::V2 => SUBPROTOCOL_V2,
+        }
+    }
+
+    /// The number carried in `ready`.
+    pub fn number(self) -> u32 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        }
+    }
+}
 
 /// Close code sent to a socket that another connection to the same session replaced.
 pub const CLOSE_REPLACED: u16 = 4000;
@@ -64,6 +115,17 @@ pub fn is_valid_session_id(sid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_highest_offered_version_wins() {
+        assert_eq!(
+            Version::negotiate("orpheus.v1, orpheus.v2, orpheus.ticket.x"),
+            Some(Version::V2)
+        );
+        assert_eq!(Version::negotiate("orpheus.v1"), Some(Version::V1));
+        assert_eq!(Version::negotiate("orpheus.v3, chat"), None);
+        assert_eq!(Version::negotiate(""), None);
+    }
 
     #[test]
     fn session_ids() {

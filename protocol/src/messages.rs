@@ -32,6 +32,24 @@ pub enum ClientMessage {
     },
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// Protocol v2: how far the client has played the stream, and how much of it it received.
+    Played {
+        /// The stream.
+        stream: u32,
+        /// Samples played (the play cursor).
+        played: u64,
+        /// Samples received.
+        received: u64,
+    },
+    /// Protocol v2: continue message `id`, whose socket dropped, from the play cursor.
+    Resume {
+        /// The message.
+        id: String,
+        /// Its stream; absent if the client never received its `start` (then `played` is 0).
+        stream: Option<u32>,
+        /// Samples played.
+        played: u64,
+    },
 }
 
 /// A client frame that is not a valid message.
@@ -116,6 +134,29 @@ impl ClientMessage {
                 Ok(Self::Stop { id })
             }
             "ping" => Ok(Self::Ping),
+            "played" => {
+                let number =
+                    |key: &str| object.get(key).and_then(Value::as_u64).ok_or_else(invalid);
+                Ok(Self::Played {
+                    stream: u32::try_from(number("stream")?).map_err(|_| invalid())?,
+                    played: number("played")?,
+                    received: number("received")?,
+                })
+            }
+            "resume" => {
+                let id = message_id(object.get("id")).ok_or_else(invalid)?.to_owned();
+                let number =
+                    |key: &str| object.get(key).and_then(Value::as_u64).ok_or_else(invalid);
+                let stream = match object.get("stream") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(u32::try_from(number("stream")?).map_err(|_| invalid())?),
+                };
+                Ok(Self::Resume {
+                    id,
+                    stream,
+                    played: number("played")?,
+                })
+            }
             _ => Err(ParseError::frame(ErrorCode::UnknownType)),
         }
     }
@@ -173,13 +214,50 @@ impl EndError {
     }
 }
 
+/// Protocol v2: flow control and resume, announced in `ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// The relay sends audio at most this far ahead of the last `played`.
+    pub window_ms: u32,
+    /// A message whose socket dropped waits this long for a `resume`.
+    pub resume_grace_ms: u32,
+}
+
+/// Protocol v2: what the listener heard of a message, from the client's play cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heard {
+    /// Samples played, as the client last reported.
+    pub samples: u64,
+    /// Characters of the message's text heard: the text's first `chars` Unicode scalar values.
+    /// Segments played to their end count whole; within the segment in progress, a share
+    /// proportional to its audio played, cut back to a word boundary: an estimate.
+    pub chars: u64,
+}
+
+/// Protocol v2: how a message went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndMetrics {
+    /// The upstream's time to first byte for the first segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<u64>,
+    /// From `speak` to the first audio frame sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_audio_ms: Option<u64>,
+    /// Upstream segments requested.
+    pub segments: u32,
+    /// Upstream requests retried.
+    pub retries: u32,
+    /// The most audio flow control held back at once, in milliseconds.
+    pub held_back_ms: u64,
+}
+
 /// A message from relay to client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// Sent once when the socket opens.
     Ready {
-        /// [`crate::PROTOCOL_VERSION`].
+        /// The protocol version: 1, or 2 (see [`crate::Version`]).
         protocol: u32,
         /// The session id from the URL.
         session: String,
@@ -187,6 +265,9 @@ pub enum ServerMessage {
         limits: Limits,
         /// Model id to its voices.
         voices: BTreeMap<String, Vec<String>>,
+        /// Protocol v2: flow control and resume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<Flow>,
     },
     /// Precedes a message's first audio frame.
     Start {
@@ -200,6 +281,10 @@ pub enum ServerMessage {
         channels: u16,
         /// Always `pcm_s16le`.
         encoding: String,
+        /// Protocol v2: this stream restarts the message at this sample of the message (after
+        /// the relay lost its state, the unplayed part restarts at a segment boundary).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_at: Option<u64>,
     },
     /// Exactly one per `speak`; no frame of the stream follows it.
     End {
@@ -215,6 +300,12 @@ pub enum ServerMessage {
         /// Present when `reason` is `error`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<EndError>,
+        /// Protocol v2: what the listener heard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heard: Option<Heard>,
+        /// Protocol v2: how the message went.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<EndMetrics>,
     },
     /// A frame that is not a valid message and has no `speak` id to answer to, or one sent
     /// faster than the session allows.
@@ -232,8 +323,8 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    /// The `ready` message for a session.
-    pub fn ready(session: &str, limits: Limits) -> Self {
+    /// The `ready` message for a session of protocol v1, or of v2 with `flow`.
+    pub fn ready(session: &str, limits: Limits, flow: Option<Flow>) -> Self {
         let voices = Model::ALL
             .iter()
             .map(|m| {
@@ -241,11 +332,16 @@ impl ServerMessage {
                 (m.id().to_owned(), names)
             })
             .collect();
+        let version = match flow {
+            Some(_) => crate::Version::V2,
+            None => crate::Version::V1,
+        };
         Self::Ready {
-            protocol: crate::PROTOCOL_VERSION,
+            protocol: version.number(),
             session: session.to_owned(),
             limits,
             voices,
+            flow,
         }
     }
 
@@ -354,6 +450,8 @@ mod tests {
             reason: EndReason::Error,
             samples: 0,
             error: Some(EndError::new(ErrorCode::RateLimited, Some(3))),
+            heard: None,
+            metrics: None,
         };
         let json: Value = serde_json::from_str(&end.to_json()).unwrap();
         assert_eq!(json["type"], "end");
@@ -364,7 +462,9 @@ mod tests {
         assert_eq!(ServerMessage::parse(&end.to_json()).unwrap(), end);
 
         let ready: Value =
-            serde_json::from_str(&ServerMessage::ready("s1", Limits::default()).to_json()).unwrap();
+            serde_json::from_str(&ServerMessage::ready("s1", Limits::default(), None).to_json())
+                .unwrap();
+        assert!(ready.get("flow").is_none(), "v1 is unchanged");
         assert_eq!(ready["protocol"], 1);
         assert_eq!(ready["limits"]["segment_chars"], 200);
         assert_eq!(
@@ -372,5 +472,72 @@ mod tests {
             "fahad"
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn version_2_messages() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"played","stream":3,"played":2400,"received":4800}"#),
+            Ok(ClientMessage::Played {
+                stream: 3,
+                played: 2400,
+                received: 4800
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"resume","id":"m","stream":3,"played":2400}"#),
+            Ok(ClientMessage::Resume {
+                id: "m".into(),
+                stream: Some(3),
+                played: 2400
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"resume","id":"m","played":0}"#),
+            Ok(ClientMessage::Resume {
+                id: "m".into(),
+                stream: None,
+                played: 0
+            })
+        );
+        for bad in [
+            r#"{"type":"played","stream":3}"#,
+            r#"{"type":"played","stream":-1,"played":0,"received":0}"#,
+            r#"{"type":"resume","stream":3,"played":0}"#,
+        ] {
+            assert_eq!(err(bad).code, ErrorCode::InvalidMessage, "{bad}");
+        }
+        let flow = Flow {
+            window_ms: 2000,
+            resume_grace_ms: 20_000,
+        };
+        let ready: Value = serde_json::from_str(
+            &ServerMessage::ready("s1", Limits::default(), Some(flow)).to_json(),
+        )
+        .unwrap();
+        assert_eq!(ready["protocol"], 2);
+        assert_eq!(ready["flow"]["window_ms"], 2000);
+        let end = ServerMessage::End {
+            id: "m".into(),
+            stream: Some(1),
+            reason: EndReason::Stopped,
+            samples: 48_000,
+            error: None,
+            heard: Some(Heard {
+                samples: 24_000,
+                chars: 17,
+            }),
+            metrics: Some(EndMetrics {
+                first_byte_ms: Some(400),
+                first_audio_ms: Some(410),
+                segments: 2,
+                retries: 0,
+                held_back_ms: 1500,
+            }),
+        };
+        let json: Value = serde_json::from_str(&end.to_json()).unwrap();
+        assert_eq!(json["heard"]["chars"], 17);
+        assert_eq!(json["metrics"]["held_back_ms"], 1500);
+        assert_eq!(ServerMessage::parse(&end.to_json()).unwrap(), end);
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use orpheus_protocol::ticket::{self, TicketClaims, TICKET_PROTOCOL_PREFIX};
-use orpheus_protocol::{is_valid_session_id, refusal_close_code, SUBPROTOCOL};
+use orpheus_protocol::{
+    is_valid_session_id, refusal_close_code, Version, SUBPROTOCOL, SUBPROTOCOL_V2,
+};
 use worker::{
     event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair,
 };
@@ -85,9 +87,12 @@ async fn session_socket(
         return Response::error("expected a WebSocket upgrade", 426);
     }
     let offered = header(&req, "Sec-WebSocket-Protocol").unwrap_or_default();
-    if !offered.split(',').any(|p| p.trim() == SUBPROTOCOL) {
-        return Response::error("the client must offer the subprotocol orpheus.v1", 400);
-    }
+    let Some(version) = Version::negotiate(&offered) else {
+        return Response::error(
+            "the client must offer the subprotocol orpheus.v2 or orpheus.v1",
+            400,
+        );
+    };
     let origin = header(&req, "Origin");
     let claims = match settings
         .policy
@@ -99,7 +104,7 @@ async fn session_socket(
                 .num("status", refusal.status())
                 .word("reason", refusal.reason());
             log::emit(None, &line);
-            return refuse_in_band(refusal.status(), refusal.reason());
+            return refuse_in_band(version, refusal.status(), refusal.reason());
         }
     };
     let stub = env
@@ -113,13 +118,13 @@ async fn session_socket(
 /// Refuses an upgrade the way a browser can see: completes it and closes at once with the
 /// refusal's close code (4000 + `status`) and reason. (A browser learns nothing of a refused
 /// upgrade's HTTP status, so a player could not tell a refusal from a network failure.)
-pub fn refuse_in_band(status: u16, reason: &str) -> Result<Response> {
+pub fn refuse_in_band(version: Version, status: u16, reason: &str) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
     pair.server
         .close(Some(refusal_close_code(status)), Some(reason))?;
     let headers = Headers::new();
-    headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+    headers.set("Sec-WebSocket-Protocol", version.subprotocol())?;
     Ok(Response::from_websocket(pair.client)?.with_headers(headers))
 }
 
@@ -167,7 +172,7 @@ fn dev_ticket(req: &Request, settings: &Settings) -> Result<Response> {
     let ticket = ticket::mint(secret, &claims);
     Response::from_json(&serde_json::json!({
         "ticket": ticket,
-        "protocols": [SUBPROTOCOL, format!("{TICKET_PROTOCOL_PREFIX}{ticket}")],
+        "protocols": [SUBPROTOCOL_V2, SUBPROTOCOL, format!("{TICKET_PROTOCOL_PREFIX}{ticket}")],
         "expires_at": claims.exp,
     }))
 }

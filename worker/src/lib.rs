@@ -4,17 +4,21 @@
 //! its upstream Groq requests. The logic lives in pure modules tested on the host:
 //! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping),
 //! [`upstream`] (Groq's request and error mapping), [`admission`] (who may connect),
-//! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits) and [`log`] (the one
-//! logging choke point). The rest is runtime glue.
+//! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits), [`flow`],
+//! [`unplayed`] and [`heard`] (protocol v2: flow control, resume, what was heard) and [`log`]
+//! (the one logging choke point). The rest is runtime glue.
 
 pub mod admission;
 pub mod budget;
+pub mod flow;
 pub mod frame_rate;
+pub mod heard;
 pub mod log;
 pub mod replay;
 pub mod segment;
 pub mod session;
 pub mod time;
+pub mod unplayed;
 pub mod upstream;
 pub mod wav;
 

@@ -12,12 +12,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_channel::mpsc::{unbounded, UnboundedSender};
 use futures_util::future::{select, Either};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
-use orpheus_protocol::{CLOSE_REPLACED, PING_FRAME, PONG_FRAME, SUBPROTOCOL};
+use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
 use worker::{
-    durable_object, AbortController, DurableObject, Env, Headers, Request, Response, Result, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, AbortController, AbortSignal, DurableObject, Env, Headers, Request, Response,
+    Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    WebSocketRequestResponsePair,
 };
 
 use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
@@ -46,7 +48,7 @@ enum Load {
     /// Not read yet (the runtime holds events until it is).
     Pending,
     /// Read: the stored state, or the default for a new session.
-    Read(Stored),
+    Read(Box<Stored>),
     /// The read failed: the core starts without it and refuses new messages until a retry
     /// succeeds.
     Failed,
@@ -82,7 +84,25 @@ pub struct RelaySession {
     next_generation: Cell<Generation>,
     /// Abort handles of upstream requests in flight, owned here so any handler can abort them.
     aborts: RefCell<HashMap<FetchId, AbortController>>,
+    /// The inbox of the running pump, if one runs: the single loop that owns every upstream
+    /// request of the active message. Requests other handlers start are handed to it.
+    pump: RefCell<Option<UnboundedSender<Pending>>>,
     loaded: Rc<RefCell<Load>>,
+}
+
+/// An upstream request the core asked for, with its abort handle already registered (so an
+/// abort that comes before the pump starts it still takes effect).
+struct Pending {
+    request: FetchRequest,
+    signal: AbortSignal,
+}
+
+/// What wakes the pump.
+enum PumpItem {
+    /// An event of an upstream request it runs.
+    Upstream(FetchId, UpstreamEvent),
+    /// A request another handler started.
+    Start(Pending),
 }
 
 impl DurableObject for RelaySession {
@@ -95,7 +115,7 @@ impl DurableObject for RelaySession {
         // The runtime holds every event until this has run; the future itself need not be awaited.
         let _loaded = state.block_concurrency_while(async move {
             *slot.borrow_mut() = match read_stored(&storage).await {
-                Some(stored) => Load::Read(stored),
+                Some(stored) => Load::Read(Box::new(stored)),
                 None => Load::Failed,
             };
             Ok(())
@@ -109,6 +129,7 @@ impl DurableObject for RelaySession {
             sockets: RefCell::new(Vec::new()),
             next_generation: Cell::new(1),
             aborts: RefCell::new(HashMap::new()),
+            pump: RefCell::new(None),
             loaded,
         }
     }
@@ -117,6 +138,12 @@ impl DurableObject for RelaySession {
         let Some(session_id) = session_id_from_path(&req.path()) else {
             return Response::error("invalid session id", 400);
         };
+        let offered = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")?
+            .unwrap_or_default();
+        // The Worker admitted only an upgrade that offers a version it speaks.
+        let version = Version::negotiate(&offered).unwrap_or_default();
         let upgrade = LogLine::new("upgrade");
         if let Some(ticket) = req.headers().get(TICKET_HEADER)? {
             if let Err(refusal) = self.claim_ticket(&ticket).await {
@@ -126,7 +153,7 @@ impl DurableObject for RelaySession {
                         .word("result", "refused")
                         .word("reason", refusal.name),
                 );
-                return refuse_in_band(refusal.status, refusal.text);
+                return refuse_in_band(version, refusal.status, refusal.text);
             }
         }
         log::emit(Some(&session_id), &upgrade.word("result", "accepted"));
@@ -143,10 +170,12 @@ impl DurableObject for RelaySession {
         self.sockets
             .borrow_mut()
             .push((generation, pair.server.clone()));
-        // The session releases the socket it served before it serves the new one.
-        self.drive(Input::Connected(generation));
+        // The session releases the socket it served before it serves the new one. (A connect
+        // never starts an upstream request: a `resume` does.)
+        let started = self.drive(Input::Connected(generation, version));
+        debug_assert!(started.is_empty());
         let headers = Headers::new();
-        headers.set("Sec-WebSocket-Protocol", SUBPROTOCOL)?;
+        headers.set("Sec-WebSocket-Protocol", version.subprotocol())?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
 
@@ -159,11 +188,11 @@ impl DurableObject for RelaySession {
             return Ok(());
         };
         self.reload_stored().await;
-        let fetches = match &message {
+        let started = match &message {
             WebSocketIncomingMessage::String(text) => self.drive(Input::Text(generation, text)),
             WebSocketIncomingMessage::Binary(_) => self.drive(Input::Binary(generation)),
         };
-        self.pump(fetches).await;
+        self.pump(started).await;
         Ok(())
     }
 
@@ -222,7 +251,7 @@ impl RelaySession {
     /// The stored state read at construction, for a new core.
     fn take_loaded(&self) -> Option<Stored> {
         match &*self.loaded.borrow() {
-            Load::Read(stored) => Some(stored.clone()),
+            Load::Read(stored) => Some(stored.as_ref().clone()),
             Load::Pending | Load::Failed => None,
         }
     }
@@ -323,7 +352,7 @@ impl RelaySession {
 
     /// Feeds an input to the core, executes the effects, and returns the upstream requests to
     /// start. Does nothing when there is no core (no socket served).
-    fn drive(&self, input: Input<'_>) -> Vec<FetchRequest> {
+    fn drive(&self, input: Input<'_>) -> Vec<Pending> {
         let (effects, session_id) = {
             let mut core = self.core.borrow_mut();
             let Some(core) = core.as_mut() else {
@@ -344,7 +373,7 @@ impl RelaySession {
     }
 
     /// Executes effects in order; returns the upstream requests to start.
-    fn execute(&self, session_id: &str, effects: Vec<Effect>) -> Vec<FetchRequest> {
+    fn execute(&self, session_id: &str, effects: Vec<Effect>) -> Vec<Pending> {
         let mut started = Vec::new();
         for effect in effects {
             match effect {
@@ -358,7 +387,12 @@ impl RelaySession {
                         let _ = ws.send_with_bytes(bytes);
                     }
                 }
-                Effect::Fetch(request) => started.push(request),
+                Effect::Fetch(request) => {
+                    let controller = AbortController::default();
+                    let signal = controller.signal();
+                    self.aborts.borrow_mut().insert(request.fetch, controller);
+                    started.push(Pending { request, signal });
+                }
                 Effect::Abort(fetch) => {
                     if let Some(controller) = self.aborts.borrow_mut().remove(&fetch) {
                         controller.abort();
@@ -396,54 +430,66 @@ impl RelaySession {
         started
     }
 
-    fn start(&self, request: FetchRequest) -> LocalBoxStream<'static, (FetchId, UpstreamEvent)> {
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        self.aborts.borrow_mut().insert(request.fetch, controller);
+    fn start(&self, pending: Pending) -> LocalBoxStream<'static, PumpItem> {
         let key = self.settings.api_key.as_deref().unwrap_or_default();
         upstream_fetch::events(
-            request.fetch,
+            pending.request.fetch,
             &self.settings.base_url,
             key,
-            &request.body,
-            signal,
+            &pending.request.body,
+            pending.signal,
         )
+        .map(|(fetch, event)| PumpItem::Upstream(fetch, event))
+        .boxed_local()
     }
 
-    fn active_stream(&self) -> Option<u32> {
-        self.core.borrow().as_ref().and_then(Session::active_stream)
+    fn message_active(&self) -> bool {
+        self.core
+            .borrow()
+            .as_ref()
+            .and_then(Session::active_stream)
+            .is_some()
     }
 
     fn next_deadline(&self) -> Option<Millis> {
         self.core.borrow().as_ref().and_then(Session::next_deadline)
     }
 
-    /// Relays one message's upstream requests until the message is no longer active. Runs
-    /// inside the handler that started the message, which keeps the object awake meanwhile.
-    /// Dropping the remaining requests when it returns cancels their bodies.
-    async fn pump(&self, first: Vec<FetchRequest>) {
-        let Some(stream) = first.first().map(|r| r.stream) else {
+    /// Runs the upstream requests `started` asked for. If a pump already runs, they are handed
+    /// to it and this returns at once; otherwise this handler becomes the pump: it relays the
+    /// requests' events to the core, and ticks it at its deadlines, until no message is active
+    /// (a parked message stays active until its grace period ends). Running inside a handler
+    /// keeps the object awake meanwhile; dropping the remaining requests when it returns
+    /// cancels their bodies.
+    async fn pump(&self, started: Vec<Pending>) {
+        if started.is_empty() {
             return;
-        };
-        let mut inflight = SelectAll::new();
-        for request in first {
-            inflight.push(self.start(request));
         }
-        while self.active_stream() == Some(stream) {
+        if let Some(inbox) = self.pump.borrow().as_ref() {
+            for pending in started {
+                // The pump takes the inbox away in the same turn it stops reading it.
+                let _ = inbox.unbounded_send(pending);
+            }
+            return;
+        }
+        let (inbox, requests) = unbounded();
+        self.pump.replace(Some(inbox));
+        let mut incoming: SelectAll<LocalBoxStream<'static, PumpItem>> = SelectAll::new();
+        incoming.push(requests.map(PumpItem::Start).boxed_local());
+        for pending in started {
+            incoming.push(self.start(pending));
+        }
+        while self.message_active() {
             let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
                 Duration::from_millis(d.saturating_sub(now()) + 1)
             });
-            let input = if inflight.is_empty() {
-                worker::Delay::from(wait).await;
-                None
-            } else {
-                match select(inflight.next(), worker::Delay::from(wait)).await {
-                    Either::Left((event, _)) => event,
-                    Either::Right(_) => None,
-                }
+            let item = match select(incoming.next(), worker::Delay::from(wait)).await {
+                Either::Left((item, _)) => item,
+                Either::Right(_) => None,
             };
-            let started = match input {
-                Some((fetch, event)) => {
+            let started = match item {
+                Some(PumpItem::Start(pending)) => vec![pending],
+                Some(PumpItem::Upstream(fetch, event)) => {
                     if event.is_final() {
                         self.aborts.borrow_mut().remove(&fetch);
                     }
@@ -456,9 +502,10 @@ impl RelaySession {
                 }
                 None => self.drive(Input::Tick),
             };
-            for request in started {
-                inflight.push(self.start(request));
+            for pending in started {
+                incoming.push(self.start(pending));
             }
         }
+        self.pump.replace(None);
     }
 }

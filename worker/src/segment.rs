@@ -8,6 +8,8 @@
 //! sooner, unless it has no boundary at all in that length; the rest are packed as full as the
 //! boundaries allow. Lengths count Unicode scalar values, as Groq does.
 
+use std::ops::Range;
+
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Upstream limit on characters per request.
@@ -46,11 +48,20 @@ pub fn is_speakable(text: &str) -> bool {
 /// `first_chars` where a boundary allows.
 pub fn split(text: &str, max_chars: usize, first_chars: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
+    split_spans(text, max_chars, first_chars)
+        .into_iter()
+        .map(|span| chars[span].iter().collect())
+        .collect()
+}
+
+/// The segments of [`split`] as ranges of `text`'s characters (Unicode scalar values).
+pub fn split_spans(text: &str, max_chars: usize, first_chars: usize) -> Vec<Range<usize>> {
+    let chars: Vec<char> = text.chars().collect();
     let boundaries = classify(text, &chars);
-    let mut segments = Vec::new();
+    let mut spans = Vec::new();
     let mut start = skip_space(&chars, 0);
     while start < chars.len() {
-        let end = if segments.is_empty() {
+        let end = if spans.is_empty() {
             first_cut(
                 &chars,
                 &boundaries,
@@ -61,14 +72,17 @@ pub fn split(text: &str, max_chars: usize, first_chars: usize) -> Vec<String> {
         } else {
             cut(&chars, &boundaries, start, max_chars)
         };
-        let segment: String = chars[start..end].iter().collect();
-        let segment = segment.trim();
-        if !segment.is_empty() {
-            segments.push(segment.to_owned());
+        // Trimmed: `start` is past white space; a cut may land after some.
+        let mut trimmed = end;
+        while trimmed > start && chars[trimmed - 1].is_whitespace() {
+            trimmed -= 1;
+        }
+        if trimmed > start {
+            spans.push(start..trimmed);
         }
         start = skip_space(&chars, end);
     }
-    segments
+    spans
 }
 
 fn skip_space(chars: &[char], mut at: usize) -> usize {
@@ -196,6 +210,13 @@ mod tests {
     fn split_default(text: &str) -> Vec<String> {
         let segments = split(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS);
         check(text, &segments);
+        let spans = split_spans(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS);
+        let chars: Vec<char> = text.chars().collect();
+        for (span, segment) in spans.iter().zip(&segments) {
+            let at: String = chars[span.clone()].iter().collect();
+            assert_eq!(&at, segment, "spans name the segments");
+        }
+        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start), "in order");
         segments
     }
 

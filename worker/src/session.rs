@@ -19,20 +19,36 @@
 //! - stream numbers and the spending budget live in the session's storage ([`Stored`]), so no
 //!   reconnection or eviction reuses a stream number or resets a limit. Until that state is
 //!   known, new messages are refused (`relay_unavailable`), never run on a blank budget.
+//!
+//! With a client of protocol v2 (`orpheus.v2`), the session also knows what the listener heard:
+//!
+//! - audio goes out only within the flow window ahead of the client's `played` reports, and a
+//!   later segment is requested only when the audio ahead runs low ([`crate::flow`]);
+//! - a socket that drops (or is replaced) parks the active message for `resume_grace_ms`,
+//!   keeping its upstream requests and the audio not yet reported played; a `resume` from the
+//!   next socket continues it from the play cursor, else it ends `interrupted`, once;
+//! - the message's record (text, voice, the length of each finished segment) is stored, so a
+//!   `resume` after the object lost its memory restarts the unplayed part at the segment boundary
+//!   at or before the cursor, in a new stream;
+//! - every `end` says what was heard ([`crate::heard`]) and how the message went.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use orpheus_protocol::{
-    resolve_voice, AudioFrame, ClientMessage, EndError, EndReason, ErrorCode, Limits, Model,
-    ServerMessage, CLOSE_POLICY_VIOLATION, LAST_IN_SEGMENT,
+    resolve_voice, AudioFrame, ClientMessage, EndError, EndMetrics, EndReason, ErrorCode, Flow,
+    Heard, Limits, Model, ServerMessage, Version, CLOSE_POLICY_VIOLATION, LAST_IN_SEGMENT,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{BudgetLimits, SpeechBudget};
+use crate::flow::{self, FlowControl};
 use crate::frame_rate::{FrameRate, FrameVerdict};
+use crate::heard::{heard_chars, SegmentAudio};
 use crate::log::LogLine;
 use crate::segment;
 use crate::time::Millis;
+use crate::unplayed::{Piece, Unplayed};
 use crate::upstream::{self, UpstreamStatus};
 use crate::wav::{Format, WavReader};
 
@@ -68,6 +84,10 @@ pub struct Config {
     pub frames_per_second: u32,
     /// Longest upstream `retry-after` the relay waits out (once, before any audio) on 429/503.
     pub max_retry_wait_s: u32,
+    /// Protocol v2: audio goes out at most this far ahead of the client's play cursor.
+    pub flow_window_ms: Millis,
+    /// Protocol v2: how long a message whose socket dropped waits for a `resume`.
+    pub resume_grace_ms: Millis,
 }
 
 impl Default for Config {
@@ -84,6 +104,8 @@ impl Default for Config {
             budget: BudgetLimits::default(),
             frames_per_second: 20,
             max_retry_wait_s: 5,
+            flow_window_ms: 2_000,
+            resume_grace_ms: 20_000,
         }
     }
 }
@@ -91,8 +113,9 @@ impl Default for Config {
 /// What happened, fed to [`Session::handle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<'a> {
-    /// A new socket was accepted; it replaces the socket the session served, if any.
-    Connected(Generation),
+    /// A new socket was accepted, speaking this protocol version; it replaces the socket the
+    /// session served, if any.
+    Connected(Generation, Version),
     /// A text frame from a socket.
     Text(Generation, &'a str),
     /// A binary frame from a socket.
@@ -161,6 +184,9 @@ pub struct Stored {
     pub budget: SpeechBudget,
     /// The next stream number to hand out; stream numbers are never reused within a session.
     pub next_stream: u32,
+    /// Protocol v2: the active message, so that it can restart after the object lost it.
+    #[serde(default)]
+    pub message: Option<MessageRecord>,
 }
 
 impl Default for Stored {
@@ -168,6 +194,86 @@ impl Default for Stored {
         Self {
             budget: SpeechBudget::default(),
             next_stream: 1,
+            message: None,
+        }
+    }
+}
+
+/// Protocol v2: what it takes to restart a message the object lost (its text stays in the
+/// object's storage, never in a log or a frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// The `speak` id.
+    pub id: String,
+    /// Its current stream.
+    pub stream: u32,
+    /// The message offset of the stream's first sample (non-zero after a restart).
+    pub base: u64,
+    /// The text.
+    pub text: String,
+    /// The model id.
+    pub model: String,
+    /// The voice.
+    pub voice: String,
+    /// The length in samples of each segment relayed to its end, in order.
+    pub segment_samples: Vec<u64>,
+    /// When the message was last known to be alive (or when it ended).
+    pub alive_at: Millis,
+    /// How it ended, once it has: a `resume` that comes after (its `end` was lost with the
+    /// link) gets that `end` again.
+    #[serde(default)]
+    pub ended: Option<EndReason>,
+}
+
+impl MessageRecord {
+    /// The segments of the text, as the message split them.
+    fn spans(&self, config: &Config) -> Vec<Range<usize>> {
+        segment::split_spans(
+            &self.text,
+            config.limits.segment_chars as usize,
+            config.first_segment_chars,
+        )
+    }
+
+    /// The last segment boundary at or before sample `at` of the message: the index of the
+    /// segment that starts there, and the sample.
+    fn boundary_at_or_before(&self, at: u64) -> (usize, u64) {
+        let mut boundary = (0, 0);
+        for &samples in &self.segment_samples {
+            let next = boundary.1 + samples;
+            if next > at {
+                break;
+            }
+            boundary = (boundary.0 + 1, next);
+        }
+        boundary
+    }
+
+    /// What was heard when `played` samples of the stream had played.
+    fn heard(&self, config: &Config, played: u64) -> Heard {
+        let audio: Vec<SegmentAudio> = self
+            .segment_samples
+            .iter()
+            .map(|&samples| SegmentAudio {
+                samples,
+                complete: true,
+            })
+            .collect();
+        let samples = self.base + played;
+        Heard {
+            samples,
+            chars: heard_chars(&self.text, &self.spans(config), &audio, samples),
+        }
+    }
+
+    /// What was heard of a message that ended `reason` at `played` samples into its stream.
+    fn heard_at_end(&self, config: &Config, reason: EndReason, played: u64) -> Heard {
+        match reason {
+            EndReason::Done => Heard {
+                samples: self.base + self.segment_samples.iter().sum::<u64>(),
+                chars: self.text.chars().count() as u64,
+            },
+            _ => self.heard(config, played),
         }
     }
 }
@@ -179,6 +285,9 @@ pub struct Attachment {
     pub session: String,
     /// The socket's generation: of the open sockets, the highest is the one the session serves.
     pub generation: Generation,
+    /// The protocol version the socket speaks.
+    #[serde(default)]
+    pub version: Version,
     /// The active message, if any.
     pub active: Option<ActiveRecord>,
     /// Set once the session no longer serves this socket: its late frames are ignored.
@@ -286,28 +395,145 @@ struct Message {
     stream: u32,
     model: Model,
     voice: &'static str,
-    /// Segments not yet requested.
-    queued: VecDeque<String>,
-    /// Segments requested so far.
-    requested: u32,
+    /// The text, and its segments as character ranges.
+    text: String,
+    spans: Vec<Range<usize>>,
+    /// The index of the next segment to request, and of the first this stream requested.
+    next_index: usize,
+    first_index: usize,
     /// Requested segments in order; the front one is being relayed.
     segments: VecDeque<Segment>,
+    /// The audio of each segment requested so far, by index (for the heard estimate).
+    audio: Vec<SegmentAudio>,
     /// The announced sample rate: set when `start` went out with the first audio.
     sample_rate: Option<u32>,
     samples_sent: u64,
     samples_persisted: u64,
-    /// Whether the message's one upstream retry was used.
-    retried: bool,
+    /// Protocol v2: this stream restarts the message (after the object lost it) at this sample
+    /// of the message, a segment boundary.
+    resumed_at: Option<u64>,
+    /// Protocol v2 flow control, and the audio not yet reported played.
+    flow: Option<Flow2>,
+    /// Protocol v2: the socket dropped; the message waits for a `resume` until then.
+    parked_until: Option<Millis>,
+    /// Upstream requests retried (at most one).
+    retries: u32,
     /// When the `speak` was accepted.
     started_at: Millis,
+    /// When the first segment's response head arrived.
+    first_byte_at: Option<Millis>,
     /// When its first audio was sent.
     first_audio_at: Option<Millis>,
+}
+
+impl Message {
+    /// Samples the relay has of the stream beyond the client's play cursor at `now`: sent, to
+    /// be sent, and waiting in the segments.
+    fn ahead(&self, now: Millis) -> u64 {
+        let waiting: usize = self.segments.iter().map(|s| s.pcm.len() / 2).sum();
+        let rate = self.rate();
+        let held = self.flow.as_ref().map_or(0, |f| {
+            let cursor = f.control.cursor(now, rate, self.samples_sent);
+            f.unplayed.end().saturating_sub(cursor)
+        });
+        held + waiting as u64
+    }
+
+    /// The stream's sample rate, or Orpheus's before it is known.
+    fn rate(&self) -> u32 {
+        self.sample_rate.unwrap_or(24_000)
+    }
+
+    /// With flow control: whether the client has all the audio there is (as far as the relay
+    /// can tell at `now`).
+    fn delivered(&self, now: Millis) -> bool {
+        self.flow.as_ref().is_none_or(|f| {
+            let received = f.control.received_by(now, self.rate(), self.samples_sent);
+            f.unplayed.unsent() == 0 && received >= f.unplayed.end()
+        })
+    }
+
+    /// The stream's `start`, once its sample rate is known.
+    fn start_message(&self) -> Option<ServerMessage> {
+        Some(ServerMessage::Start {
+            id: self.id.clone(),
+            stream: self.stream,
+            sample_rate: self.sample_rate?,
+            channels: 1,
+            encoding: "pcm_s16le".to_owned(),
+            resumed_at: self.resumed_at,
+        })
+    }
+
+    /// The message's first sample in this stream.
+    fn base(&self) -> u64 {
+        self.resumed_at.unwrap_or(0)
+    }
+
+    /// What the listener heard, from the last play cursor reported (protocol v2).
+    fn heard(&self) -> Option<Heard> {
+        let flow = self.flow.as_ref()?;
+        let samples = self.base() + flow.control.played();
+        Some(Heard {
+            samples,
+            chars: heard_chars(&self.text, &self.spans, &self.audio, samples),
+        })
+    }
+
+    /// All of the message, as heard once the client plays out what it has (protocol v2).
+    fn heard_all(&self) -> Option<Heard> {
+        self.flow.as_ref()?;
+        Some(Heard {
+            samples: self.base() + self.samples_sent,
+            chars: self.text.chars().count() as u64,
+        })
+    }
+
+    /// How the message went (protocol v2).
+    fn metrics(&self) -> Option<EndMetrics> {
+        let flow = self.flow.as_ref()?;
+        let rate = self.sample_rate.unwrap_or(24_000);
+        let since_start = |at: Option<Millis>| at.map(|at| at.saturating_sub(self.started_at));
+        Some(EndMetrics {
+            first_byte_ms: since_start(self.first_byte_at),
+            first_audio_ms: since_start(self.first_audio_at),
+            segments: (self.next_index - self.first_index) as u32,
+            retries: self.retries,
+            held_back_ms: flow::millis(flow.held_back_max, rate),
+        })
+    }
+
+    /// Whether the audio ahead at `now` is too little to wait any longer for a segment of
+    /// `chars`.
+    fn needs_lead(&self, chars: usize, now: Millis) -> bool {
+        flow::millis(self.ahead(now), self.rate()) < flow::lead_needed_ms(chars)
+    }
+}
+
+/// A v2 message's flow: the client's reports, and the audio it has not played yet.
+#[derive(Debug)]
+struct Flow2 {
+    control: FlowControl,
+    unplayed: Unplayed,
+    /// The most audio flow control held back at once, in samples.
+    held_back_max: u64,
+}
+
+impl Flow2 {
+    fn new(window_ms: Millis) -> Self {
+        Self {
+            control: FlowControl::new(window_ms),
+            unplayed: Unplayed::new(),
+            held_back_max: 0,
+        }
+    }
 }
 
 /// The socket the session serves.
 #[derive(Debug)]
 struct Client {
     generation: Generation,
+    version: Version,
     frame_rate: FrameRate,
 }
 
@@ -320,6 +546,9 @@ struct Ending {
     error: Option<EndError>,
     /// When the message was accepted and when its first audio went out.
     timing: Option<(Millis, Option<Millis>)>,
+    /// Protocol v2: what was heard, and how the message went.
+    heard: Option<Heard>,
+    metrics: Option<EndMetrics>,
 }
 
 /// The state machine for one session. See the module docs for its rules.
@@ -373,6 +602,7 @@ impl Session {
         }
         s.client = Some(Client {
             generation: attachment.generation,
+            version: attachment.version,
             frame_rate: FrameRate::default(),
         });
         if let Some(record) = attachment.active {
@@ -383,7 +613,10 @@ impl Session {
                 samples: record.samples,
                 error: None,
                 timing: None,
+                heard: None,
+                metrics: None,
             });
+            s.store(false);
             s.persist();
         }
         s
@@ -414,13 +647,22 @@ impl Session {
         self.stored.is_none()
     }
 
-    /// The earliest upstream deadline; feed [`Input::Tick`] once it has passed.
+    /// The earliest deadline (an upstream one, or a parked message's grace); feed
+    /// [`Input::Tick`] once it has passed.
     pub fn next_deadline(&self) -> Option<Millis> {
         let message = self.message.as_ref()?;
+        // A client that falls silent is paced by the clock: look again when that moves.
+        let estimate = message
+            .flow
+            .as_ref()
+            .filter(|_| message.parked_until.is_none())
+            .and_then(|f| f.control.next_estimate(self.now));
         message
             .segments
             .iter()
             .filter_map(|s| s.deadline(&self.config))
+            .chain(message.parked_until)
+            .chain(estimate)
             .min()
     }
 
@@ -428,7 +670,7 @@ impl Session {
     pub fn handle(&mut self, input: Input<'_>, now: Millis) {
         self.now = now;
         match input {
-            Input::Connected(generation) => self.on_connected(generation),
+            Input::Connected(generation, version) => self.on_connected(generation, version),
             Input::Text(generation, frame) => {
                 if self.admit_frame(generation, Some(frame)) {
                     self.on_text(frame);
@@ -454,29 +696,317 @@ impl Session {
         }
     }
 
-    /// A newer socket takes over: the one served so far releases everything first.
-    fn on_connected(&mut self, generation: Generation) {
+    /// A newer socket takes over: the one served so far releases everything first. A v2
+    /// message is parked instead (the new socket may `resume` it) when the new socket speaks
+    /// v2 too; the old socket then gets only its close.
+    fn on_connected(&mut self, generation: Generation, version: Version) {
         if let Some(old) = self.serving() {
-            self.finish(EndReason::Replaced, None);
-            self.close(orpheus_protocol::CLOSE_REPLACED, "replaced");
             debug_assert!(old < generation, "generations only grow");
+            if !self.park(Some(version)) {
+                self.finish(EndReason::Replaced, None);
+            }
+            self.close(orpheus_protocol::CLOSE_REPLACED, "replaced");
+        }
+        if version == Version::V1 && self.parked() {
+            // A v1 client cannot resume what a v2 one left: it ends, heard by nobody.
+            self.finish(EndReason::Interrupted, None);
         }
         self.client = Some(Client {
             generation,
+            version,
             frame_rate: FrameRate::default(),
         });
-        let ready = ServerMessage::ready(&self.session, self.config.limits);
+        let flow = (version == Version::V2).then_some(Flow {
+            window_ms: self.config.flow_window_ms as u32,
+            resume_grace_ms: self.config.resume_grace_ms as u32,
+        });
+        let ready = ServerMessage::ready(&self.session, self.config.limits, flow);
         self.send(&ready);
+        self.forget_stale_record();
         self.persist();
     }
 
     fn on_disconnected(&mut self, generation: Generation) {
         if self.serving() == Some(generation) {
-            // Nobody is listening: release the upstream, send nothing.
+            if !self.park(None) {
+                // Nobody is listening: release the upstream, send nothing.
+                self.client = None;
+                self.finish(EndReason::Interrupted, None);
+            }
             self.client = None;
-            self.finish(EndReason::Interrupted, None);
         }
         self.persist_closed(generation);
+    }
+
+    fn speaks_v2(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| c.version == Version::V2)
+    }
+
+    /// Whether the active message waits for a `resume`.
+    fn parked(&self) -> bool {
+        self.message
+            .as_ref()
+            .is_some_and(|m| m.parked_until.is_some())
+    }
+
+    /// Parks the active message of a v2 client whose socket is going (for a v2 successor, or
+    /// none yet): it keeps its upstream requests and its unplayed audio, and waits for a
+    /// `resume` for the grace period. Returns whether it did.
+    fn park(&mut self, successor: Option<Version>) -> bool {
+        let v2 = self.speaks_v2() && successor.is_none_or(|v| v == Version::V2);
+        let until = self.now + self.config.resume_grace_ms;
+        let Some(message) = self.message.as_mut().filter(|m| v2 && m.flow.is_some()) else {
+            return false;
+        };
+        message.parked_until = Some(until);
+        let line = LogLine::new("park")
+            .id("id", &message.id)
+            .num("stream", message.stream)
+            .num("grace_ms", self.config.resume_grace_ms);
+        self.log(line);
+        self.store(true);
+        true
+    }
+
+    /// A v2 client's play cursor: it frees the window and releases the audio played.
+    fn on_played(&mut self, stream: u32, played: u64, received: u64) {
+        let now = self.now;
+        let Some(message) = self.message.as_mut().filter(|m| m.stream == stream) else {
+            return;
+        };
+        let Some(flow) = message.flow.as_mut() else {
+            return;
+        };
+        // Nothing beyond what was sent can have been received, let alone played.
+        let sent = message.samples_sent;
+        flow.control
+            .on_ack(played.min(sent), received.min(sent), now);
+        flow.unplayed.release(flow.control.played());
+        self.store(false);
+        self.relay();
+    }
+
+    /// A v2 client asks to continue message `id` from `played` samples into `stream` (or, if
+    /// it never learned the stream, from the start): the parked message goes on from there;
+    /// one the object lost restarts at a segment boundary; one that is gone ends
+    /// `interrupted`.
+    fn on_resume(&mut self, id: String, stream: Option<u32>, played: u64) {
+        let names = |m_id: &str, m_stream: u32| m_id == id && stream.is_none_or(|s| s == m_stream);
+        if self
+            .message
+            .as_ref()
+            .is_some_and(|m| names(&m.id, m.stream))
+        {
+            return self.continue_message(stream.is_none(), played);
+        }
+        let record = self
+            .stored
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .filter(|r| names(&r.id, r.stream));
+        let grace = self.config.resume_grace_ms;
+        match record {
+            Some(record) if record.ended.is_none() && record.alive_at + grace >= self.now => {
+                self.restart(record, played)
+            }
+            // It ended (its `end` was lost with the link), or waited too long: the client
+            // gets that end, with what was heard.
+            Some(record) => {
+                let reason = record.ended.unwrap_or(EndReason::Interrupted);
+                let heard = record.heard_at_end(&self.config, reason, played);
+                if record.ended.is_none() {
+                    self.mark_record_ended(reason);
+                }
+                self.log(LogLine::new("resume").id("id", &id).word("result", "ended"));
+                self.end(Ending {
+                    id,
+                    stream,
+                    reason,
+                    samples: played,
+                    error: None,
+                    timing: None,
+                    heard: Some(heard),
+                    metrics: None,
+                })
+            }
+            None => {
+                self.log(LogLine::new("resume").id("id", &id).word("result", "gone"));
+                self.end(Ending {
+                    id,
+                    stream,
+                    reason: EndReason::Interrupted,
+                    samples: played,
+                    error: None,
+                    timing: None,
+                    heard: None,
+                    metrics: None,
+                })
+            }
+        }
+    }
+
+    /// Marks the stored record ended `reason` (the message it names just ended).
+    fn mark_record_ended(&mut self, reason: EndReason) {
+        let now = self.now;
+        if let Some(record) = self.stored.as_mut().and_then(|s| s.message.as_mut()) {
+            record.ended.get_or_insert(reason);
+            record.alive_at = now;
+        }
+        self.store(true);
+    }
+
+    /// Continues the active message from `played`: everything held from there on goes out
+    /// again (`start` first, if the client never saw it), then the rest as it comes.
+    fn continue_message(&mut self, restate_start: bool, played: u64) {
+        let message = self.message.as_mut().expect("a message to continue");
+        message.parked_until = None;
+        let Some(flow) = message.flow.as_mut() else {
+            return;
+        };
+        let played = if restate_start {
+            0
+        } else {
+            played.min(message.samples_sent)
+        };
+        flow.control.rewind(played);
+        flow.unplayed.rewind(played);
+        let line = LogLine::new("resume")
+            .id("id", &message.id)
+            .num("stream", message.stream)
+            .num("played", played);
+        // (A `start` not sent yet goes out with the first audio.)
+        if restate_start && message.first_audio_at.is_some() {
+            if let Some(start) = message.start_message() {
+                self.send(&start);
+            }
+        }
+        self.log(line);
+        self.store(true);
+        self.relay();
+    }
+
+    /// Restarts a message the object lost, from the segment boundary at or before `played`,
+    /// in a new stream whose `start` says where in the message it begins.
+    fn restart(&mut self, record: MessageRecord, played: u64) {
+        let Ok((model, voice)) = resolve_voice(Some(&record.voice), Some(&record.model)) else {
+            return;
+        };
+        let (index, at) = record.boundary_at_or_before(record.base + played);
+        let stored = self.stored.as_mut().expect("a record came from it");
+        let stream = stored.next_stream;
+        stored.next_stream = stored.next_stream.checked_add(1).unwrap_or(1);
+        let spans = record.spans(&self.config);
+        let audio = record.segment_samples[..index]
+            .iter()
+            .map(|&samples| SegmentAudio {
+                samples,
+                complete: true,
+            })
+            .collect();
+        self.log(
+            LogLine::new("restart")
+                .id("id", &record.id)
+                .num("stream", stream)
+                .num("segment", index as u64)
+                .num("at", at),
+        );
+        self.message = Some(Message {
+            id: record.id,
+            stream,
+            model,
+            voice,
+            text: record.text,
+            spans,
+            next_index: index,
+            first_index: index,
+            segments: VecDeque::new(),
+            audio,
+            sample_rate: None,
+            samples_sent: 0,
+            samples_persisted: 0,
+            resumed_at: Some(at),
+            flow: Some(Flow2::new(self.config.flow_window_ms)),
+            parked_until: None,
+            retries: 0,
+            started_at: self.now,
+            first_byte_at: None,
+            first_audio_at: None,
+        });
+        self.store(true);
+        self.persist();
+        self.request_more();
+    }
+
+    /// Forgets a stored message record older than the grace period: nobody can resume it.
+    fn forget_stale_record(&mut self) {
+        let (now, grace) = (self.now, self.config.resume_grace_ms);
+        let stale = self.message.is_none()
+            && self
+                .stored
+                .as_ref()
+                .and_then(|s| s.message.as_ref())
+                .is_some_and(|r| r.alive_at + grace < now);
+        if stale {
+            self.stored.as_mut().expect("checked").message = None;
+            self.store(true);
+        }
+    }
+
+    /// The record of the active v2 message, as of now.
+    fn record(&self) -> Option<MessageRecord> {
+        self.message
+            .as_ref()
+            .filter(|m| m.flow.is_some())
+            .map(|m| MessageRecord {
+                id: m.id.clone(),
+                stream: m.stream,
+                base: m.base(),
+                text: m.text.clone(),
+                model: m.model.id().to_owned(),
+                voice: m.voice.to_owned(),
+                segment_samples: m
+                    .audio
+                    .iter()
+                    .take_while(|a| a.complete)
+                    .map(|a| a.samples)
+                    .collect(),
+                alive_at: self.now,
+                ended: None,
+            })
+    }
+
+    /// Stores the session's state with the active v2 message's record (or none): when `always`,
+    /// when the record changed, or when its liveness is a quarter of the grace period old.
+    fn store(&mut self, always: bool) {
+        let (now, grace) = (self.now, self.config.resume_grace_ms);
+        let record = self.record();
+        let Some(stored) = self.stored.as_mut() else {
+            return;
+        };
+        // With no message active, an ended record stays (until it goes stale).
+        let record = record.or_else(|| {
+            stored
+                .message
+                .clone()
+                .filter(|r| self.message.is_none() && r.ended.is_some())
+        });
+        let changed = match (&stored.message, &record) {
+            (Some(old), Some(new)) => {
+                old.segment_samples != new.segment_samples
+                    || old.stream != new.stream
+                    || old.ended != new.ended
+                    || old.alive_at + grace / 4 <= now
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        if always || changed {
+            stored.message = record;
+            let snapshot = stored.clone();
+            self.effects.push(Effect::Store(snapshot));
+        }
     }
 
     /// Whether a client frame is handled: it must come from the socket served, within the
@@ -536,6 +1066,17 @@ impl Session {
                 None => self.send(&ServerMessage::error(e.code)),
             },
             Ok(ClientMessage::Ping) => self.send(&ServerMessage::Pong),
+            Ok(ClientMessage::Played { .. } | ClientMessage::Resume { .. })
+                if !self.speaks_v2() =>
+            {
+                self.send(&ServerMessage::error(ErrorCode::UnknownType))
+            }
+            Ok(ClientMessage::Played {
+                stream,
+                played,
+                received,
+            }) => self.on_played(stream, played, received),
+            Ok(ClientMessage::Resume { id, stream, played }) => self.on_resume(id, stream, played),
             Ok(ClientMessage::Stop { id }) => {
                 let matches = self
                     .message
@@ -591,10 +1132,8 @@ impl Session {
         }
         let stream = stored.next_stream;
         stored.next_stream = stored.next_stream.checked_add(1).unwrap_or(1);
-        let snapshot = stored.clone();
-        self.effects.push(Effect::Store(snapshot));
         self.finish(EndReason::Superseded, None);
-        let segments = segment::split(
+        let spans = segment::split_spans(
             text,
             self.config.limits.segment_chars as usize,
             self.config.first_segment_chars,
@@ -604,24 +1143,35 @@ impl Session {
                 .id("id", &id)
                 .num("stream", stream)
                 .num("chars", chars)
-                .num("segments", segments.len() as u64)
+                .num("segments", spans.len() as u64)
                 .word("voice", voice),
         );
+        let flow = self
+            .speaks_v2()
+            .then(|| Flow2::new(self.config.flow_window_ms));
         self.message = Some(Message {
             id,
             stream,
             model,
             voice,
-            queued: segments.into(),
-            requested: 0,
+            text: text.to_owned(),
+            spans,
+            next_index: 0,
+            first_index: 0,
             segments: VecDeque::new(),
+            audio: Vec::new(),
             sample_rate: None,
             samples_sent: 0,
             samples_persisted: 0,
-            retried: false,
+            resumed_at: None,
+            flow,
+            parked_until: None,
+            retries: 0,
             started_at: now,
+            first_byte_at: None,
             first_audio_at: None,
         });
+        self.store(true);
         self.persist();
         self.request_more();
     }
@@ -635,11 +1185,15 @@ impl Session {
             samples: 0,
             error: Some(EndError::new(code, retry_after_s)),
             timing: None,
+            heard: None,
+            metrics: None,
         });
     }
 
-    /// Keeps `1 + prefetch` requests in flight while segments remain and none has failed; ends
-    /// the message `done` once every segment was relayed.
+    /// Keeps `1 + prefetch` requests in flight while segments remain and none has failed; with
+    /// flow control (v2), a segment after the first two waits until the audio ahead of the play
+    /// cursor is less than what the upstream needs to produce it. Ends the message `done` once
+    /// every segment was relayed.
     fn request_more(&mut self) {
         let now = self.now;
         let Some(message) = self.message.as_mut() else {
@@ -650,13 +1204,24 @@ impl Session {
             .iter()
             .any(|s| matches!(s.phase, Phase::Failed(_)));
         while !failed && message.segments.len() <= self.config.prefetch {
-            let Some(text) = message.queued.pop_front() else {
+            let Some(span) = message.spans.get(message.next_index).cloned() else {
                 break;
             };
+            // Paced: one segment at a time, and only once the audio ahead runs low.
+            let paced = message.flow.is_some() && message.next_index >= message.first_index + 2;
+            if paced && (!message.segments.is_empty() || !message.needs_lead(span.len(), now)) {
+                break;
+            }
+            let text: String = message
+                .text
+                .chars()
+                .skip(span.start)
+                .take(span.len())
+                .collect();
             let fetch = self.next_fetch;
             self.next_fetch += 1;
             let segment = Segment {
-                index: message.requested,
+                index: message.next_index as u32,
                 body: upstream::request_body(message.model, message.voice, &text),
                 requested_at: now,
                 pcm: Vec::new(),
@@ -667,7 +1232,11 @@ impl Session {
                     deadline: now + self.config.first_byte_timeout_ms,
                 },
             };
-            message.requested += 1;
+            message.next_index += 1;
+            message.audio.push(SegmentAudio {
+                samples: 0,
+                complete: false,
+            });
             self.effects.push(Effect::Fetch(FetchRequest {
                 fetch,
                 stream: message.stream,
@@ -676,7 +1245,10 @@ impl Session {
             }));
             message.segments.push_back(segment);
         }
-        if message.segments.is_empty() && message.queued.is_empty() {
+        // With flow control, `done` waits until the client has everything: a link that drops
+        // before then can still resume the message.
+        let delivered = message.delivered(now);
+        if message.segments.is_empty() && message.next_index >= message.spans.len() && delivered {
             self.finish(EndReason::Done, None);
         }
     }
@@ -704,6 +1276,9 @@ impl Session {
         let (now, stall) = (self.now, self.config.stall_timeout_ms);
         if self.segment_mut(fetch).is_none() {
             return;
+        }
+        if let Some(message) = self.message.as_mut() {
+            message.first_byte_at.get_or_insert(now);
         }
         if (200..300).contains(&status.status) {
             let segment = self.segment_mut(fetch).expect("checked above");
@@ -740,13 +1315,13 @@ impl Session {
             return false;
         };
         let allowed = matches!(status.status, 429 | 503)
-            && !message.retried
+            && message.retries == 0
             && message.samples_sent == 0
             && wait_s <= max_wait;
         if !allowed {
             return false;
         }
-        message.retried = true;
+        message.retries += 1;
         let segment = self.segment_mut(fetch).expect("a live fetch");
         // The error response is over, and the retry is not started yet: nothing to abort.
         segment.phase = Phase::Retrying {
@@ -773,6 +1348,10 @@ impl Session {
         let pushed = wav.push(bytes, &mut segment.pcm);
         segment.received += (segment.pcm.len() - before) as u64;
         segment.format = segment.format.or(wav.format());
+        let (index, samples) = (segment.index as usize, segment.received / 2);
+        if let Some(message) = self.message.as_mut() {
+            message.audio[index].samples = samples;
+        }
         if let Err(e) = pushed {
             self.bad_audio(fetch, e, true);
         }
@@ -793,8 +1372,14 @@ impl Session {
             Phase::Streaming { wav, .. } => wav.finish(),
             _ => Err(crate::wav::WavError::Truncated),
         };
+        let index = segment.index as usize;
         match finished {
-            Ok(()) => segment.phase = Phase::Complete,
+            Ok(()) => {
+                segment.phase = Phase::Complete;
+                let message = self.message.as_mut().expect("it holds the segment");
+                message.audio[index].complete = true;
+                self.store(false);
+            }
             Err(e) => self.bad_audio(fetch, e, false),
         }
         self.relay();
@@ -818,6 +1403,14 @@ impl Session {
         let Some(message) = self.message.as_ref() else {
             return;
         };
+        if message.parked_until.is_some_and(|until| until <= now) {
+            self.log(
+                LogLine::new("resume")
+                    .id("id", &message.id)
+                    .word("result", "expired"),
+            );
+            return self.finish(EndReason::Interrupted, None);
+        }
         let due: Vec<(usize, Option<FetchId>)> = message
             .segments
             .iter()
@@ -875,11 +1468,15 @@ impl Session {
                 break;
             }
         }
+        // With flow control, audio already out of the segments may be waiting for the window.
+        self.send_unplayed();
         self.request_more();
     }
 
-    /// Sends the front segment's PCM, holding back its last few milliseconds while more may
-    /// follow so that its final frame can carry the flag. Returns false if the message ended.
+    /// Releases the front segment's PCM, holding back its last few milliseconds while more may
+    /// follow so that its final frame can carry the flag. Without flow control it goes straight
+    /// out; with it, into the unplayed audio, which goes out as far as the window allows.
+    /// Returns false if the message ended.
     fn flush_front(&mut self) -> bool {
         let hold_back = self.config.hold_back_samples * 2;
         let message = self.message.as_mut().expect("a message to flush");
@@ -889,34 +1486,25 @@ impl Session {
             .pcm
             .len()
             .saturating_sub(if complete { 0 } else { hold_back });
-        if ready == 0 {
-            return true;
-        }
-        let rate = front.format.expect("PCM follows the format").sample_rate;
-        match message.sample_rate {
-            Some(announced) if announced != rate => {
+        if ready > 0 {
+            let rate = front.format.expect("PCM follows the format").sample_rate;
+            if message
+                .sample_rate
+                .is_some_and(|announced| announced != rate)
+            {
                 let error = EndError::new(ErrorCode::UpstreamBadAudio, None);
                 self.finish(EndReason::Error, Some(error));
                 return false;
             }
-            Some(_) => {}
-            None => {
-                message.sample_rate = Some(rate);
-                let start = ServerMessage::Start {
-                    id: message.id.clone(),
-                    stream: message.stream,
-                    sample_rate: rate,
-                    channels: 1,
-                    encoding: "pcm_s16le".to_owned(),
-                };
-                self.send(&start);
+            message.sample_rate = Some(rate);
+            let pcm: Vec<u8> = front.pcm.drain(..ready).collect();
+            let last = complete && front.pcm.is_empty();
+            match message.flow.as_mut() {
+                Some(flow) => flow.unplayed.push(&pcm, last),
+                None => self.send_now(&pcm, last),
             }
         }
-        let message = self.message.as_mut().expect("still active");
-        let front = message.segments.front_mut().expect("still there");
-        let pcm: Vec<u8> = front.pcm.drain(..ready).collect();
-        let last = complete && front.pcm.is_empty();
-        self.send_audio(&pcm, last);
+        self.send_unplayed();
         true
     }
 
@@ -939,49 +1527,111 @@ impl Session {
         true
     }
 
-    fn send_audio(&mut self, pcm: &[u8], last_in_segment: bool) {
+    /// Sends PCM of a message without flow control, in frames from the next sample on.
+    fn send_now(&mut self, pcm: &[u8], last_in_segment: bool) {
         let max = self.config.max_frame_pcm_bytes & !1;
-        let now = self.now;
-        let message = self
-            .message
-            .as_mut()
-            .expect("audio needs an active message");
-        message.first_audio_at.get_or_insert(now);
+        let message = self.message.as_mut().expect("audio needs a message");
         let pieces = pcm.chunks(max).count();
-        let mut frames = Vec::with_capacity(pieces);
-        for (i, piece) in pcm.chunks(max).enumerate() {
+        let mut offset = message.samples_sent;
+        let pieces = pcm
+            .chunks(max)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let piece = Piece {
+                    offset,
+                    flags: if last_in_segment && i + 1 == pieces {
+                        LAST_IN_SEGMENT
+                    } else {
+                        0
+                    },
+                    pcm: chunk.to_vec(),
+                };
+                offset += (chunk.len() / 2) as u64;
+                piece
+            })
+            .collect();
+        message.samples_sent = offset;
+        self.send_pieces(pieces);
+    }
+
+    /// Sends the unplayed audio of a v2 message as far as flow control allows: nothing while
+    /// the message is parked.
+    fn send_unplayed(&mut self) {
+        let max = self.config.max_frame_pcm_bytes & !1;
+        let (now, serving) = (self.now, self.serving().is_some());
+        let Some(message) = self.message.as_mut() else {
+            return;
+        };
+        let (Some(rate), Some(flow)) = (message.sample_rate, message.flow.as_mut()) else {
+            return;
+        };
+        let open = serving && message.parked_until.is_none();
+        let allowed = if open {
+            flow.control.allowance(flow.unplayed.cursor(), rate, now)
+        } else {
+            0
+        };
+        let pieces = flow.unplayed.take(allowed, max);
+        flow.held_back_max = flow.held_back_max.max(flow.unplayed.unsent());
+        if pieces.is_empty() {
+            return;
+        }
+        flow.control.on_sent(flow.unplayed.cursor(), now);
+        message.samples_sent = message.samples_sent.max(flow.unplayed.cursor());
+        self.send_pieces(pieces);
+    }
+
+    /// Sends audio frames of the active message, `start` first if none went out yet.
+    fn send_pieces(&mut self, pieces: Vec<Piece>) {
+        let now = self.now;
+        let message = self.message.as_mut().expect("audio needs a message");
+        let stream = message.stream;
+        let start = message
+            .first_audio_at
+            .is_none()
+            .then(|| message.start_message())
+            .flatten();
+        message.first_audio_at.get_or_insert(now);
+        if let Some(start) = start {
+            self.send(&start);
+        }
+        let Some(generation) = self.serving() else {
+            return;
+        };
+        self.effects.extend(pieces.into_iter().map(|piece| {
             let frame = AudioFrame {
-                flags: if last_in_segment && i + 1 == pieces {
-                    LAST_IN_SEGMENT
-                } else {
-                    0
-                },
-                stream: message.stream,
-                offset: message.samples_sent as u32,
-                pcm: piece,
+                flags: piece.flags,
+                stream,
+                offset: piece.offset as u32,
+                pcm: &piece.pcm,
             };
-            message.samples_sent += (piece.len() / 2) as u64;
-            frames.push(frame.encode());
-        }
-        if let Some(generation) = self.serving() {
-            self.effects.extend(
-                frames
-                    .into_iter()
-                    .map(|frame| Effect::SendBinary(generation, frame)),
-            );
-        }
+            Effect::SendBinary(generation, frame.encode())
+        }));
     }
 
     /// Ends the active message, if there is one: aborts its upstream requests, sends its `end`,
     /// and persists that nothing is active. Idempotent by construction: the message is taken
     /// out first, so a second call finds nothing to end.
     pub fn finish(&mut self, reason: EndReason, error: Option<EndError>) {
+        let record = self.record();
         let Some(message) = self.message.take() else {
             return;
         };
+        if let (Some(record), Some(stored)) = (record, self.stored.as_mut()) {
+            stored.message = Some(MessageRecord {
+                ended: Some(reason),
+                ..record
+            });
+        }
         for fetch in message.segments.iter().filter_map(Segment::held) {
             self.effects.push(Effect::Abort(fetch));
         }
+        let heard = match reason {
+            // The client has all of it, and plays it out.
+            EndReason::Done => message.heard_all(),
+            _ => message.heard(),
+        };
+        let metrics = message.metrics();
         self.end(Ending {
             id: message.id,
             stream: Some(message.stream),
@@ -989,7 +1639,10 @@ impl Session {
             samples: message.samples_sent,
             error,
             timing: Some((message.started_at, message.first_audio_at)),
+            heard,
+            metrics,
         });
+        self.store(true);
         self.persist();
     }
 
@@ -1011,6 +1664,11 @@ impl Session {
         if let Some(e) = &ending.error {
             line = line.word("code", e.code.as_str());
         }
+        if let Some(heard) = &ending.heard {
+            line = line
+                .num("heard_samples", heard.samples)
+                .num("heard_chars", heard.chars);
+        }
         self.log(line);
         self.send(&ServerMessage::End {
             id: ending.id,
@@ -1018,6 +1676,8 @@ impl Session {
             reason: ending.reason,
             samples: ending.samples,
             error: ending.error,
+            heard: ending.heard,
+            metrics: ending.metrics,
         });
     }
 
@@ -1054,11 +1714,13 @@ impl Session {
             stream: m.stream,
             samples: m.samples_persisted,
         });
+        let version = self.client.as_ref().map_or(Version::V1, |c| c.version);
         self.effects.push(Effect::Persist(
             generation,
             Attachment {
                 session: self.session.clone(),
                 generation,
+                version,
                 active,
                 closed: false,
             },
@@ -1072,6 +1734,7 @@ impl Session {
             Attachment {
                 session: self.session.clone(),
                 generation,
+                version: Version::default(),
                 active: None,
                 closed: true,
             },

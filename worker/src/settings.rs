@@ -74,6 +74,8 @@ impl Settings {
             ),
             stall_timeout_ms: var_or(env, "UPSTREAM_STALL_TIMEOUT_MS", defaults.stall_timeout_ms),
             max_retry_wait_s: var_or(env, "UPSTREAM_MAX_RETRY_WAIT_S", defaults.max_retry_wait_s),
+            flow_window_ms: var_or(env, "FLOW_WINDOW_MS", defaults.flow_window_ms),
+            resume_grace_ms: var_or(env, "RESUME_GRACE_MS", defaults.resume_grace_ms),
             ..defaults
         };
         let policy = Policy {

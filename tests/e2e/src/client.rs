@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL};
+use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL, SUBPROTOCOL_V2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,6 +22,16 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Opens a WebSocket offering `protocols` (the `Sec-WebSocket-Protocol` value) from `origin`,
 /// and checks the relay selected `orpheus.v1`. The caller reads `ready`.
 pub async fn open_socket(url: &str, protocols: &str, origin: Option<&str>) -> TestResult<Socket> {
+    open_socket_as(url, protocols, origin, SUBPROTOCOL).await
+}
+
+/// Like [`open_socket`], checking the relay selected `selected`.
+pub async fn open_socket_as(
+    url: &str,
+    protocols: &str,
+    origin: Option<&str>,
+    selected: &str,
+) -> TestResult<Socket> {
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     let header = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
     request
@@ -41,10 +51,7 @@ pub async fn open_socket(url: &str, protocols: &str, origin: Option<&str>) -> Te
         .headers()
         .get("sec-websocket-protocol")
         .and_then(|v| v.to_str().ok());
-    ensure!(
-        protocol == Some(SUBPROTOCOL),
-        "server selected {protocol:?}"
-    );
+    ensure!(protocol == Some(selected), "server selected {protocol:?}");
     Ok(ws)
 }
 
@@ -184,6 +191,15 @@ impl Client {
         .await
     }
 
+    /// Connects to a session of the main relay with a fresh ticket, offering protocol v2.
+    pub async fn connect_v2(fixture: &Fixture, sid: &str) -> TestResult<Self> {
+        let ticket = ticket(TEST_SECRET, sid, TEST_ORIGIN, 60);
+        let protocols = format!("{SUBPROTOCOL_V2}, {}", protocols_with(&ticket));
+        let url = fixture.session_url(sid);
+        let ws = open_socket_as(&url, &protocols, Some(TEST_ORIGIN), SUBPROTOCOL_V2).await?;
+        Self::read_ready(ws).await
+    }
+
     /// Connects offering `protocols` (the `Sec-WebSocket-Protocol` value) from `origin`, and
     /// reads `ready`.
     pub async fn connect_with(
@@ -192,6 +208,10 @@ impl Client {
         origin: Option<&str>,
     ) -> TestResult<Self> {
         let ws = open_socket(url, protocols, origin).await?;
+        Self::read_ready(ws).await
+    }
+
+    async fn read_ready(ws: Socket) -> TestResult<Self> {
         let mut client = Self {
             ws,
             ready: ServerMessage::Pong,
@@ -235,6 +255,24 @@ impl Client {
     pub async fn stop(&mut self, id: &str) -> TestResult {
         self.send_text(serde_json::json!({"type": "stop", "id": id}).to_string())
             .await
+    }
+
+    /// Protocol v2: reports the play cursor.
+    pub async fn played(&mut self, stream: u32, played: u64, received: u64) -> TestResult {
+        let frame = serde_json::json!({
+            "type": "played", "stream": stream, "played": played, "received": received,
+        });
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Protocol v2: asks to resume `id` at `played` samples of `stream`, whose audio then
+    /// continues here from that offset.
+    pub async fn resume(&mut self, id: &str, stream: u32, played: u64) -> TestResult {
+        self.current = Some((stream, played as u32));
+        let frame = serde_json::json!({
+            "type": "resume", "id": id, "stream": stream, "played": played,
+        });
+        self.send_text(frame.to_string()).await
     }
 
     /// Closes the socket.
@@ -329,6 +367,7 @@ impl Client {
                     sample_rate,
                     channels,
                     encoding,
+                    resumed_at,
                 }) => {
                     ensure!(sid == id, "start for {sid} while waiting for {id}");
                     received.start = Some(ServerMessage::Start {
@@ -337,6 +376,7 @@ impl Client {
                         sample_rate,
                         channels,
                         encoding,
+                        resumed_at,
                     });
                 }
                 Frame::Text(end @ ServerMessage::End { .. }) => {

@@ -171,6 +171,7 @@ impl History {
                 reason,
                 samples,
                 error,
+                ..
             } => {
                 let Some(m) = self.messages.get_mut(id) else {
                     return self.note(format!("{id}: end of a message never spoken"));
@@ -516,6 +517,7 @@ mod tests {
             sample_rate: 24_000,
             channels: 1,
             encoding: "pcm_s16le".to_owned(),
+            resumed_at: None,
         }
     }
 
@@ -526,6 +528,8 @@ mod tests {
             reason,
             samples,
             error: None,
+            heard: None,
+            metrics: None,
         }
     }
 

@@ -138,7 +138,7 @@ async fn raw(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> Resul
 
 /// The relay protocol: audio frames of whole samples (an odd byte waits for the next chunk).
 async fn as_relay(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> Result<(), String> {
-    let ready = ServerMessage::ready("bench", Limits::default()).to_json();
+    let ready = ServerMessage::ready("bench", Limits::default(), None).to_json();
     send(&mut ws, Message::text(ready)).await?;
     let id = loop {
         match ws.next().await {
@@ -157,6 +157,7 @@ async fn as_relay(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> 
         sample_rate: RATE,
         channels: 1,
         encoding: "pcm_s16le".into(),
+        resumed_at: None,
     };
     send(&mut ws, Message::text(start_message.to_json())).await?;
     let start = Instant::now();
@@ -200,6 +201,8 @@ async fn as_relay(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> 
         reason,
         samples: (sent / 2) as u64,
         error: None,
+        heard: None,
+        metrics: None,
     };
     send(&mut ws, Message::text(end.to_json())).await?;
     // Hold the socket until the player is done with it.

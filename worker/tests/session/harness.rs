@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use orpheus_protocol::{AudioFrame, EndReason, ErrorCode, ServerMessage};
+use orpheus_protocol::{AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version};
 use orpheus_test_support::{pcm_bytes, wav, Quirks};
 use orpheus_worker::session::{
     Attachment, Config, Effect, FetchId, Generation, Input, Session, Stored,
@@ -45,6 +45,8 @@ pub struct Harness {
     pub now: u64,
     /// The socket the test's client speaks through.
     pub socket: Generation,
+    /// The protocol version the next socket connects with.
+    pub version: Version,
     /// Fetches started and not yet aborted or finished: id -> stream.
     pub open_fetches: HashMap<FetchId, u32>,
     /// Per stream, the latest fetch of each segment (a retry replaces the failed one).
@@ -66,6 +68,8 @@ pub struct Harness {
     pub stored: Option<Stored>,
     ended_streams: HashSet<u32>,
     current_stream: Option<u32>,
+    /// Protocol v2: the play cursor last reported, per stream.
+    reported: HashMap<u32, u64>,
 }
 
 impl Harness {
@@ -77,10 +81,20 @@ impl Harness {
     /// A session with this stored state (`None`: it could not be read), its first socket
     /// connected.
     pub fn with_stored(config: Config, stored: Option<Stored>) -> Self {
+        Self::connected(config, stored, Version::V1)
+    }
+
+    /// A new session whose client speaks protocol v2.
+    pub fn v2(config: Config) -> Self {
+        Self::connected(config, Some(Stored::default()), Version::V2)
+    }
+
+    fn connected(config: Config, stored: Option<Stored>, version: Version) -> Self {
         let mut h = Self {
             session: Session::new(config, "s1", stored),
             now: 1_000,
             socket: 0,
+            version,
             open_fetches: HashMap::new(),
             fetch_order: BTreeMap::new(),
             started: Vec::new(),
@@ -93,6 +107,7 @@ impl Harness {
             stored: None,
             ended_streams: HashSet::new(),
             current_stream: None,
+            reported: HashMap::new(),
         };
         h.connect();
         h
@@ -102,7 +117,7 @@ impl Harness {
     pub fn connect(&mut self) -> Generation {
         self.socket += 1;
         let socket = self.socket;
-        self.feed(Input::Connected(socket));
+        self.feed(Input::Connected(socket, self.version));
         let ready = self.sent_to[&socket].last().cloned();
         assert!(
             matches!(ready, Some(ServerMessage::Ready { .. })),
@@ -130,6 +145,9 @@ impl Harness {
     }
 
     pub fn text(&mut self, frame: &str) {
+        if let Ok(ClientMessage::Played { stream, played, .. }) = ClientMessage::parse(frame) {
+            self.reported.insert(stream, played);
+        }
         self.feed(Input::Text(self.socket, frame));
     }
 
@@ -285,6 +303,87 @@ impl Harness {
             .values()
             .flat_map(|f| self.delivered[f].clone())
             .collect()
+    }
+
+    /// Protocol v2: the client reports its play cursor in `stream`, having received all that
+    /// was sent.
+    pub fn played(&mut self, stream: u32, played: u64) {
+        let received = self.received(stream);
+        let frame = serde_json::json!({
+            "type": "played", "stream": stream, "played": played, "received": received,
+        });
+        self.text(&frame.to_string());
+    }
+
+    /// Samples of `stream` the client has.
+    pub fn received(&self, stream: u32) -> u64 {
+        self.audio.get(&stream).map_or(0, |a| a.len() as u64 / 2)
+    }
+
+    /// Protocol v2: asks, on the socket now served, to resume message `id` at `played`
+    /// samples of `stream` (absent: the client never saw its `start`). The client dropped what
+    /// it had not played.
+    pub fn resume(&mut self, id: &str, stream: Option<u32>, played: u64) {
+        match stream {
+            Some(stream) => self
+                .audio
+                .entry(stream)
+                .or_default()
+                .truncate(played as usize * 2),
+            None => self.current_stream = None,
+        }
+        let frame = serde_json::json!({
+            "type": "resume", "id": id, "stream": stream, "played": played,
+        });
+        self.text(&frame.to_string());
+    }
+
+    /// Protocol v2: plays `stream` in real time, reporting every 250 ms and delivering each
+    /// upstream request of it (`samples` long) when it starts, until the stream ends. Returns
+    /// the most audio ever sent ahead of the cursor.
+    pub fn play_to_end(&mut self, stream: u32, samples: usize) -> u64 {
+        let mut most_ahead = 0;
+        for _ in 0..10_000 {
+            if self.ended_streams.contains(&stream) {
+                return most_ahead;
+            }
+            self.deliver(stream, samples);
+            self.now += 250;
+            let played = self.received(stream).min(self.cursor(stream) + 6_000);
+            self.played(stream, played);
+            most_ahead = most_ahead.max(self.received(stream) - played);
+        }
+        panic!("stream {stream} never ended");
+    }
+
+    /// Completes every upstream request of `stream` in flight, each `samples` long.
+    pub fn deliver(&mut self, stream: u32, samples: usize) {
+        let waiting: Vec<FetchId> = self
+            .fetches_of(stream)
+            .into_iter()
+            .filter(|f| !self.delivered.contains_key(f) && self.open_fetches.contains_key(f))
+            .collect();
+        for fetch in waiting {
+            self.complete(fetch, samples, 4096);
+        }
+    }
+
+    /// The last play cursor reported for `stream`.
+    fn cursor(&self, stream: u32) -> u64 {
+        self.reported.get(&stream).copied().unwrap_or(0)
+    }
+
+    /// The object loses its memory (eviction, a deploy): its sockets and upstream requests are
+    /// gone, and a new session starts from what was stored.
+    pub fn evict(&mut self, config: Config) {
+        let stored = self.stored.clone();
+        self.session = Session::new(config, "s1", stored);
+        // Fetch ids name requests of one object: a new one starts over.
+        self.open_fetches.clear();
+        self.started.clear();
+        self.delivered.clear();
+        self.current_stream = None;
+        self.closed.insert(self.socket, 1006);
     }
 
     /// The latest fetch of each segment of `stream`, in segment order.

@@ -1,8 +1,10 @@
 //! Scenario and randomized tests of the session state machine, on the host, by subject.
 
+mod flow;
 mod harness;
 mod limits;
 mod messages;
 mod random;
+mod resume;
 mod sockets;
 mod upstream;

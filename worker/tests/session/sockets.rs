@@ -137,6 +137,7 @@ fn after_a_wake_only_the_newest_open_socket_is_served() {
         generation,
         active: None,
         closed,
+        version: Default::default(),
     };
     let all = [
         attachment(3, false),

@@ -14,6 +14,7 @@ mod browser;
 mod input;
 mod leaks;
 mod limits;
+mod listener;
 mod messages;
 mod reliability;
 mod sessions;
@@ -26,6 +27,7 @@ use browser::*;
 use input::*;
 use leaks::*;
 use limits::*;
+use listener::*;
 use messages::*;
 use reliability::*;
 use sessions::*;
@@ -67,6 +69,8 @@ fn main() {
         many_sessions_at_once,
         stream_numbers_survive_a_reconnect,
         hibernation_round_trip,
+        v2_resume_after_a_dropped_link,
+        v2_flow_control_and_heard_text,
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,

@@ -1,0 +1,156 @@
+//! Protocol v2 resume: a dropped or replaced socket parks the message; a `resume` continues it
+//! from the play cursor, or restarts it at a segment boundary after the object lost its memory;
+//! the grace period ends it `interrupted`, once.
+
+use orpheus_protocol::{EndReason, ServerMessage, CLOSE_REPLACED};
+use orpheus_worker::session::{Config, Input};
+
+use crate::harness::{long_text, Harness};
+
+const RATE: u64 = 24_000;
+
+/// A v2 session with a message whose first two segments arrived, played `played` samples in.
+fn playing(played: u64) -> Harness {
+    playing_with(Config::default(), played)
+}
+
+fn playing_with(config: Config, played: u64) -> Harness {
+    let mut h = Harness::v2(config);
+    h.speak("m", &long_text(10));
+    // The first two segments, 2 s each, are requested at once.
+    h.deliver(1, 2 * RATE as usize);
+    while h.received(1) < played + RATE / 10 {
+        h.now += 100;
+        let cursor = played.min(h.received(1));
+        h.played(1, cursor);
+    }
+    h.played(1, played);
+    h
+}
+
+#[test]
+fn a_dropped_socket_parks_the_message_and_a_resume_continues_it_bit_exact() {
+    let mut h = playing(30_000);
+    h.feed(Input::Disconnected(h.socket));
+    assert!(h.ends().is_empty(), "parked, not ended");
+    assert!(!h.open_fetches.is_empty(), "the upstream goes on");
+    // The upstream finishes the segment in progress meanwhile.
+    h.deliver(1, 2 * RATE as usize);
+    h.now += 5_000;
+    h.connect();
+    h.resume("m", Some(1), 30_000);
+    h.play_to_end(1, 2 * RATE as usize);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
+    assert_eq!(
+        h.audio[&1],
+        h.expected_audio(1),
+        "each sample once, in order"
+    );
+}
+
+#[test]
+fn a_replaced_v2_socket_is_closed_and_its_message_waits_for_the_resume() {
+    let mut h = playing(10_000);
+    let old = h.socket;
+    h.connect();
+    assert_eq!(h.closed.get(&old), Some(&CLOSE_REPLACED));
+    assert!(h.ends().is_empty(), "the old socket gets only its close");
+    h.resume("m", Some(1), 10_000);
+    h.play_to_end(1, 2 * RATE as usize);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
+    assert_eq!(h.audio[&1], h.expected_audio(1));
+}
+
+#[test]
+fn a_resume_before_start_restates_it() {
+    let mut h = Harness::v2(Config::default());
+    h.speak("m", &long_text(3));
+    h.feed(Input::Disconnected(h.socket));
+    let fetch = h.fetches_of(1)[0];
+    h.complete(fetch, RATE as usize, 4096);
+    h.connect();
+    h.resume("m", None, 0);
+    assert!(
+        matches!(h.texts.last(), Some(ServerMessage::Start { stream: 1, .. }))
+            || h.texts
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Start { .. })),
+        "start"
+    );
+    h.play_to_end(1, RATE as usize);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
+    assert_eq!(h.audio[&1], h.expected_audio(1));
+}
+
+#[test]
+fn the_grace_period_ends_the_message_interrupted_once() {
+    // Shorter than the upstream's first-byte timeout, so that only the grace period ends it.
+    let config = Config {
+        resume_grace_ms: 10_000,
+        ..Config::default()
+    };
+    let grace = config.resume_grace_ms;
+    let mut h = playing_with(config, 30_000);
+    h.feed(Input::Disconnected(h.socket));
+    // The upstream finishes meanwhile; nothing is sent while the message is parked.
+    h.deliver(1, 2 * RATE as usize);
+    h.now += grace - 1;
+    h.feed(Input::Tick);
+    assert_eq!(
+        h.session.active_stream(),
+        Some(1),
+        "still within the grace period"
+    );
+    h.now += 1;
+    h.feed(Input::Tick);
+    assert!(
+        h.open_fetches.is_empty(),
+        "expired: the upstream is released"
+    );
+    assert_eq!(h.session.active_stream(), None);
+    h.feed(Input::Tick);
+    // A late resume learns the ending, with what was heard.
+    h.connect();
+    h.resume("m", Some(1), 30_000);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Interrupted, None)]);
+    let ServerMessage::End {
+        heard: Some(heard), ..
+    } = h.last_end()
+    else {
+        panic!("heard");
+    };
+    assert_eq!(heard.samples, 30_000);
+}
+
+#[test]
+fn after_an_eviction_the_unplayed_part_restarts_at_the_segment_boundary() {
+    // The first segment (2 s) played whole, the second partly: the restart begins at 2 s.
+    let mut h = playing(2 * RATE + 2_000);
+    h.evict(Config::default());
+    h.connect();
+    h.resume("m", Some(1), 2 * RATE + 2_000);
+    let fetches = h.fetches_of(2);
+    assert!(
+        !fetches.is_empty(),
+        "a new stream, its segments requested again"
+    );
+    assert_eq!(
+        h.fetch_order[&2].keys().next(),
+        Some(&1),
+        "from the segment in progress"
+    );
+    h.play_to_end(2, 2 * RATE as usize);
+    let starts: Vec<_> = h
+        .texts
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Start {
+                stream, resumed_at, ..
+            } => Some((*stream, *resumed_at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, vec![(1, None), (2, Some(2 * RATE))]);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
+    assert_eq!(h.audio[&2], h.expected_audio(2));
+}
