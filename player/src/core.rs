@@ -322,8 +322,9 @@ enum Phase {
     /// Waiting for the session to be ready; this `speak` frame (of a text of `chars`
     /// characters) will be sent then.
     Unsent { frame: String, chars: usize },
-    /// Sent; no audio yet.
-    Sent,
+    /// Sent (this frame); no `start` yet. `resumed` once a `resume` for it went out on a new
+    /// socket: an answer that the relay does not know it means it never got the frame.
+    Sent { frame: String, resumed: bool },
     /// Its audio flows in this stream at this rate.
     Streaming { stream: u32, rate: u32 },
     /// The relay's `end` arrived at `at`; the engine plays what it has.
@@ -380,7 +381,7 @@ impl Message {
 
     /// Whether a sent message still waits for its relay `end`.
     fn awaits_end(&self) -> bool {
-        matches!(self.phase, Phase::Sent | Phase::Streaming { .. })
+        matches!(self.phase, Phase::Sent { .. } | Phase::Streaming { .. })
     }
 
     /// When the safety timer completes it if the engine never reports: after what is left of
@@ -726,8 +727,12 @@ impl PlayerCore {
         if !self.watching() {
             self.heard();
         }
+        let frame = frame.clone();
         self.effects.push(Effect::Send(frame.clone()));
-        m.phase = Phase::Sent;
+        m.phase = Phase::Sent {
+            frame,
+            resumed: false,
+        };
     }
 
     /// The app let go of a message: the relay and the engine are told; it completes when both
@@ -740,11 +745,11 @@ impl PlayerCore {
         match &mut m.phase {
             Phase::Unsent { .. } => m.phase = self.ended(reason, None),
             // No socket to tell now: the next one will, and the message ends here.
-            Phase::Sent | Phase::Streaming { .. } if m.parked_at.is_some() => {
+            Phase::Sent { .. } | Phase::Streaming { .. } if m.parked_at.is_some() => {
                 self.stop_on_ready = Some(m.id.clone());
                 m.phase = self.ended(reason, None);
             }
-            Phase::Sent | Phase::Streaming { .. } => {
+            Phase::Sent { .. } | Phase::Streaming { .. } => {
                 self.effects.push(Effect::Send(control::stop(&m.id)));
             }
             // All of it arrived but not all of it played: the listener cut it short.
@@ -811,6 +816,9 @@ impl PlayerCore {
         };
         m.parked_at = None;
         if v2 {
+            if let Phase::Sent { resumed, .. } = &mut m.phase {
+                *resumed = true;
+            }
             let frame = control::resume(&m.id, m.stream(), m.played);
             self.effects.push(Effect::Send(frame));
             return;
@@ -831,7 +839,7 @@ impl PlayerCore {
         let Some(m) = self.current.as_mut().filter(|m| {
             m.id == id
                 && match m.phase {
-                    Phase::Sent => true,
+                    Phase::Sent { .. } => true,
                     Phase::Streaming { stream: old, .. } => stream > old,
                     _ => false,
                 }
@@ -870,6 +878,19 @@ impl PlayerCore {
         else {
             return;
         };
+        // The relay does not know a message resumed before its `start`: the `speak` was lost
+        // with the link. It goes again.
+        if let Phase::Sent {
+            frame,
+            resumed: resumed @ true,
+        } = &mut m.phase
+        {
+            if reason == EndReason::Interrupted && heard_chars.is_none() {
+                *resumed = false;
+                self.effects.push(Effect::Send(frame.clone()));
+                return;
+            }
+        }
         m.samples = samples;
         m.heard_chars = heard_chars;
         m.metrics = metrics;
@@ -901,7 +922,8 @@ impl PlayerCore {
         if !unreadable.contains(&error.code.as_str()) {
             return;
         }
-        if let Some(m) = self.current.as_mut().filter(|m| m.phase == Phase::Sent) {
+        let unanswered = |m: &&mut Message| matches!(m.phase, Phase::Sent { .. });
+        if let Some(m) = self.current.as_mut().filter(unanswered) {
             self.effects.push(Effect::Send(control::stop(&m.id)));
             m.phase = Phase::Ended {
                 reason: EndReason::Error,

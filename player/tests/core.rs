@@ -795,3 +795,32 @@ fn v2_stop_while_parked_ends_at_once_and_tells_the_next_socket() {
     );
     assert!(sent_of(&p, "resume").is_empty());
 }
+
+#[test]
+fn v2_a_speak_lost_with_the_link_is_sent_again_when_the_relay_does_not_know_it() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.feed(Input::Closed {
+        code: 1006,
+        reason: "",
+    });
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.ready_v2();
+    assert_eq!(
+        sent_of(&p, "resume"),
+        vec![ClientMessage::Resume {
+            id: "a".into(),
+            stream: None,
+            played: 0
+        }]
+    );
+    // The relay never got the speak: it does not know the id.
+    p.end("a", None, EndReason::Interrupted, 0);
+    assert!(p.completions.is_empty(), "not settled: sent again");
+    assert_eq!(sent_of(&p, "speak").len(), 2);
+    p.start("a", 1);
+    p.end("a", Some(1), EndReason::Done, 24_000);
+    p.report(ReportKind::Drained, 1, 24_000);
+    assert_eq!(p.reason("a"), Some(EndReason::Done));
+}

@@ -4,9 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use orpheus_protocol::ticket::{self, TicketClaims, TICKET_PROTOCOL_PREFIX};
-use orpheus_protocol::{
-    is_valid_session_id, refusal_close_code, Version, SUBPROTOCOL, SUBPROTOCOL_V2,
-};
+use orpheus_protocol::{is_valid_session_id, refusal_close_code, Version, SUBPROTOCOL};
 use worker::{
     event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair,
 };
@@ -172,7 +170,7 @@ fn dev_ticket(req: &Request, settings: &Settings) -> Result<Response> {
     let ticket = ticket::mint(secret, &claims);
     Response::from_json(&serde_json::json!({
         "ticket": ticket,
-        "protocols": [SUBPROTOCOL_V2, SUBPROTOCOL, format!("{TICKET_PROTOCOL_PREFIX}{ticket}")],
+        "protocols": [SUBPROTOCOL, format!("{TICKET_PROTOCOL_PREFIX}{ticket}")],
         "expires_at": claims.exp,
     }))
 }

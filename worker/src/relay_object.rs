@@ -267,7 +267,7 @@ impl RelaySession {
             return;
         }
         if let Some(stored) = read_stored(&self.state.storage()).await {
-            self.drive(Input::Loaded(stored));
+            self.drive(Input::Loaded(Box::new(stored)));
         }
     }
 

@@ -123,7 +123,7 @@ pub enum Input<'a> {
     /// A socket closed or failed.
     Disconnected(Generation),
     /// The session's stored state was read (after an earlier read failed).
-    Loaded(Stored),
+    Loaded(Box<Stored>),
     /// An upstream request answered with a status (and, for errors, what the relay read of it).
     UpstreamHead(FetchId, UpstreamStatus),
     /// Body bytes of an upstream response.
@@ -187,6 +187,31 @@ pub struct Stored {
     /// Protocol v2: the active message, so that it can restart after the object lost it.
     #[serde(default)]
     pub message: Option<MessageRecord>,
+    /// Protocol v2: how recent messages ended, so that a `resume` that comes after (their
+    /// `end` was lost with the link) gets that `end` again. Kept for the grace period, at most
+    /// [`ENDED_KEPT`].
+    #[serde(default)]
+    pub ended: VecDeque<EndedRecord>,
+}
+
+/// How many recent endings [`Stored`] keeps.
+pub const ENDED_KEPT: usize = 16;
+
+/// Protocol v2: how a message ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedRecord {
+    /// The `speak` id.
+    pub id: String,
+    /// Its last stream.
+    pub stream: u32,
+    /// Why it ended.
+    pub reason: EndReason,
+    /// For reason `error`: what went wrong.
+    pub error: Option<EndError>,
+    /// What was heard.
+    pub heard: Heard,
+    /// When it ended.
+    pub at: Millis,
 }
 
 impl Default for Stored {
@@ -195,6 +220,7 @@ impl Default for Stored {
             budget: SpeechBudget::default(),
             next_stream: 1,
             message: None,
+            ended: VecDeque::new(),
         }
     }
 }
@@ -217,12 +243,8 @@ pub struct MessageRecord {
     pub voice: String,
     /// The length in samples of each segment relayed to its end, in order.
     pub segment_samples: Vec<u64>,
-    /// When the message was last known to be alive (or when it ended).
+    /// When the message was last known to be alive.
     pub alive_at: Millis,
-    /// How it ended, once it has: a `resume` that comes after (its `end` was lost with the
-    /// link) gets that `end` again.
-    #[serde(default)]
-    pub ended: Option<EndReason>,
 }
 
 impl MessageRecord {
@@ -263,17 +285,6 @@ impl MessageRecord {
         Heard {
             samples,
             chars: heard_chars(&self.text, &self.spans(config), &audio, samples),
-        }
-    }
-
-    /// What was heard of a message that ended `reason` at `played` samples into its stream.
-    fn heard_at_end(&self, config: &Config, reason: EndReason, played: u64) -> Heard {
-        match reason {
-            EndReason::Done => Heard {
-                samples: self.base + self.segment_samples.iter().sum::<u64>(),
-                chars: self.text.chars().count() as u64,
-            },
-            _ => self.heard(config, played),
         }
     }
 }
@@ -685,7 +696,7 @@ impl Session {
             Input::Loaded(stored) => {
                 if self.stored.is_none() {
                     self.log(LogLine::new("storage").word("read", "recovered"));
-                    self.stored = Some(stored);
+                    self.stored = Some(*stored);
                 }
             }
             Input::UpstreamHead(fetch, status) => self.on_head(fetch, status),
@@ -808,31 +819,24 @@ impl Session {
             .filter(|r| names(&r.id, r.stream));
         let grace = self.config.resume_grace_ms;
         match record {
-            Some(record) if record.ended.is_none() && record.alive_at + grace >= self.now => {
-                self.restart(record, played)
-            }
-            // It ended (its `end` was lost with the link), or waited too long: the client
-            // gets that end, with what was heard.
+            Some(record) if record.alive_at + grace >= self.now => self.restart(record, played),
+            // Waited too long: it ends now, with what was heard.
             Some(record) => {
-                let reason = record.ended.unwrap_or(EndReason::Interrupted);
-                let heard = record.heard_at_end(&self.config, reason, played);
-                if record.ended.is_none() {
-                    self.mark_record_ended(reason);
-                }
-                self.log(LogLine::new("resume").id("id", &id).word("result", "ended"));
-                self.end(Ending {
-                    id,
-                    stream,
-                    reason,
-                    samples: played,
-                    error: None,
-                    timing: None,
-                    heard: Some(heard),
-                    metrics: None,
-                })
-            }
-            None => {
-                self.log(LogLine::new("resume").id("id", &id).word("result", "gone"));
+                let heard = record.heard(&self.config, played);
+                self.log(
+                    LogLine::new("resume")
+                        .id("id", &id)
+                        .word("result", "expired"),
+                );
+                self.record_ending(
+                    &record.id,
+                    record.stream,
+                    EndReason::Interrupted,
+                    None,
+                    heard,
+                );
+                self.stored.as_mut().expect("it held the record").message = None;
+                self.store(true);
                 self.end(Ending {
                     id,
                     stream,
@@ -840,21 +844,83 @@ impl Session {
                     samples: played,
                     error: None,
                     timing: None,
-                    heard: None,
+                    heard: Some(heard),
                     metrics: None,
                 })
             }
+            None => self.answer_ended(id, stream, played),
         }
     }
 
-    /// Marks the stored record ended `reason` (the message it names just ended).
-    fn mark_record_ended(&mut self, reason: EndReason) {
-        let now = self.now;
-        if let Some(record) = self.stored.as_mut().and_then(|s| s.message.as_mut()) {
-            record.ended.get_or_insert(reason);
-            record.alive_at = now;
+    /// Answers a `resume` of a message that is neither active nor restartable: one that ended
+    /// (its `end` was lost with the link) gets the same `end` again, which is not a second
+    /// ending and is not logged as one; one the relay does not know (it never got the `speak`,
+    /// or forgot it long ago) gets `end` `interrupted` without `heard`.
+    fn answer_ended(&mut self, id: String, stream: Option<u32>, played: u64) {
+        let ended = self.stored.as_ref().and_then(|s| {
+            s.ended
+                .iter()
+                .find(|e| e.id == id && stream.is_none_or(|s| s == e.stream))
+                .cloned()
+        });
+        let line = LogLine::new("resume").id("id", &id);
+        let answer = match ended {
+            Some(ended) => {
+                self.log(
+                    line.word("result", "ended")
+                        .word("reason", ended.reason.as_str()),
+                );
+                ServerMessage::End {
+                    id,
+                    stream: Some(ended.stream),
+                    reason: ended.reason,
+                    samples: played,
+                    error: ended.error,
+                    heard: Some(ended.heard),
+                    metrics: None,
+                }
+            }
+            None => {
+                self.log(line.word("result", "unknown"));
+                ServerMessage::End {
+                    id,
+                    stream,
+                    reason: EndReason::Interrupted,
+                    samples: played,
+                    error: None,
+                    heard: None,
+                    metrics: None,
+                }
+            }
+        };
+        self.send(&answer);
+    }
+
+    /// Remembers how a v2 message ended, for a `resume` that comes after.
+    fn record_ending(
+        &mut self,
+        id: &str,
+        stream: u32,
+        reason: EndReason,
+        error: Option<EndError>,
+        heard: Heard,
+    ) {
+        let at = self.now;
+        let Some(stored) = self.stored.as_mut() else {
+            return;
+        };
+        stored.ended.retain(|e| e.id != id);
+        if stored.ended.len() >= ENDED_KEPT {
+            stored.ended.pop_front();
         }
-        self.store(true);
+        stored.ended.push_back(EndedRecord {
+            id: id.to_owned(),
+            stream,
+            reason,
+            error,
+            heard,
+            at,
+        });
     }
 
     /// Continues the active message from `played`: everything held from there on goes out
@@ -942,14 +1008,21 @@ impl Session {
     /// Forgets a stored message record older than the grace period: nobody can resume it.
     fn forget_stale_record(&mut self) {
         let (now, grace) = (self.now, self.config.resume_grace_ms);
-        let stale = self.message.is_none()
-            && self
-                .stored
+        let idle = self.message.is_none();
+        let Some(stored) = self.stored.as_mut() else {
+            return;
+        };
+        let before = (stored.message.is_some(), stored.ended.len());
+        if idle
+            && stored
+                .message
                 .as_ref()
-                .and_then(|s| s.message.as_ref())
-                .is_some_and(|r| r.alive_at + grace < now);
-        if stale {
-            self.stored.as_mut().expect("checked").message = None;
+                .is_some_and(|r| r.alive_at + grace < now)
+        {
+            stored.message = None;
+        }
+        stored.ended.retain(|e| e.at + grace >= now);
+        if before != (stored.message.is_some(), stored.ended.len()) {
             self.store(true);
         }
     }
@@ -973,7 +1046,6 @@ impl Session {
                     .map(|a| a.samples)
                     .collect(),
                 alive_at: self.now,
-                ended: None,
             })
     }
 
@@ -985,18 +1057,10 @@ impl Session {
         let Some(stored) = self.stored.as_mut() else {
             return;
         };
-        // With no message active, an ended record stays (until it goes stale).
-        let record = record.or_else(|| {
-            stored
-                .message
-                .clone()
-                .filter(|r| self.message.is_none() && r.ended.is_some())
-        });
         let changed = match (&stored.message, &record) {
             (Some(old), Some(new)) => {
                 old.segment_samples != new.segment_samples
                     || old.stream != new.stream
-                    || old.ended != new.ended
                     || old.alive_at + grace / 4 <= now
             }
             (None, None) => false,
@@ -1613,16 +1677,9 @@ impl Session {
     /// and persists that nothing is active. Idempotent by construction: the message is taken
     /// out first, so a second call finds nothing to end.
     pub fn finish(&mut self, reason: EndReason, error: Option<EndError>) {
-        let record = self.record();
         let Some(message) = self.message.take() else {
             return;
         };
-        if let (Some(record), Some(stored)) = (record, self.stored.as_mut()) {
-            stored.message = Some(MessageRecord {
-                ended: Some(reason),
-                ..record
-            });
-        }
         for fetch in message.segments.iter().filter_map(Segment::held) {
             self.effects.push(Effect::Abort(fetch));
         }
@@ -1632,6 +1689,10 @@ impl Session {
             _ => message.heard(),
         };
         let metrics = message.metrics();
+        if let Some(heard) = heard {
+            let error = error.clone();
+            self.record_ending(&message.id, message.stream, reason, error, heard);
+        }
         self.end(Ending {
             id: message.id,
             stream: Some(message.stream),

@@ -275,6 +275,14 @@ impl Client {
         self.send_text(frame.to_string()).await
     }
 
+    /// Cuts the link without a closing handshake (the TCP connection is shut down), as a
+    /// network drop would.
+    pub async fn cut(&mut self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_mut() {
+            let _ = tcp.shutdown().await;
+        }
+    }
+
     /// Closes the socket.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

@@ -1,7 +1,8 @@
 //! The history checker of the reliability suite.
 //!
-//! Clients record every operation (connect, speak, stop, losing the socket, resolving an unknown
-//! outcome) and every frame they receive into one [`History`]. It checks each event as it comes,
+//! Clients record every operation (connect, speak, stop, losing the socket, resuming a message on
+//! a new socket (protocol v2), resolving an unknown outcome) and every frame they receive into
+//! one [`History`]. It checks each event as it comes,
 //! keeping only what later checks need (audio is compared with the upstream's sample by sample on
 //! arrival, not stored), and afterwards [`History::verdict`] adds what only the end of a run can
 //! tell: ends that never came, the upstream's request counts, connections left open.
@@ -41,6 +42,23 @@ pub enum Event<'a> {
     Audio(&'a AudioFrame<'a>),
     /// The socket died or the client dropped it (a reconnect).
     Lost,
+    /// Protocol v2: on this (new) connection, the client asked to resume a message its lost
+    /// socket left waiting, at `played` samples of `stream` (absent: no `start` had come).
+    Resume {
+        /// The message.
+        id: &'a str,
+        /// Its stream.
+        stream: Option<u32>,
+        /// The client's cursor: what it received and played, each sample once.
+        played: u64,
+    },
+    /// Protocol v2: the relay answered a message resumed before its `start` with an `end`
+    /// saying it does not know it (its `speak` was lost with the link); the client sent the
+    /// `speak` again.
+    Respeak {
+        /// The message.
+        id: &'a str,
+    },
     /// The client settled a message whose `end` can never come now, as `interrupted`.
     ResolvedInterrupted {
         /// The message.
@@ -65,6 +83,20 @@ struct Message {
     resolved: u32,
     /// The connection was lost while the message was waiting for its end.
     lost_waiting: bool,
+    /// Protocol v2: where a resume left it.
+    resumed: Resumed,
+}
+
+/// Protocol v2: what a resume made of a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Resumed {
+    /// Not resumed, or resumed after its `start`.
+    #[default]
+    No,
+    /// Resumed before its `start`.
+    BeforeStart,
+    /// Resumed before its `start`, and the relay does not know it.
+    Unknown,
 }
 
 /// What one connection saw of its streams.
@@ -85,6 +117,8 @@ pub struct History {
     connects: u64,
     losses: u64,
     stops: u64,
+    resumes: u64,
+    respoken: u64,
     violations: Vec<String>,
     /// A compact line per event (no audio, no text), for reading a failed run.
     log: Vec<String>,
@@ -116,6 +150,7 @@ impl History {
                         ends: Vec::new(),
                         resolved: 0,
                         lost_waiting: false,
+                        resumed: Resumed::No,
                     },
                 );
             }
@@ -131,6 +166,14 @@ impl History {
                     }
                 }
             }
+            Event::Resume { id, stream, played } => self.on_resume(conn, id, stream, played),
+            Event::Respeak { id } => match self.messages.get_mut(id) {
+                Some(m) if m.resumed == Resumed::Unknown && &m.conn == conn => {
+                    m.resumed = Resumed::No;
+                    self.respoken += 1;
+                }
+                _ => self.note(format!("{id}: spoken again, but the relay knew it")),
+            },
             Event::ResolvedInterrupted { id } => match self.messages.get_mut(id) {
                 Some(m) if m.lost_waiting => m.resolved += 1,
                 Some(_) => self.note(format!(
@@ -138,6 +181,38 @@ impl History {
                 )),
                 None => self.note(format!("{id}: resolved but never spoken")),
             },
+        }
+    }
+
+    /// The message moves to the new connection; its audio continues from `played` (what the
+    /// client keeps), in its stream, compared with the upstream's from there on.
+    fn on_resume(&mut self, conn: &ConnId, id: &str, stream: Option<u32>, played: u64) {
+        self.resumes += 1;
+        let Some(m) = self.messages.get_mut(id) else {
+            return self.note(format!("{id}: resumed but never spoken"));
+        };
+        if !m.lost_waiting {
+            return self.note(format!("{id}: resumed while its socket was alive"));
+        }
+        m.lost_waiting = false;
+        m.conn = conn.clone();
+        m.received = m.received.min(played as usize * 2);
+        m.stream = stream;
+        m.resumed = if stream.is_none() {
+            Resumed::BeforeStart
+        } else {
+            Resumed::No
+        };
+        if let Some(stream) = stream {
+            let next_offset = (m.received / 2) as u32;
+            self.streams.insert(
+                (conn.clone(), stream),
+                Stream {
+                    id: id.to_owned(),
+                    next_offset,
+                    ended: false,
+                },
+            );
         }
     }
 
@@ -171,6 +246,7 @@ impl History {
                 reason,
                 samples,
                 error,
+                heard,
                 ..
             } => {
                 let Some(m) = self.messages.get_mut(id) else {
@@ -178,6 +254,12 @@ impl History {
                 };
                 if &m.conn != conn {
                     return self.note(format!("{id}: end on another connection"));
+                }
+                // The relay's answer to a resume of a message it never got: not an ending.
+                let unknown = *reason == EndReason::Interrupted && heard.is_none();
+                if m.resumed == Resumed::BeforeStart && unknown {
+                    m.resumed = Resumed::Unknown;
+                    return;
                 }
                 m.ends.push((
                     *reason,
@@ -241,6 +323,8 @@ impl History {
             connects: self.connects,
             losses: self.losses,
             stops: self.stops,
+            resumes: self.resumes,
+            respoken: self.respoken,
             upstream_open: observed.upstream_open,
             ..Verdict::default()
         };
@@ -378,6 +462,10 @@ fn describe(event: &Event<'_>) -> String {
             f.samples()
         ),
         Event::Lost => "lost".into(),
+        Event::Resume { id, stream, played } => {
+            format!("resume {id} stream={stream:?} played={played}")
+        }
+        Event::Respeak { id } => format!("speak {id} again"),
         Event::ResolvedInterrupted { id } => format!("resolved {id} interrupted"),
     }
 }
@@ -415,6 +503,10 @@ pub struct Verdict {
     pub losses: u64,
     /// `stop`s sent.
     pub stops: u64,
+    /// Protocol v2: messages the clients asked to resume on a new socket.
+    pub resumes: u64,
+    /// Protocol v2: messages whose `speak` was lost with the link, sent again.
+    pub respoken: u64,
     /// Time from `speak` to the first audio frame, for messages that had audio.
     pub first_audio: Vec<Duration>,
     /// Every broken promise, in words.
@@ -423,6 +515,18 @@ pub struct Verdict {
 
 impl Verdict {
     /// Messages that ended exactly once, as a share of all.
+    /// Of the messages that had to run to their end (not stopped, superseded or failed), the
+    /// share that ended `done`; the others were cut off (`interrupted`, or settled so by the
+    /// client when their socket died).
+    pub fn done_rate(&self) -> f64 {
+        let done = self.ends.get("done").copied().unwrap_or(0);
+        let cut = self.ends.get("interrupted").copied().unwrap_or(0) + self.unknown_resolved;
+        if done + cut == 0 {
+            return 1.0;
+        }
+        done as f64 / (done + cut) as f64
+    }
+
     pub fn exactly_once_rate(&self) -> f64 {
         if self.speaks == 0 {
             return 1.0;
@@ -489,9 +593,12 @@ impl fmt::Display for Verdict {
         )?;
         write!(
             f,
-            "connects={} losses={} stops={} first_audio_ms p50={} p95={} p99={}",
+            "connects={} losses={} resumes={} respoken={} done_rate={:.4} stops={} first_audio_ms p50={} p95={} p99={}",
             self.connects,
             self.losses,
+            self.resumes,
+            self.respoken,
+            self.done_rate(),
             self.stops,
             ms(50.0),
             ms(95.0),
@@ -549,6 +656,59 @@ mod tests {
             h.record(&conn(1), Event::Audio(&frame));
         }
         pcm
+    }
+
+    #[test]
+    fn a_resumed_message_is_followed_to_its_new_connection() {
+        let mut h = History::default();
+        let pcm = expected_pcm(TEXT);
+        let samples = pcm.len() as u64 / 2;
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id: "a",
+                text: TEXT,
+            },
+        );
+        h.record(&conn(1), Event::Text(&start("a", 1)));
+        let quarter = pcm.len() / 8 * 2;
+        let first = AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: 0,
+            pcm: &pcm[..quarter],
+        };
+        h.record(&conn(1), Event::Audio(&first));
+        h.record(&conn(1), Event::Lost);
+        // Resumed at the cursor: the relay sends from there, on the new connection.
+        let played = quarter as u64 / 2;
+        h.record(
+            &conn(2),
+            Event::Resume {
+                id: "a",
+                stream: Some(1),
+                played,
+            },
+        );
+        let rest = AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: played as u32,
+            pcm: &pcm[quarter..],
+        };
+        h.record(&conn(2), Event::Audio(&rest));
+        h.record(
+            &conn(2),
+            Event::Text(&end("a", 1, EndReason::Done, samples)),
+        );
+        let inputs = vec![TEXT.to_owned()];
+        let v = h.verdict(&Observed {
+            upstream_inputs: &inputs,
+            ..Observed::default()
+        });
+        v.check().unwrap();
+        assert_eq!((v.done_bit_exact, v.resumes, v.unknown_resolved), (1, 1, 0));
+        assert_eq!(v.done_rate(), 1.0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod browser;
 pub mod client;
 pub mod fixture;
 pub mod history;
+pub mod listener;
 pub mod load;
 pub mod patterns;
 pub mod process;
@@ -26,6 +27,7 @@ pub use audio::{
 pub use browser::{run_browser_script, SampleApp};
 pub use client::{http_get, http_request, open_socket, refusal, Client, Frame, Received, Socket};
 pub use fixture::Fixture;
+pub use listener::Listener;
 pub use process::Relay;
 pub use tickets::{protocols_with, record_ticket, ticket, Ledger, LEDGER};
 

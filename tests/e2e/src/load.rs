@@ -2,11 +2,13 @@
 //! everything into a [`History`]: the engine of the chaos scenarios and of the soak.
 //!
 //! Each session behaves like a careful client (the player does the same): it watches its socket
-//! with pings, gives it up when nothing at all arrives for [`LIVENESS`] (a half-open link), settles
-//! every message still waiting for its `end` as `interrupted` exactly once when the socket is
-//! lost, and reconnects with a fresh ticket and backoff.
+//! with pings, gives it up when nothing at all arrives for [`LIVENESS`] (a half-open link), and
+//! reconnects with a fresh ticket and backoff. A session of protocol v1 settles every message
+//! still waiting for its `end` as `interrupted` exactly once when the socket is lost; one of
+//! protocol v2 reports its play cursor (it plays what it receives at once) and resumes those
+//! messages on its next socket, settling them `interrupted` only if it cannot reconnect.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,8 +17,10 @@ use orpheus_protocol::{AudioFrame, ServerMessage};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::open_socket_as;
 use crate::history::{ConnId, Event, History};
-use crate::{open_socket, protocols_with, ticket, Socket, TestResult};
+use crate::{protocols_with, ticket, Socket, TestResult};
+use orpheus_protocol::{SUBPROTOCOL, SUBPROTOCOL_V2};
 
 /// Silence after which a session pings the relay.
 pub const PING_AFTER: Duration = Duration::from_secs(2);
@@ -24,6 +28,8 @@ pub const PING_AFTER: Duration = Duration::from_secs(2);
 pub const LIVENESS: Duration = Duration::from_secs(6);
 /// How long a session may wait for its messages' ends after the run's time is up.
 pub const DRAIN: Duration = Duration::from_secs(60);
+/// Protocol v2: how often a session reports its play cursor.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// What the sessions do, as shares of messages.
 #[derive(Debug, Clone)]
@@ -80,6 +86,8 @@ pub struct Load {
     pub mix: Mix,
     /// Seeds every session's choices.
     pub seed: u64,
+    /// Protocol v2: the sessions report their cursor and resume messages after a loss.
+    pub resume: bool,
 }
 
 /// Runs `load` against `endpoint`, recording into `history`. Returns the number of messages
@@ -106,31 +114,51 @@ async fn session(
     );
     let mut spoken = 0u64;
     let mut conn_no = 0;
-    while Instant::now() < deadline {
-        let socket = connect(endpoint, &sid, deadline + DRAIN).await?;
+    // Protocol v2: messages a lost socket left waiting, to resume on the next one.
+    let mut carried: BTreeMap<String, Waiting> = BTreeMap::new();
+    while Instant::now() < deadline || !carried.is_empty() {
+        let socket = match connect(endpoint, &sid, load.resume, deadline + DRAIN).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                let mut history = history.lock().expect("history");
+                let conn = (sid.clone(), conn_no);
+                for id in carried.keys() {
+                    history.record(&conn, Event::ResolvedInterrupted { id });
+                }
+                return Err(e);
+            }
+        };
         conn_no += 1;
         let mut conn = Conn {
             id: (sid.clone(), conn_no),
             socket: Some(socket),
             pending: BTreeSet::new(),
+            cursors: BTreeMap::new(),
+            resume: load.resume,
+            carried: BTreeMap::new(),
             history,
             last_frame: Instant::now(),
             last_ping: Instant::now(),
+            last_report: Instant::now(),
         };
         conn.record(Event::Connected);
+        conn.resume_all(std::mem::take(&mut carried)).await;
         conn.converse(load, index, &mut rng, &mut spoken, deadline)
             .await?;
+        carried = std::mem::take(&mut conn.carried);
     }
     Ok(spoken)
 }
 
 /// Connects with a fresh ticket each attempt, backing off from 100 ms to 2 s, until `give_up`.
-async fn connect(endpoint: &Endpoint, sid: &str, give_up: Instant) -> TestResult<Socket> {
+async fn connect(endpoint: &Endpoint, sid: &str, v2: bool, give_up: Instant) -> TestResult<Socket> {
     let url = format!("{}/v1/sessions/{sid}/ws", endpoint.base);
     let mut backoff = Duration::from_millis(100);
+    let version = if v2 { SUBPROTOCOL_V2 } else { SUBPROTOCOL };
     loop {
         let ticket = ticket(&endpoint.secret, sid, &endpoint.origin, 60);
-        let attempt = open_socket(&url, &protocols_with(&ticket), Some(&endpoint.origin)).await;
+        let protocols = format!("{version}, {}", protocols_with(&ticket));
+        let attempt = open_socket_as(&url, &protocols, Some(&endpoint.origin), version).await;
         match attempt {
             Ok(socket) => return Ok(socket),
             Err(e) if Instant::now() + backoff > give_up => {
@@ -152,15 +180,36 @@ enum Outcome {
     Lost,
 }
 
+/// Protocol v2: a message waiting for its `end`.
+#[derive(Debug, Clone)]
+struct Waiting {
+    /// Its stream, once started.
+    stream: Option<u32>,
+    /// Samples of it received (and so played: the session plays what it receives at once).
+    played: u64,
+    /// Its text, to send again if the relay never got it.
+    text: String,
+    /// Resumed before its `start`: an answer that the relay does not know it means its
+    /// `speak` was lost with the link.
+    resumed_unstarted: bool,
+}
+
 /// One connection of a session.
 struct Conn<'h> {
     id: ConnId,
     socket: Option<Socket>,
-    /// Messages sent on this connection still waiting for their end.
+    /// Messages sent (or resumed) on this connection still waiting for their end.
     pending: BTreeSet<String>,
+    /// Protocol v2: where each pending message stands.
+    cursors: BTreeMap<String, Waiting>,
+    /// Protocol v2.
+    resume: bool,
+    /// Protocol v2: what was pending when the socket was lost, to resume on the next one.
+    carried: BTreeMap<String, Waiting>,
     history: &'h Mutex<History>,
     last_frame: Instant,
     last_ping: Instant,
+    last_report: Instant,
 }
 
 impl Conn<'_> {
@@ -169,6 +218,66 @@ impl Conn<'_> {
             .lock()
             .expect("history")
             .record(&self.id, event);
+    }
+
+    /// Protocol v2: asks the relay to resume each message a lost socket left waiting.
+    async fn resume_all(&mut self, carried: BTreeMap<String, Waiting>) {
+        for (id, mut waiting) in carried {
+            let (stream, played) = (waiting.stream, waiting.played);
+            self.record(Event::Resume {
+                id: &id,
+                stream,
+                played,
+            });
+            let frame = serde_json::json!({
+                "type": "resume", "id": id, "stream": stream, "played": played,
+            });
+            waiting.resumed_unstarted = stream.is_none();
+            self.pending.insert(id.clone());
+            self.cursors.insert(id, waiting);
+            self.send(frame.to_string()).await;
+        }
+    }
+
+    /// Protocol v2: the relay answered the resume of a message it never got: the `speak` goes
+    /// again. Returns whether that is what the `end` meant.
+    async fn respeak_if_unknown(&mut self, end: &ServerMessage) -> bool {
+        let ServerMessage::End {
+            id,
+            reason: orpheus_protocol::EndReason::Interrupted,
+            heard: None,
+            ..
+        } = end
+        else {
+            return false;
+        };
+        let Some(waiting) = self.cursors.get_mut(id).filter(|w| w.resumed_unstarted) else {
+            return false;
+        };
+        waiting.resumed_unstarted = false;
+        let speak = serde_json::json!({"type": "speak", "id": id, "text": waiting.text});
+        self.record(Event::Respeak { id });
+        self.send(speak.to_string()).await;
+        true
+    }
+
+    /// Protocol v2: reports the cursor of every pending message that has a stream.
+    async fn report(&mut self) {
+        self.last_report = Instant::now();
+        let frames: Vec<String> = self
+            .cursors
+            .values()
+            .filter_map(|w| {
+                let (stream, played) = (w.stream?, w.played);
+                let frame = serde_json::json!({
+                    "type": "played", "stream": stream, "played": played, "received": played,
+                });
+                Some(frame.to_string())
+            })
+            .collect();
+        for frame in frames {
+            self.send(frame).await;
+        }
     }
 
     /// Speaks, stops, supersedes and reconnects until the deadline, then waits for every end.
@@ -238,6 +347,15 @@ impl Conn<'_> {
             text: &text,
         });
         self.pending.insert(tag.clone());
+        if self.resume {
+            let waiting = Waiting {
+                stream: None,
+                played: 0,
+                text: text.clone(),
+                resumed_unstarted: false,
+            };
+            self.cursors.insert(tag.clone(), waiting);
+        }
         self.send(speak.to_string()).await;
         tag
     }
@@ -252,13 +370,23 @@ impl Conn<'_> {
         }
     }
 
-    /// Gives the socket up: every message still waiting is settled `interrupted`, once.
+    /// Gives the socket up: every message still waiting is settled `interrupted`, once (v1),
+    /// or carried over to be resumed on the next socket (v2).
     fn lose(&mut self) {
         if self.socket.take().is_none() {
             return;
         }
         self.record(Event::Lost);
-        for id in std::mem::take(&mut self.pending) {
+        let pending = std::mem::take(&mut self.pending);
+        if self.resume {
+            for id in pending {
+                if let Some(waiting) = self.cursors.remove(&id) {
+                    self.carried.insert(id, waiting);
+                }
+            }
+            return;
+        }
+        for id in pending {
             self.record(Event::ResolvedInterrupted { id: &id });
         }
     }
@@ -290,6 +418,10 @@ impl Conn<'_> {
             if now >= until {
                 return Outcome::Waited;
             }
+            if self.resume && now.duration_since(self.last_report) >= REPORT_EVERY {
+                self.report().await;
+                continue;
+            }
             if now.duration_since(self.last_frame) >= LIVENESS {
                 self.lose();
                 return Outcome::Lost;
@@ -301,9 +433,12 @@ impl Conn<'_> {
                 self.send(r#"{"type":"ping"}"#.to_owned()).await;
                 continue;
             }
-            let wake = until
+            let mut wake = until
                 .min(self.last_frame + LIVENESS)
                 .min(self.last_ping.max(self.last_frame) + PING_AFTER);
+            if self.resume {
+                wake = wake.min(self.last_report + REPORT_EVERY);
+            }
             let message = match tokio::time::timeout_at(
                 wake.max(now + Duration::from_millis(1)),
                 socket.next(),
@@ -333,12 +468,32 @@ impl Conn<'_> {
                         continue;
                     };
                     self.record(Event::Text(&parsed));
-                    if let ServerMessage::End { id, .. } = &parsed {
-                        self.pending.remove(id);
+                    let respoken = self.respeak_if_unknown(&parsed).await;
+                    match &parsed {
+                        ServerMessage::End { id, .. } if !respoken => {
+                            self.pending.remove(id);
+                            self.cursors.remove(id);
+                        }
+                        ServerMessage::Start { id, stream, .. } => {
+                            if let Some(waiting) = self.cursors.get_mut(id) {
+                                waiting.stream = Some(*stream);
+                                waiting.played = 0;
+                                waiting.resumed_unstarted = false;
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Message::Binary(bytes) => match AudioFrame::decode(&bytes) {
-                    Ok(frame) => self.record(Event::Audio(&frame)),
+                    Ok(frame) => {
+                        self.record(Event::Audio(&frame));
+                        let end = u64::from(frame.offset) + u64::from(frame.samples());
+                        for waiting in self.cursors.values_mut() {
+                            if waiting.stream == Some(frame.stream) {
+                                waiting.played = end;
+                            }
+                        }
+                    }
                     Err(e) => self
                         .history
                         .lock()

@@ -91,7 +91,7 @@ fn an_unknown_stored_state_refuses_until_it_is_read() {
         next_stream: 9,
         ..Stored::default()
     };
-    h.feed(Input::Loaded(stored));
+    h.feed(Input::Loaded(Box::new(stored)));
     h.speak("n", "Hello.");
     assert_eq!(h.session.active_stream(), Some(9));
     assert_eq!(h.stored.as_ref().unwrap().next_stream, 10);

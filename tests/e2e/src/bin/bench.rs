@@ -4,12 +4,18 @@
 //! 1. The overhead the relay adds: time from `speak` to the first audio frame through the relay,
 //!    against the upstream's own time to first byte fetched directly, p50 and p99.
 //! 2. Time to first audio for 100 and for 2,000 characters of text.
+//! 3. (`listener`) Protocol v2 against v1 in the same run: upstream audio requested per stopped
+//!    message against audio played, stop to `end`, audio held for a half-speed reader, and the
+//!    silence a listener hears at a resume.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use groq_local::Config as UpstreamConfig;
-use orpheus_e2e::{percentile, Client, Fixture, Frame, TestResult, TEST_KEY};
+use orpheus_e2e::{
+    ensure, percentile, Client, Fixture, Frame, Listener, TestResult, SAMPLES_PER_CHAR, TEST_KEY,
+};
+use orpheus_protocol::ServerMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -124,6 +130,139 @@ async fn run(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+const RATE: f64 = 24_000.0;
+const STOP_RUNS: u64 = 5;
+const RESUME_RUNS: usize = 3;
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+async fn listener(fx: &Fixture, v2: bool, sid: &str, speed: f64) -> TestResult<Listener> {
+    if v2 {
+        Listener::connect(fx, sid, speed).await
+    } else {
+        Listener::connect_v1(fx, sid, speed).await
+    }
+}
+
+/// Speaks `text` to `l`, listens for `for_at_most`, stops, and returns the `end` and the time
+/// from the stop to it.
+async fn speak_and_stop(
+    l: &mut Listener,
+    text: &str,
+    for_at_most: Duration,
+) -> TestResult<(ServerMessage, f64)> {
+    l.client.speak("m", text, None).await?;
+    ensure!(
+        l.listen("m", for_at_most).await?.is_none(),
+        "the message ended before the stop"
+    );
+    l.report().await?;
+    let stopped = Instant::now();
+    l.client.stop("m").await?;
+    let end = l
+        .listen("m", Duration::from_secs(60))
+        .await?
+        .ok_or("no end after the stop")?;
+    Ok((end, stopped.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Protocol v2's figures, each against v1 in the same run.
+async fn listener_figures(fx: &Fixture) -> TestResult {
+    let seconds_of = |chars: usize| (chars * SAMPLES_PER_CHAR) as f64 / RATE;
+    let text = text_of(2000);
+    println!(
+        "stopped messages: 2,000 characters ({:.0} s of audio) played in real time, stopped after 2-6 s, {STOP_RUNS} runs each:",
+        seconds_of(2000)
+    );
+    for v2 in [false, true] {
+        let (mut requested, mut played, mut ahead, mut stop_ms) = (vec![], vec![], vec![], vec![]);
+        for run in 0..STOP_RUNS {
+            let sid = format!("bench-stop-v{}-{run}", 1 + u8::from(v2));
+            let mut l = listener(fx, v2, &sid, 1.0).await?;
+            let before = fx.upstream.inputs().len();
+            let listen = Duration::from_millis(2_000 + 1_000 * run);
+            let (_, ms) = speak_and_stop(&mut l, &text, listen).await?;
+            // Requests the relay started just before the stop reach the upstream.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let chars: usize = fx.upstream.inputs()[before..]
+                .iter()
+                .map(|input| input.chars().count())
+                .sum();
+            requested.push(seconds_of(chars));
+            played.push(l.played() as f64 / RATE);
+            ahead.push(l.received().saturating_sub(l.played()) as f64 / RATE);
+            stop_ms.push(ms);
+            l.client.close().await;
+        }
+        println!(
+            "  protocol v{}: upstream audio requested {:5.1} s per message for {:4.1} s played; \
+             at the stop {:5.1} s received beyond the cursor; stop to end mean {:4.0} ms",
+            1 + u8::from(v2),
+            mean(&requested),
+            mean(&played),
+            mean(&ahead),
+            mean(&stop_ms)
+        );
+    }
+
+    let long = text_of(4000);
+    println!("a 4,000-character message to a reader at half speed, stopped after 10 s:");
+    for v2 in [false, true] {
+        let sid = format!("bench-half-v{}", 1 + u8::from(v2));
+        let mut l = listener(fx, v2, &sid, 0.5).await?;
+        let (end, _) = speak_and_stop(&mut l, &long, Duration::from_secs(10)).await?;
+        let held = match end {
+            ServerMessage::End {
+                metrics: Some(m), ..
+            } => format!("{:.1} s", m.held_back_ms as f64 / 1000.0),
+            _ => "not reported (v1 holds nothing back)".to_owned(),
+        };
+        println!(
+            "  protocol v{}: most received beyond the cursor {:5.1} s; most held in the relay {held}",
+            1 + u8::from(v2),
+            l.most_ahead as f64 / RATE,
+        );
+        l.client.close().await;
+    }
+
+    println!("resume after a cut link, at 3 s into a 2,000-character message, {RESUME_RUNS} runs:");
+    let (mut outages, mut silences) = (vec![], vec![]);
+    for run in 0..RESUME_RUNS {
+        let sid = format!("bench-resume-{run}");
+        let mut l = Listener::connect(fx, &sid, 1.0).await?;
+        l.client.speak("m", &text, None).await?;
+        ensure!(
+            l.listen("m", Duration::from_secs(3)).await?.is_none(),
+            "ended before the cut"
+        );
+        let cut = Instant::now();
+        let had = l.received();
+        let buffered = had.saturating_sub(l.played()) as f64 / RATE;
+        l.cut_and_resume(fx, &sid, "m").await?;
+        while l.received() <= had {
+            ensure!(
+                cut.elapsed() < Duration::from_secs(20),
+                "no audio after the resume"
+            );
+            l.listen("m", Duration::from_millis(5)).await?;
+        }
+        let outage = cut.elapsed().as_secs_f64();
+        outages.push(outage * 1000.0);
+        silences.push((outage - buffered).max(0.0) * 1000.0);
+        l.client.stop("m").await?;
+        l.listen("m", Duration::from_secs(10)).await?;
+        l.client.close().await;
+    }
+    println!(
+        "  from the cut to new audio mean {:.0} ms (reconnect, ticket, resume); silence heard beyond it mean {:.0} ms",
+        mean(&outages),
+        mean(&silences)
+    );
+    Ok(())
+}
+
 /// The player's figures against two peers, in one headless Chromium run on the bench's pattern
 /// server (`orpheus_e2e::patterns`), and the size of what the browser loads for it.
 async fn player_figures() -> TestResult {
@@ -214,7 +353,7 @@ fn gzipped_len(bytes: &[u8]) -> usize {
     child.wait_with_output().expect("gzip").stdout.len()
 }
 
-const USAGE: &str = "usage: bench [relay|player]   (both when none is named)";
+const USAGE: &str = "usage: bench [relay|listener|player]   (all when none is named)";
 
 fn main() {
     let mode = std::env::args().nth(1);
@@ -227,10 +366,11 @@ fn main() {
         });
         return;
     }
-    let (relay, player) = match mode.as_deref() {
-        None => (true, true),
-        Some("relay") => (true, false),
-        Some("player") => (false, true),
+    let (relay, listen, player) = match mode.as_deref() {
+        None => (true, true, true),
+        Some("relay") => (true, false, false),
+        Some("listener") => (false, true, false),
+        Some("player") => (false, false, true),
         Some(_) => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -251,6 +391,9 @@ fn main() {
     let result = fixture.runtime.block_on(async {
         if relay {
             run(&fixture).await?;
+        }
+        if listen {
+            listener_figures(&fixture).await?;
         }
         if player {
             player_figures().await?;

@@ -4,122 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use orpheus_e2e::{check_bit_exact, ensure, Client, Fixture, Frame, TestResult};
+use orpheus_e2e::{check_bit_exact, ensure, Fixture, Listener, TestResult};
 use orpheus_protocol::{EndReason, ServerMessage};
 
 use crate::texts::english;
 
-const RATE: f64 = 24_000.0;
 const WINDOW_SAMPLES: u64 = 48_000;
-
-/// A client of protocol v2 that plays at `speed` times real time (its cursor never passing
-/// what it received) and reports its cursor every 250 ms, as the player does.
-struct Listener {
-    client: Client,
-    speed: f64,
-    pcm: Vec<u8>,
-    stream: Option<u32>,
-    cursor: f64,
-    /// The cursor last reported, and when.
-    reported: u64,
-    reported_at: Instant,
-    clock: Instant,
-    /// The most audio ever received beyond the cursor last reported.
-    most_ahead: u64,
-}
-
-impl Listener {
-    async fn connect(fx: &Fixture, sid: &str, speed: f64) -> TestResult<Self> {
-        let client = Client::connect_v2(fx, sid).await?;
-        ensure!(
-            matches!(
-                &client.ready,
-                ServerMessage::Ready {
-                    protocol: 2,
-                    flow: Some(_),
-                    ..
-                }
-            ),
-            "a v2 ready: {:?}",
-            client.ready
-        );
-        Ok(Self {
-            client,
-            speed,
-            pcm: Vec::new(),
-            stream: None,
-            cursor: 0.0,
-            reported: 0,
-            reported_at: Instant::now(),
-            clock: Instant::now(),
-            most_ahead: 0,
-        })
-    }
-
-    fn received(&self) -> u64 {
-        self.pcm.len() as u64 / 2
-    }
-
-    fn played(&self) -> u64 {
-        self.cursor as u64
-    }
-
-    async fn report(&mut self) -> TestResult {
-        let (Some(stream), played) = (self.stream, self.played()) else {
-            return Ok(());
-        };
-        self.client.played(stream, played, self.received()).await?;
-        self.reported = played;
-        self.reported_at = Instant::now();
-        Ok(())
-    }
-
-    /// Listens until the `end` of `id` (returned), or for `for_at_most` (then `None`).
-    async fn listen(
-        &mut self,
-        id: &str,
-        for_at_most: Duration,
-    ) -> TestResult<Option<ServerMessage>> {
-        let until = Instant::now() + for_at_most;
-        while Instant::now() < until {
-            let frame = match self.client.next(Duration::from_millis(20)).await {
-                Ok(frame) => Some(frame),
-                Err(e) if e.starts_with("no frame within") => None,
-                Err(e) => return Err(e),
-            };
-            let now = Instant::now();
-            if self.stream.is_some() {
-                let dt = now.duration_since(self.clock).as_secs_f64();
-                self.cursor = (self.cursor + dt * self.speed * RATE).min(self.received() as f64);
-            }
-            self.clock = now;
-            match frame {
-                Some(Frame::Text(ServerMessage::Start { stream, .. })) => {
-                    self.stream = Some(stream)
-                }
-                Some(Frame::Text(end @ ServerMessage::End { .. })) => {
-                    ensure!(
-                        matches!(&end, ServerMessage::End { id: got, .. } if got == id),
-                        "end of another message: {end:?}"
-                    );
-                    return Ok(Some(end));
-                }
-                Some(Frame::Audio { offset, pcm, .. }) => {
-                    ensure!(offset as u64 == self.received(), "audio at {offset}");
-                    self.pcm.extend_from_slice(&pcm);
-                    self.most_ahead = self.most_ahead.max(self.received() - self.reported);
-                }
-                Some(Frame::Closed(code)) => return Err(format!("closed: {code:?}")),
-                Some(other) => return Err(format!("unexpected {other:?}")),
-                None => {}
-            }
-            if self.reported_at.elapsed() >= Duration::from_millis(250) {
-                self.report().await?;
-            }
-        }
-        Ok(None)
-    }
-}
 
 fn heard_of(end: &ServerMessage) -> TestResult<(EndReason, u64, u64)> {
     match end {
@@ -134,7 +24,7 @@ fn heard_of(end: &ServerMessage) -> TestResult<(EndReason, u64, u64)> {
 }
 
 /// A link cut mid-message: the listener reconnects, resumes at its cursor, and hears the rest,
-/// each sample once, ending `done`.
+/// each sample once (what the relay sends again is checked to be the same), ending `done`.
 pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
     let text = english(160);
     let mut listener = Listener::connect(fx, "v2-resume", 2.0).await?;
@@ -147,15 +37,8 @@ pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
         "still speaking when the link drops"
     );
     let stream = listener.stream.ok_or("no start")?;
-    let played = listener.played();
-    ensure!(played > 0, "something played before the drop");
-    // The link dies without a closing handshake.
-    drop(std::mem::replace(
-        &mut listener.client,
-        Client::connect_v2(fx, "v2-resume").await?,
-    ));
-    listener.pcm.truncate(played as usize * 2);
-    listener.client.resume("m", stream, played).await?;
+    ensure!(listener.played() > 0, "something played before the drop");
+    let played = listener.cut_and_resume(fx, "v2-resume", "m").await?;
     let end = listener
         .listen("m", Duration::from_secs(60))
         .await?

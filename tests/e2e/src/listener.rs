@@ -1,0 +1,165 @@
+//! A protocol v2 listener: a client that plays at a chosen speed, its cursor never passing what
+//! it received, and reports its cursor every 250 ms, as the player does.
+
+use std::time::{Duration, Instant};
+
+use orpheus_protocol::ServerMessage;
+
+use crate::{ensure, Client, Fixture, Frame, TestResult};
+
+const RATE: f64 = 24_000.0;
+
+/// A client of protocol v2 that plays at `speed` times real time (its cursor never passing
+/// what it received) and reports its cursor every 250 ms, as the player does.
+pub struct Listener {
+    /// Its socket.
+    pub client: Client,
+    speed: f64,
+    /// The PCM received (after a resume: up to the cursor, then what came since).
+    pub pcm: Vec<u8>,
+    /// The stream of the message, once started.
+    pub stream: Option<u32>,
+    cursor: f64,
+    /// The cursor last reported.
+    pub reported: u64,
+    reported_at: Instant,
+    clock: Instant,
+    /// The most audio ever received beyond the cursor last reported.
+    pub most_ahead: u64,
+    /// Whether it reports its cursor (protocol v2); a v1 listener only plays.
+    reports: bool,
+}
+
+impl Listener {
+    /// Connects to session `sid` of the main relay, offering protocol v2, to play at `speed`.
+    pub async fn connect(fx: &Fixture, sid: &str, speed: f64) -> TestResult<Self> {
+        let client = Client::connect_v2(fx, sid).await?;
+        ensure!(
+            matches!(
+                &client.ready,
+                ServerMessage::Ready {
+                    protocol: 2,
+                    flow: Some(_),
+                    ..
+                }
+            ),
+            "a v2 ready: {:?}",
+            client.ready
+        );
+        Ok(Self::new(client, speed, true))
+    }
+
+    /// A protocol v1 listener, for comparison: it plays, and never reports.
+    pub async fn connect_v1(fx: &Fixture, sid: &str, speed: f64) -> TestResult<Self> {
+        Ok(Self::new(Client::connect(fx, sid).await?, speed, false))
+    }
+
+    fn new(client: Client, speed: f64, reports: bool) -> Self {
+        Self {
+            client,
+            speed,
+            pcm: Vec::new(),
+            stream: None,
+            cursor: 0.0,
+            reported: 0,
+            reported_at: Instant::now(),
+            clock: Instant::now(),
+            most_ahead: 0,
+            reports,
+        }
+    }
+
+    /// Cuts its link (no closing handshake), reconnects to session `sid` and asks to resume
+    /// message `id` at its cursor. It keeps what it has; what the relay sends again must be
+    /// the same audio. Returns the cursor.
+    pub async fn cut_and_resume(&mut self, fx: &Fixture, sid: &str, id: &str) -> TestResult<u64> {
+        let stream = self.stream.ok_or("no stream to resume")?;
+        self.client.cut().await;
+        self.client = Client::connect_v2(fx, sid).await?;
+        let played = self.played();
+        self.client.resume(id, stream, played).await?;
+        Ok(played)
+    }
+
+    /// Samples received.
+    pub fn received(&self) -> u64 {
+        self.pcm.len() as u64 / 2
+    }
+
+    /// Samples played.
+    pub fn played(&self) -> u64 {
+        self.cursor as u64
+    }
+
+    /// Reports the cursor now.
+    pub async fn report(&mut self) -> TestResult {
+        let (Some(stream), played) = (self.stream, self.played()) else {
+            return Ok(());
+        };
+        if !self.reports {
+            return Ok(());
+        }
+        self.client.played(stream, played, self.received()).await?;
+        self.reported = played;
+        self.reported_at = Instant::now();
+        Ok(())
+    }
+
+    /// Listens until the `end` of `id` (returned), or for `for_at_most` (then `None`).
+    pub async fn listen(
+        &mut self,
+        id: &str,
+        for_at_most: Duration,
+    ) -> TestResult<Option<ServerMessage>> {
+        let until = Instant::now() + for_at_most;
+        while Instant::now() < until {
+            let frame = match self.client.next(Duration::from_millis(20)).await {
+                Ok(frame) => Some(frame),
+                Err(e) if e.starts_with("no frame within") => None,
+                Err(e) => return Err(e),
+            };
+            let now = Instant::now();
+            if self.stream.is_some() {
+                let dt = now.duration_since(self.clock).as_secs_f64();
+                self.cursor = (self.cursor + dt * self.speed * RATE).min(self.received() as f64);
+            }
+            self.clock = now;
+            match frame {
+                Some(Frame::Text(ServerMessage::Start { stream, .. })) => {
+                    self.stream = Some(stream)
+                }
+                Some(Frame::Text(end @ ServerMessage::End { .. })) => {
+                    ensure!(
+                        matches!(&end, ServerMessage::End { id: got, .. } if got == id),
+                        "end of another message: {end:?}"
+                    );
+                    return Ok(Some(end));
+                }
+                Some(Frame::Audio { offset, pcm, .. }) => {
+                    // After a resume the relay sends again from the cursor: the overlap must be
+                    // the audio already here, and only what is new is kept (played once).
+                    let (at, have) = (offset as usize * 2, self.pcm.len());
+                    ensure!(
+                        at <= have,
+                        "a gap: audio at {offset}, {} received",
+                        have / 2
+                    );
+                    let overlap = (have - at).min(pcm.len());
+                    ensure!(
+                        self.pcm[at..at + overlap] == pcm[..overlap],
+                        "audio sent again at {offset} differs"
+                    );
+                    self.pcm.extend_from_slice(&pcm[overlap..]);
+                    self.most_ahead = self.most_ahead.max(self.received() - self.reported);
+                }
+                Some(Frame::Closed(code)) => return Err(format!("closed: {code:?}")),
+                Some(other) => return Err(format!("unexpected {other:?}")),
+                None => {}
+            }
+            if self.reported_at.elapsed() >= Duration::from_millis(250) {
+                self.report().await?;
+            }
+        }
+        Ok(None)
+    }
+}
