@@ -10,8 +10,8 @@
 //!   the engine drops frames of any stream but the current one;
 //! - a message completes exactly once: when the relay's `end` has arrived and the engine has
 //!   played its last sample (or stopped it, or never began it); a safety time after the audio's
-//!   expected end if the engine never reports; or at once (`interrupted`) if the socket is lost
-//!   before its `end`. A socket lost *after* the `end` changes nothing: the engine already has
+//!   expected end if the engine never reports; or, with a relay of protocol v1, at once
+//!   (`interrupted`) if the socket is lost before its `end` (v2 parks it: see below). A socket lost *after* the `end` changes nothing: the engine already has
 //!   all the audio, plays it, and the message completes `done`;
 //! - `stop` is authoritative: the relay is told, the engine fades the stream out within 5 ms,
 //!   and nothing of it plays afterwards;

@@ -27,9 +27,11 @@
 //! - a socket that drops (or is replaced) parks the active message for `resume_grace_ms`,
 //!   keeping its upstream requests and the audio not yet reported played; a `resume` from the
 //!   next socket continues it from the play cursor, else it ends `interrupted`, once;
-//! - the message's record (text, voice, the length of each finished segment) is stored, so a
-//!   `resume` after the object lost its memory restarts the unplayed part at the segment boundary
-//!   at or before the cursor, in a new stream;
+//! - the active message's record (text, voice, the length of each finished segment) is stored,
+//!   so a `resume` after the object lost its memory restarts the unplayed part at the segment
+//!   boundary at or before the cursor, in a new stream; the record goes when the message ends,
+//!   and how the session's recent messages ended is kept for the grace period, so a `resume`
+//!   whose `end` was lost with the link gets that `end` again;
 //! - every `end` says what was heard ([`crate::heard`]) and how the message went.
 
 use std::collections::VecDeque;
@@ -208,6 +210,8 @@ pub struct EndedRecord {
     pub reason: EndReason,
     /// For reason `error`: what went wrong.
     pub error: Option<EndError>,
+    /// Samples sent in its stream.
+    pub samples: u64,
     /// What was heard.
     pub heard: Heard,
     /// When it ended.
@@ -828,25 +832,18 @@ impl Session {
                         .id("id", &id)
                         .word("result", "expired"),
                 );
-                self.record_ending(
-                    &record.id,
-                    record.stream,
-                    EndReason::Interrupted,
-                    None,
-                    heard,
-                );
                 self.stored.as_mut().expect("it held the record").message = None;
-                self.store(true);
                 self.end(Ending {
                     id,
-                    stream,
+                    stream: Some(record.stream),
                     reason: EndReason::Interrupted,
                     samples: played,
                     error: None,
                     timing: None,
                     heard: Some(heard),
                     metrics: None,
-                })
+                });
+                self.store(true);
             }
             None => self.answer_ended(id, stream, played),
         }
@@ -874,7 +871,7 @@ impl Session {
                     id,
                     stream: Some(ended.stream),
                     reason: ended.reason,
-                    samples: played,
+                    samples: ended.samples,
                     error: ended.error,
                     heard: Some(ended.heard),
                     metrics: None,
@@ -896,28 +893,26 @@ impl Session {
         self.send(&answer);
     }
 
-    /// Remembers how a v2 message ended, for a `resume` that comes after.
-    fn record_ending(
-        &mut self,
-        id: &str,
-        stream: u32,
-        reason: EndReason,
-        error: Option<EndError>,
-        heard: Heard,
-    ) {
+    /// Remembers how a v2 message ended (one that has a stream and what was heard), for a
+    /// `resume` that comes after.
+    fn record_ending(&mut self, ending: &Ending) {
+        let (Some(stream), Some(heard)) = (ending.stream, ending.heard) else {
+            return;
+        };
         let at = self.now;
         let Some(stored) = self.stored.as_mut() else {
             return;
         };
-        stored.ended.retain(|e| e.id != id);
+        stored.ended.retain(|e| e.id != ending.id);
         if stored.ended.len() >= ENDED_KEPT {
             stored.ended.pop_front();
         }
         stored.ended.push_back(EndedRecord {
-            id: id.to_owned(),
+            id: ending.id.clone(),
             stream,
-            reason,
-            error,
+            reason: ending.reason,
+            error: ending.error.clone(),
+            samples: ending.samples,
             heard,
             at,
         });
@@ -1689,10 +1684,6 @@ impl Session {
             _ => message.heard(),
         };
         let metrics = message.metrics();
-        if let Some(heard) = heard {
-            let error = error.clone();
-            self.record_ending(&message.id, message.stream, reason, error, heard);
-        }
         self.end(Ending {
             id: message.id,
             stream: Some(message.stream),
@@ -1707,8 +1698,10 @@ impl Session {
         self.persist();
     }
 
-    /// Logs a message's end and sends its `end` frame: the one place both are built.
+    /// Logs a message's end and sends its `end` frame: the one place both are built. A v2
+    /// ending is remembered, for a `resume` that comes after.
     fn end(&mut self, ending: Ending) {
+        self.record_ending(&ending);
         let mut line = LogLine::new("end").id("id", &ending.id);
         if let Some(stream) = ending.stream {
             line = line.num("stream", stream);

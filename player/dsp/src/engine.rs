@@ -11,7 +11,8 @@
 //!   allowance is small (see [`DEFAULT_ALLOWANCE_S`]) and doubles after each underrun, up to
 //!   [`MAX_ALLOWANCE_S`].
 //! - The engine never stops on an empty ring: it renders silence, counts one underrun per
-//!   starvation, and resumes once an allowance of audio is buffered again.
+//!   starvation, and resumes once an allowance of audio is buffered again, fading in over
+//!   [`STOP_RAMP_S`] (a link that dropped and resumed goes on without a click).
 //! - Stop fades out over [`STOP_RAMP_S`] and drops the rest; nothing of a stopped stream plays
 //!   afterwards. A stream replaced while still audible decays from its last value over the same
 //!   ramp, so no click.
@@ -83,6 +84,8 @@ enum Phase {
     Playing,
     /// Ran dry while playing: silence until enough is buffered again.
     Starved,
+    /// Rendering again after starving: fading in over `left` of `of` frames, then playing.
+    Rising { left: u32, of: u32 },
     /// Stopped: fading out over `left` of `of` frames, then over.
     Fading { left: u32, of: u32 },
 }
@@ -206,7 +209,10 @@ impl Engine {
     /// decay of its last value.
     pub fn begin(&mut self, id: u32, rate: u32) {
         if let State::Live(s) = &self.state {
-            if matches!(s.phase, Phase::Playing | Phase::Fading { .. }) {
+            if matches!(
+                s.phase,
+                Phase::Playing | Phase::Rising { .. } | Phase::Fading { .. }
+            ) {
                 let of = self.frames(STOP_RAMP_S).max(1) as u32;
                 self.decay = Some(Decay {
                     value: self.last,
@@ -296,7 +302,7 @@ impl Engine {
             return;
         }
         match s.phase {
-            Phase::Playing => s.phase = Phase::Fading { left: of, of },
+            Phase::Playing | Phase::Rising { .. } => s.phase = Phase::Fading { left: of, of },
             Phase::Waiting | Phase::Starved => self.finish(event::STOPPED),
             Phase::Fading { .. } => {}
         }
@@ -353,11 +359,20 @@ impl Engine {
     /// Renders the next `out.len()` output frames.
     pub fn render(&mut self, out: &mut [f32]) {
         let progress_every = self.frames(PROGRESS_S).max(1);
+        let ramp = self.frames(STOP_RAMP_S).max(1) as u32;
         if let State::Live(s) = &self.state {
             if matches!(s.phase, Phase::Waiting | Phase::Starved) && self.may_start(s) {
                 let first = s.phase == Phase::Waiting;
                 if let State::Live(s) = &mut self.state {
-                    s.phase = Phase::Playing;
+                    // The first start is exact; after silence, a short fade-in.
+                    s.phase = if first {
+                        Phase::Playing
+                    } else {
+                        Phase::Rising {
+                            left: ramp,
+                            of: ramp,
+                        }
+                    };
                 }
                 if first {
                     self.events |= event::STARTED;
@@ -384,7 +399,7 @@ impl Engine {
         };
         match s.phase {
             Phase::Waiting | Phase::Starved => return 0.0,
-            Phase::Playing | Phase::Fading { .. } => {}
+            Phase::Playing | Phase::Rising { .. } | Phase::Fading { .. } => {}
         }
         if s.total.is_some_and(|total| s.pos as u64 >= total) {
             let fading = matches!(s.phase, Phase::Fading { .. });
@@ -431,6 +446,14 @@ impl Engine {
             self.events |= event::PROGRESS;
         }
         let value = match &mut s.phase {
+            Phase::Rising { left, of } => {
+                let gain = 1.0 - *left as f32 / *of as f32;
+                *left -= 1;
+                if *left == 0 {
+                    s.phase = Phase::Playing;
+                }
+                value * gain
+            }
             Phase::Fading { left, of } => {
                 let gain = *left as f32 / *of as f32;
                 *left -= 1;
@@ -592,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn running_dry_renders_silence_counts_once_and_resumes_with_a_larger_allowance() {
+    fn running_dry_renders_silence_counts_once_and_resumes_with_a_fade_in_and_a_larger_allowance() {
         let mut e = engine(RATE);
         let source = signal(4800, 4);
         e.begin(1, RATE);
@@ -612,11 +635,37 @@ mod tests {
         e.push(&frame(1, 1400, &source[1400..4800]));
         e.end(1, 4800);
         let (rest, _) = render(&mut e, 40);
-        // The silence of the underrun aside, the output is the source, in order.
-        let sounding = |v: &f32| *v != 0.0;
-        let played: Vec<f32> = first.into_iter().chain(rest).filter(sounding).collect();
-        let want: Vec<f32> = source.iter().map(|&s| to_f32(s)).filter(sounding).collect();
-        assert_eq!(played, want);
+        // The silence of the underrun aside, the output is the source, in order: exact, but
+        // for a fade-in over the ramp where it resumed.
+        let ramp = (STOP_RAMP_S * f64::from(RATE) + 0.5) as usize;
+        let resumed = rest.iter().position(|&v| v != 0.0).expect("it resumed") - 1;
+        let faded: Vec<f32> = (0..ramp)
+            .map(|k| to_f32(source[1200 + k]) * (k as f32 / ramp as f32))
+            .collect();
+        let off = rest[resumed..resumed + ramp]
+            .iter()
+            .zip(&faded)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(off < 1e-6, "a fade-in ({off} off)");
+        let exact: Vec<f32> = rest[resumed + ramp..]
+            .iter()
+            .copied()
+            .filter(|v| *v != 0.0)
+            .collect();
+        let want: Vec<f32> = source[1200 + ramp..]
+            .iter()
+            .map(|&s| to_f32(s))
+            .filter(|v| *v != 0.0)
+            .collect();
+        assert_eq!(exact, want);
+        let before: Vec<f32> = first.iter().copied().filter(|v| *v != 0.0).collect();
+        let source_before: Vec<f32> = source[..1200]
+            .iter()
+            .map(|&s| to_f32(s))
+            .filter(|v| *v != 0.0)
+            .collect();
+        assert_eq!(before, source_before);
         assert_eq!(
             e.cursor().played,
             4800,

@@ -193,10 +193,18 @@ impl Client {
 
     /// Connects to a session of the main relay with a fresh ticket, offering protocol v2.
     pub async fn connect_v2(fixture: &Fixture, sid: &str) -> TestResult<Self> {
+        Self::connect_at(&fixture.session_url(sid), sid, true).await
+    }
+
+    /// Connects to session `sid` at `url` (the main relay, or a proxy in front of it) with a
+    /// fresh ticket, offering protocol v2 or only v1.
+    pub async fn connect_at(url: &str, sid: &str, v2: bool) -> TestResult<Self> {
         let ticket = ticket(TEST_SECRET, sid, TEST_ORIGIN, 60);
+        if !v2 {
+            return Self::connect_with(url, &protocols_with(&ticket), Some(TEST_ORIGIN)).await;
+        }
         let protocols = format!("{SUBPROTOCOL_V2}, {}", protocols_with(&ticket));
-        let url = fixture.session_url(sid);
-        let ws = open_socket_as(&url, &protocols, Some(TEST_ORIGIN), SUBPROTOCOL_V2).await?;
+        let ws = open_socket_as(url, &protocols, Some(TEST_ORIGIN), SUBPROTOCOL_V2).await?;
         Self::read_ready(ws).await
     }
 

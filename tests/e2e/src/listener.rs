@@ -54,6 +54,12 @@ impl Listener {
         Ok(Self::new(Client::connect(fx, sid).await?, speed, false))
     }
 
+    /// A listener of protocol v2 (or v1) connected at `url`: a proxy in front of the relay.
+    pub async fn connect_at(url: &str, sid: &str, speed: f64, v2: bool) -> TestResult<Self> {
+        let client = Client::connect_at(url, sid, v2).await?;
+        Ok(Self::new(client, speed, v2))
+    }
+
     fn new(client: Client, speed: f64, reports: bool) -> Self {
         Self {
             client,

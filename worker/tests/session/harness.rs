@@ -2,7 +2,7 @@
 //! would see: one start per stream, audio only for the started stream with contiguous offsets,
 //! one end per stream, nothing to a closed socket, aborts only of live requests.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use orpheus_protocol::{AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version};
 use orpheus_test_support::{pcm_bytes, wav, Quirks};
@@ -66,7 +66,8 @@ pub struct Harness {
     pub attachments: BTreeMap<Generation, Attachment>,
     /// The latest stored state.
     pub stored: Option<Stored>,
-    ended_streams: HashSet<u32>,
+    /// How each stream ended: (id, reason, samples).
+    ended_streams: HashMap<u32, (String, EndReason, u64)>,
     current_stream: Option<u32>,
     /// Protocol v2: the play cursor last reported, per stream.
     reported: HashMap<u32, u64>,
@@ -105,7 +106,7 @@ impl Harness {
             closed: BTreeMap::new(),
             attachments: BTreeMap::new(),
             stored: None,
-            ended_streams: HashSet::new(),
+            ended_streams: HashMap::new(),
             current_stream: None,
             reported: HashMap::new(),
         };
@@ -184,7 +185,7 @@ impl Harness {
                         "audio only for the started stream"
                     );
                     assert!(
-                        !self.ended_streams.contains(&frame.stream),
+                        !self.ended_streams.contains_key(&frame.stream),
                         "no audio after end"
                     );
                     let got = self.audio.entry(frame.stream).or_default();
@@ -246,9 +247,18 @@ impl Harness {
             }
             ServerMessage::End {
                 stream: Some(stream),
+                id,
+                reason,
+                samples,
                 ..
             } => {
-                assert!(self.ended_streams.insert(*stream), "one end per stream");
+                let ending = (id.clone(), *reason, *samples);
+                if let Some(first) = self.ended_streams.get(stream) {
+                    // Only a resume whose `end` was lost gets it again: the same ending.
+                    assert_eq!(first, &ending, "one ending per stream");
+                    return;
+                }
+                self.ended_streams.insert(*stream, ending);
                 if self.current_stream == Some(*stream) {
                     self.current_stream = None;
                 }
@@ -344,7 +354,7 @@ impl Harness {
     pub fn play_to_end(&mut self, stream: u32, samples: usize) -> u64 {
         let mut most_ahead = 0;
         for _ in 0..10_000 {
-            if self.ended_streams.contains(&stream) {
+            if self.ended_streams.contains_key(&stream) {
                 return most_ahead;
             }
             self.deliver(stream, samples);

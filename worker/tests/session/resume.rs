@@ -154,3 +154,32 @@ fn after_an_eviction_the_unplayed_part_restarts_at_the_segment_boundary() {
     assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
     assert_eq!(h.audio[&2], h.expected_audio(2));
 }
+
+#[test]
+fn a_resume_whose_end_was_lost_gets_the_same_end_again() {
+    let mut h = Harness::v2(Config::default());
+    h.speak("m", "Hello there.");
+    h.play_to_end(1, RATE as usize);
+    let first = h.last_end();
+    // The link drops before the client reads the `end`; it resumes on a new socket.
+    h.feed(Input::Disconnected(h.socket));
+    h.connect();
+    h.resume("m", Some(1), 12_000);
+    let again = h.last_end();
+    let ending = |m: &ServerMessage| match m {
+        ServerMessage::End {
+            id,
+            reason,
+            samples,
+            heard,
+            ..
+        } => (id.clone(), *reason, *samples, *heard),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        ending(&again),
+        ending(&first),
+        "the same end: done, all samples"
+    );
+    assert_eq!(h.ends().len(), 2, "sent twice, ended once");
+}

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use orpheus_chaos::{Faults, Proxy, REAL_TIME_BYTES_PER_S};
 use orpheus_e2e::{check_bit_exact, ensure, Fixture, Listener, TestResult};
 use orpheus_protocol::{EndReason, ServerMessage};
 
@@ -106,6 +107,75 @@ pub async fn v2_flow_control_and_heard_text(fx: &Fixture) -> TestResult {
     ensure!(
         stop_to_end < Duration::from_secs(1),
         "stop to end {stop_to_end:?}"
+    );
+    Ok(())
+}
+
+/// STOP on a link slower than real time (0.75x, 25 ms each way): with v1 the `end` waits behind
+/// every second of audio the relay pushed into the link; with v2 only behind what flow control
+/// let into it. No upstream request starts once the `end` is out. Prints both.
+pub async fn v2_stop_on_a_slow_link(fx: &Fixture) -> TestResult {
+    let slow = REAL_TIME_BYTES_PER_S * 3 / 4;
+    let faults = Faults {
+        latency_ms: Some((25, 25)),
+        throttle: 1.0,
+        bandwidth_bps: (slow, slow),
+        ..Faults::none()
+    };
+    let target = fx
+        .relay_url()
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let proxy = Proxy::start(target, 0x510, faults)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = english(200);
+    let mut stop_to_end = [Vec::new(), Vec::new()];
+    for (v2, runs) in [(false, 1), (true, 3)] {
+        for run in 0..runs {
+            let sid = format!("slow-v{}-{run}", 1 + u8::from(v2));
+            let url = format!("ws://{}/v1/sessions/{sid}/ws", proxy.addr());
+            let mut listener = Listener::connect_at(&url, &sid, 1.0, v2).await?;
+            listener.client.speak("m", &text, None).await?;
+            ensure!(
+                listener
+                    .listen("m", Duration::from_secs(2))
+                    .await?
+                    .is_none(),
+                "still speaking at the stop"
+            );
+            listener.report().await?;
+            let stopped = Instant::now();
+            listener.client.stop("m").await?;
+            let end = listener
+                .listen("m", Duration::from_secs(40))
+                .await?
+                .ok_or("no end after the stop")?;
+            stop_to_end[usize::from(v2)].push(stopped.elapsed().as_millis());
+            // A v1 relay may have sent everything, and ended it `done`, long before: that
+            // `end` then answers the stop, behind the audio still in the link.
+            let answered = match end {
+                ServerMessage::End { reason, .. } => {
+                    reason == EndReason::Stopped || (!v2 && reason == EndReason::Done)
+                }
+                _ => false,
+            };
+            ensure!(answered, "{end:?}");
+            let requests = fx.upstream.snapshot().requests;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ensure!(
+                fx.upstream.snapshot().requests == requests,
+                "an upstream request started after the end"
+            );
+            listener.client.close().await;
+        }
+    }
+    let [v1, v2] = &stop_to_end;
+    println!("stop to end on a 0.75x link, 25 ms each way: v1 {v1:?} ms, v2 {v2:?} ms");
+    ensure!(
+        v2.iter().max() < v1.iter().min(),
+        "v2 should answer a stop sooner than v1: {v1:?} vs {v2:?}"
     );
     Ok(())
 }

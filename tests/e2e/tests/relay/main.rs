@@ -71,6 +71,7 @@ fn main() {
         hibernation_round_trip,
         v2_resume_after_a_dropped_link,
         v2_flow_control_and_heard_text,
+        v2_stop_on_a_slow_link,
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,
