@@ -66,6 +66,8 @@ pub struct FlowControl {
     min_rtt: Option<Millis>,
     /// When the client last reported (or, before any report, when audio first went out).
     reported_at: Option<Millis>,
+    /// Whether the client ever reported on this stream.
+    ever_reported: bool,
 }
 
 impl FlowControl {
@@ -78,6 +80,7 @@ impl FlowControl {
             sent_marks: VecDeque::new(),
             min_rtt: None,
             reported_at: None,
+            ever_reported: false,
         }
     }
 
@@ -107,6 +110,19 @@ impl FlowControl {
         self.received.max(self.cursor(now, rate, sent))
     }
 
+    /// Whether the client has all of the first `end` samples at `now`. A client that reports
+    /// must say so (a report can be lost with a dying link, an estimate would end the message
+    /// before the client had it); one that never reported on this stream is taken to have
+    /// what the clock says it played.
+    pub fn delivered(&self, end: u64, now: Millis, rate: u32, sent: u64) -> bool {
+        let received = if self.ever_reported {
+            self.received
+        } else {
+            self.received_by(now, rate, sent)
+        };
+        received >= end
+    }
+
     /// When the paced cursor next moves without a report: the time to look again.
     pub fn next_estimate(&self, now: Millis) -> Option<Millis> {
         let silent_from = self.reported_at? + SILENCE_MS;
@@ -127,6 +143,7 @@ impl FlowControl {
         self.played = self.played.max(played);
         self.received = self.received.max(received).max(self.played);
         self.reported_at = Some(now);
+        self.ever_reported = true;
         while let Some(&(end, at)) = self.sent_marks.front() {
             if end > self.received {
                 break;
@@ -245,6 +262,26 @@ mod tests {
         // A report puts the clock back.
         flow.on_ack(6_000, 9_000, 11_050);
         assert_eq!(flow.cursor(11_500, RATE, 96_000), 6_000);
+    }
+
+    #[test]
+    fn delivery_is_reported_once_the_client_reports_at_all() {
+        let mut silent = FlowControl::new(2000);
+        silent.on_sent(24_000, 0);
+        assert!(!silent.delivered(24_000, 500, RATE, 24_000));
+        assert!(
+            silent.delivered(24_000, 2_000, RATE, 24_000),
+            "by the clock"
+        );
+        let mut reporting = FlowControl::new(2000);
+        reporting.on_sent(24_000, 0);
+        reporting.on_ack(1_000, 2_000, 100);
+        assert!(
+            !reporting.delivered(24_000, 60_000, RATE, 24_000),
+            "never by the clock once it reported"
+        );
+        reporting.on_ack(2_000, 24_000, 60_000);
+        assert!(reporting.delivered(24_000, 60_000, RATE, 24_000));
     }
 
     #[test]

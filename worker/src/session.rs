@@ -463,8 +463,10 @@ impl Message {
     /// can tell at `now`).
     fn delivered(&self, now: Millis) -> bool {
         self.flow.as_ref().is_none_or(|f| {
-            let received = f.control.received_by(now, self.rate(), self.samples_sent);
-            f.unplayed.unsent() == 0 && received >= f.unplayed.end()
+            let end = f.unplayed.end();
+            f.unplayed.unsent() == 0
+                && f.control
+                    .delivered(end, now, self.rate(), self.samples_sent)
         })
     }
 
