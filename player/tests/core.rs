@@ -55,6 +55,21 @@ impl Page {
         p
     }
 
+    /// The link drops: closed with no closing handshake.
+    fn drop_link(&mut self) {
+        self.feed(Input::Closed {
+            code: 1006,
+            reason: "",
+        });
+    }
+
+    /// The pending reconnect happens, and the relay (protocol v2) says `ready`.
+    fn reconnect_v2(&mut self) {
+        self.feed(Input::Retry);
+        self.feed(Input::Opened);
+        self.ready_v2();
+    }
+
     fn ready_v2(&mut self) {
         let flow = orpheus_protocol::Flow {
             window_ms: 2000,
@@ -307,10 +322,7 @@ fn a_drop_before_the_end_interrupts_once_and_reconnects_with_jittered_backoff() 
     let mut p = Page::new();
     p.speak("a", "Hi.");
     p.start("a", 1);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
     assert_eq!(p.commands.last(), Some(&Command::Stop { stream: 1 }));
     assert_eq!(p.downs, vec![(1006, false)]);
@@ -318,10 +330,7 @@ fn a_drop_before_the_end_interrupts_once_and_reconnects_with_jittered_backoff() 
     for _ in 0..8 {
         delays.push(*p.reconnects.last().unwrap());
         p.feed(Input::Retry);
-        p.feed(Input::Closed {
-            code: 1006,
-            reason: "",
-        });
+        p.drop_link();
     }
     assert!(delays[0] >= 125 && delays[0] <= 250, "{delays:?}");
     assert!(delays.iter().all(|&d| d <= 8_000), "capped: {delays:?}");
@@ -332,10 +341,7 @@ fn a_drop_before_the_end_interrupts_once_and_reconnects_with_jittered_backoff() 
         let mut q = Page::unconnected();
         q.core = PlayerCore::new(Config::default(), 7);
         q.connect_ready();
-        q.feed(Input::Closed {
-            code: 1006,
-            reason: "",
-        });
+        q.drop_link();
         q.reconnects
     };
     assert_ne!(other[0], delays[0]);
@@ -356,10 +362,7 @@ fn a_drop_after_the_end_lets_the_audio_play_out_and_completes_done() {
     p.start("a", 1);
     p.report(ReportKind::Started, 1, 0);
     p.end("a", Some(1), EndReason::Done, 96_000);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     assert!(p.completions.is_empty(), "still playing what it has");
     assert!(
         !p.commands.contains(&Command::Stop { stream: 1 }),
@@ -406,10 +409,7 @@ fn connect_is_idempotent_and_hurries_a_pending_reconnect() {
     p.feed(Input::Opened);
     p.feed(Input::Connect);
     assert_eq!(p.opens, 1, "one socket");
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     assert_eq!(p.reconnects.len(), 1);
     p.feed(Input::Connect);
     assert_eq!(p.opens, 2, "connect during the backoff opens now");
@@ -688,10 +688,7 @@ fn v2_a_lost_socket_parks_the_message_and_resumes_it_at_the_cursor() {
     p.report(ReportKind::Started, 1, 0);
     p.now += 0.25;
     p.report(ReportKind::Progress, 1, 6_000);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     assert!(
         p.completions.is_empty(),
         "the message waits for the next socket"
@@ -702,9 +699,7 @@ fn v2_a_lost_socket_parks_the_message_and_resumes_it_at_the_cursor() {
     );
     p.now += 0.5;
     p.report(ReportKind::Progress, 1, 18_000);
-    p.feed(Input::Retry);
-    p.feed(Input::Opened);
-    p.ready_v2();
+    p.reconnect_v2();
     let resume = sent_of(&p, "resume");
     assert_eq!(
         resume,
@@ -736,13 +731,8 @@ fn v2_a_restarted_message_plays_its_new_stream() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
     p.start("a", 1);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
-    p.feed(Input::Retry);
-    p.feed(Input::Opened);
-    p.ready_v2();
+    p.drop_link();
+    p.reconnect_v2();
     p.start("a", 2);
     assert_eq!(
         p.commands.last(),
@@ -758,10 +748,7 @@ fn v2_a_parked_message_ends_interrupted_once_when_no_socket_comes_back() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
     p.start("a", 1);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     p.tick_by(20.0);
     assert!(p.completions.is_empty(), "within the grace period");
     p.tick_by(6.0);
@@ -776,17 +763,12 @@ fn v2_stop_while_parked_ends_at_once_and_tells_the_next_socket() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
     p.start("a", 1);
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
+    p.drop_link();
     p.feed(Input::Stop);
     assert!(p.commands.contains(&Command::Stop { stream: 1 }));
     p.report(ReportKind::Stopped, 1, 0);
     assert_eq!(p.reason("a"), Some(EndReason::Stopped));
-    p.feed(Input::Retry);
-    p.feed(Input::Opened);
-    p.ready_v2();
+    p.reconnect_v2();
     assert_eq!(
         sent_of(&p, "stop"),
         vec![ClientMessage::Stop {
@@ -800,13 +782,8 @@ fn v2_stop_while_parked_ends_at_once_and_tells_the_next_socket() {
 fn v2_a_speak_lost_with_the_link_is_sent_again_when_the_relay_does_not_know_it() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
-    p.feed(Input::Closed {
-        code: 1006,
-        reason: "",
-    });
-    p.feed(Input::Retry);
-    p.feed(Input::Opened);
-    p.ready_v2();
+    p.drop_link();
+    p.reconnect_v2();
     assert_eq!(
         sent_of(&p, "resume"),
         vec![ClientMessage::Resume {

@@ -25,23 +25,26 @@ export async function open(url, { autoplay = true, init = null, ready = null } =
   return { browser, page, errors };
 }
 
+// The AudioWorklet processor of a tap: passes its input through and posts [frame, samples] of
+// every render quantum. (Its source, for pages to load.)
+export const TAP_PROCESSOR = `registerProcessor("tap", class extends AudioWorkletProcessor {
+  process(inputs, outputs) {
+    const input = inputs[0][0];
+    if (input) { this.port.postMessage([currentFrame, input.slice(0)]); outputs[0][0].set(input); }
+    return true;
+  }
+});`;
+
 // Installs, in the page, `window.tapOutput(player)`: an AudioWorklet between the player's
 // output and the speakers recording every render quantum with its context frame, and
 // `window.tapped(player)`, which returns { firstFrame, samples: base64 Float32 } of what the
 // player's tap recorded since the last call.
 export async function installTap(page) {
-  await page.evaluate(() => {
+  await page.evaluate((source) => {
     const taps = new Map();
     window.tapOutput = async (player) => {
       if (taps.has(player)) return;
       const ctx = player.context;
-      const source = `registerProcessor("tap", class extends AudioWorkletProcessor {
-        process(inputs, outputs) {
-          const input = inputs[0][0];
-          if (input) { this.port.postMessage([currentFrame, input.slice(0)]); outputs[0][0].set(input); }
-          return true;
-        }
-      });`;
       await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
       const tap = new AudioWorkletNode(ctx, "tap");
       const blocks = [];
@@ -67,7 +70,7 @@ export async function installTap(page) {
       for (const [, b] of blocks) { all.set(b, at); at += b.length; }
       return { firstFrame: blocks.length ? blocks[0][0] : 0, samples: encode(all) };
     };
-  });
+  }, TAP_PROCESSOR);
 }
 
 // Plays `text` through the page's player with the output tapped; returns the result, the

@@ -10,7 +10,7 @@
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { open } from "./browser.mjs";
+import { open, TAP_PROCESSOR } from "./browser.mjs";
 
 const [wsBase, root] = process.argv.slice(2);
 
@@ -112,28 +112,23 @@ const runs = [];
 for (const pattern of ["a", "b", "c"]) {
   for (const kind of ["orpheus-player", "wavtools", "pcm-player"]) {
     process.stderr.write(`figures.mjs: ${kind} (${pattern})\n`);
-    runs.push(await tab.evaluate(runOne, { kind, pattern, wsBase }));
+    runs.push(await tab.evaluate(runOne, { kind, pattern, wsBase, tapSource: TAP_PROCESSOR }));
   }
 }
-const stop = await tab.evaluate(runOne, { kind: "orpheus-player", pattern: "c", wsBase, stopAfterMs: 3000 });
+const stop = await tab.evaluate(runOne, {
+  kind: "orpheus-player", pattern: "c", wsBase, stopAfterMs: 3000, tapSource: TAP_PROCESSOR,
+});
 console.log(JSON.stringify({ runs, stop, pageErrors: errors }));
 await browser.close();
 server.close();
 
 // Runs in the page: one player, one pattern. Returns what its tapped output shows.
-async function runOne({ kind, pattern, wsBase, stopAfterMs }) {
+async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const SIGNAL_S = 10;
   // A tap in front of the context's destination, recording [frame, samples] per quantum.
   const tapContext = async (ctx) => {
-    const source = `registerProcessor("tap", class extends AudioWorkletProcessor {
-      process(inputs, outputs) {
-        const input = inputs[0][0];
-        if (input) { this.port.postMessage([currentFrame, input.slice(0)]); outputs[0][0].set(input); }
-        return true;
-      }
-    });`;
-    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([tapSource], { type: "text/javascript" })));
     const tap = new AudioWorkletNode(ctx, "tap");
     const blocks = [];
     tap.port.addEventListener("message", (e) => blocks.push(e.data));

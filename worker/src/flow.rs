@@ -84,11 +84,6 @@ impl FlowControl {
         }
     }
 
-    /// The window, in milliseconds.
-    pub fn window(&self) -> Millis {
-        self.window_ms
-    }
-
     /// The client's play cursor, as reported.
     pub fn played(&self) -> u64 {
         self.played
@@ -131,11 +126,6 @@ impl FlowControl {
         } else {
             now + ESTIMATE_EVERY_MS
         })
-    }
-
-    /// Stream samples the client reported received.
-    pub fn received(&self) -> u64 {
-        self.received
     }
 
     /// Takes in a `played` report at `now`; reports that go backwards are ignored.

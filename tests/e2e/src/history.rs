@@ -647,11 +647,16 @@ mod tests {
         }
     }
 
+    /// Speaks TEXT as `id` on connection 1, and its stream 1 starts.
+    fn started(h: &mut History, id: &str) {
+        h.record(&conn(1), Event::Speak { id, text: TEXT });
+        h.record(&conn(1), Event::Text(&start(id, 1)));
+    }
+
     /// Speaks TEXT as `id` on connection 1 and delivers its whole audio in two frames.
     fn spoken(h: &mut History, id: &str) -> Vec<u8> {
         let pcm = expected_pcm(TEXT);
-        h.record(&conn(1), Event::Speak { id, text: TEXT });
-        h.record(&conn(1), Event::Text(&start(id, 1)));
+        started(h, id);
         let half = pcm.len() / 4 * 2;
         for (offset, part) in [(0, &pcm[..half]), (half / 2, &pcm[half..])] {
             let frame = AudioFrame {
@@ -670,14 +675,7 @@ mod tests {
         let mut h = History::default();
         let pcm = expected_pcm(TEXT);
         let samples = pcm.len() as u64 / 2;
-        h.record(
-            &conn(1),
-            Event::Speak {
-                id: "a",
-                text: TEXT,
-            },
-        );
-        h.record(&conn(1), Event::Text(&start("a", 1)));
+        started(&mut h, "a");
         let quarter = pcm.len() / 8 * 2;
         let first = AudioFrame {
             flags: 0,
@@ -809,14 +807,7 @@ mod tests {
     #[test]
     fn wrong_audio_offsets_and_request_counts_are_caught() {
         let mut h = History::default();
-        h.record(
-            &conn(1),
-            Event::Speak {
-                id: "a",
-                text: TEXT,
-            },
-        );
-        h.record(&conn(1), Event::Text(&start("a", 1)));
+        started(&mut h, "a");
         let frame = AudioFrame {
             flags: 0,
             stream: 1,

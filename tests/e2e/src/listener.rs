@@ -111,6 +111,38 @@ impl Listener {
         Ok(())
     }
 
+    /// Speaks `text` as `id` and listens for `for_at_most`, which must pass before its `end`.
+    pub async fn speak_and_listen(
+        &mut self,
+        id: &str,
+        text: &str,
+        for_at_most: Duration,
+    ) -> TestResult {
+        self.client.speak(id, text, None).await?;
+        ensure!(
+            self.listen(id, for_at_most).await?.is_none(),
+            "{id} ended within {for_at_most:?}, while still speaking was expected"
+        );
+        Ok(())
+    }
+
+    /// Reports its cursor, stops `id` and waits up to `within` for the `end`: returns it, and
+    /// the time from the stop to it.
+    pub async fn stop_and_wait(
+        &mut self,
+        id: &str,
+        within: Duration,
+    ) -> TestResult<(ServerMessage, Duration)> {
+        self.report().await?;
+        let stopped = Instant::now();
+        self.client.stop(id).await?;
+        let end = self
+            .listen(id, within)
+            .await?
+            .ok_or_else(|| format!("no end for {id} within {within:?} of the stop"))?;
+        Ok((end, stopped.elapsed()))
+    }
+
     /// Listens until the `end` of `id` (returned), or for `for_at_most` (then `None`).
     pub async fn listen(
         &mut self,

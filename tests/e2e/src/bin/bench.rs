@@ -147,25 +147,15 @@ async fn listener(fx: &Fixture, v2: bool, sid: &str, speed: f64) -> TestResult<L
 }
 
 /// Speaks `text` to `l`, listens for `for_at_most`, stops, and returns the `end` and the time
-/// from the stop to it.
+/// from the stop to it, in milliseconds.
 async fn speak_and_stop(
     l: &mut Listener,
     text: &str,
     for_at_most: Duration,
 ) -> TestResult<(ServerMessage, f64)> {
-    l.client.speak("m", text, None).await?;
-    ensure!(
-        l.listen("m", for_at_most).await?.is_none(),
-        "the message ended before the stop"
-    );
-    l.report().await?;
-    let stopped = Instant::now();
-    l.client.stop("m").await?;
-    let end = l
-        .listen("m", Duration::from_secs(60))
-        .await?
-        .ok_or("no end after the stop")?;
-    Ok((end, stopped.elapsed().as_secs_f64() * 1000.0))
+    l.speak_and_listen("m", text, for_at_most).await?;
+    let (end, elapsed) = l.stop_and_wait("m", Duration::from_secs(60)).await?;
+    Ok((end, elapsed.as_secs_f64() * 1000.0))
 }
 
 /// Protocol v2's figures, each against v1 in the same run.
@@ -232,11 +222,8 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     for run in 0..RESUME_RUNS {
         let sid = format!("bench-resume-{run}");
         let mut l = Listener::connect(fx, &sid, 1.0).await?;
-        l.client.speak("m", &text, None).await?;
-        ensure!(
-            l.listen("m", Duration::from_secs(3)).await?.is_none(),
-            "ended before the cut"
-        );
+        l.speak_and_listen("m", &text, Duration::from_secs(3))
+            .await?;
         let cut = Instant::now();
         let had = l.received();
         let buffered = had.saturating_sub(l.played()) as f64 / RATE;

@@ -2,7 +2,7 @@
 //! mid-message and resumes, flow control holding a slow reader to the window, and what an
 //! `end` says was heard.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orpheus_chaos::{Faults, Proxy, REAL_TIME_BYTES_PER_S};
 use orpheus_e2e::{check_bit_exact, ensure, Fixture, Listener, TestResult};
@@ -29,14 +29,9 @@ fn heard_of(end: &ServerMessage) -> TestResult<(EndReason, u64, u64)> {
 pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
     let text = english(160);
     let mut listener = Listener::connect(fx, "v2-resume", 2.0).await?;
-    listener.client.speak("m", &text, None).await?;
-    ensure!(
-        listener
-            .listen("m", Duration::from_millis(1500))
-            .await?
-            .is_none(),
-        "still speaking when the link drops"
-    );
+    listener
+        .speak_and_listen("m", &text, Duration::from_millis(1500))
+        .await?;
     let stream = listener.stream.ok_or("no start")?;
     ensure!(listener.played() > 0, "something played before the drop");
     let played = listener.cut_and_resume(fx, "v2-resume", "m").await?;
@@ -63,28 +58,16 @@ pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
 pub async fn v2_flow_control_and_heard_text(fx: &Fixture) -> TestResult {
     let text = english(400);
     let mut listener = Listener::connect(fx, "v2-flow", 0.5).await?;
-    listener.client.speak("m", &text, None).await?;
-    ensure!(
-        listener
-            .listen("m", Duration::from_secs(6))
-            .await?
-            .is_none(),
-        "a half-speed listener is still listening"
-    );
+    listener
+        .speak_and_listen("m", &text, Duration::from_secs(6))
+        .await?;
     // Allowance for the frame in flight when a report arrives.
     ensure!(
         listener.most_ahead <= WINDOW_SAMPLES + 8_192,
         "received {} samples beyond the last report",
         listener.most_ahead
     );
-    listener.report().await?;
-    let stopped_at = Instant::now();
-    listener.client.stop("m").await?;
-    let end = listener
-        .listen("m", Duration::from_secs(10))
-        .await?
-        .ok_or("no end after stop")?;
-    let stop_to_end = stopped_at.elapsed();
+    let (end, stop_to_end) = listener.stop_and_wait("m", Duration::from_secs(10)).await?;
     let (reason, samples, chars) = heard_of(&end)?;
     ensure!(reason == EndReason::Stopped, "ended {reason:?}");
     ensure!(
@@ -137,22 +120,11 @@ pub async fn v2_stop_on_a_slow_link(fx: &Fixture) -> TestResult {
             let sid = format!("slow-v{}-{run}", 1 + u8::from(v2));
             let url = format!("ws://{}/v1/sessions/{sid}/ws", proxy.addr());
             let mut listener = Listener::connect_at(&url, &sid, 1.0, v2).await?;
-            listener.client.speak("m", &text, None).await?;
-            ensure!(
-                listener
-                    .listen("m", Duration::from_secs(2))
-                    .await?
-                    .is_none(),
-                "still speaking at the stop"
-            );
-            listener.report().await?;
-            let stopped = Instant::now();
-            listener.client.stop("m").await?;
-            let end = listener
-                .listen("m", Duration::from_secs(40))
-                .await?
-                .ok_or("no end after the stop")?;
-            stop_to_end[usize::from(v2)].push(stopped.elapsed().as_millis());
+            listener
+                .speak_and_listen("m", &text, Duration::from_secs(2))
+                .await?;
+            let (end, elapsed) = listener.stop_and_wait("m", Duration::from_secs(40)).await?;
+            stop_to_end[usize::from(v2)].push(elapsed.as_millis());
             // A v1 relay may have sent everything, and ended it `done`, long before: that
             // `end` then answers the stop, behind the audio still in the link.
             let answered = match end {
