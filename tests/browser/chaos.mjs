@@ -46,6 +46,9 @@ const report = await page.evaluate(async ([wsBase, texts, seed]) => {
     results.push({ id: result.id, reason: result.reason, samples: result.samples,
       played: result.played, stopped });
   }
+  // Idle once every message settled; a cut in the last moments may still be reconnecting,
+  // which takes well under the bound.
+  for (let waited = 0; p.state !== "idle" && waited < 10000; waited += 100) await sleep(100);
   const idle = p.state;
   const tap = window.tapped(p);
   p.close();
