@@ -67,12 +67,30 @@ const levels = new Float32Array(analyser.fftSize);
 
 player.connect();
 
+// The text in pieces of 1 to 5 characters, 20 to 50 ms apart, as a language model streams its
+// reply; what has been written so far shows as it comes.
+async function* written(text) {
+  for (let at = 0; at < text.length; ) {
+    const piece = text.slice(at, at + 1 + Math.floor(Math.random() * 5));
+    at += piece.length;
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    spoken.text += piece;
+    showProgress(0);
+    yield piece;
+  }
+}
+
 $("speak").addEventListener("click", async () => {
   $("result").textContent = "";
   $("first").textContent = "…";
-  spoken = { text: $("text").value, total: 0 };
+  const text = $("text").value;
+  const options = { voice: $("voice").value };
+  const streamed = $("written").checked;
+  spoken = { text: streamed ? "" : text, total: 0 };
   showProgress(0);
-  const result = await player.speak($("text").value, { voice: $("voice").value });
+  const result = streamed
+    ? await player.speakStream(written(text), options)
+    : await player.speak(text, options);
   $("first").textContent = result.firstAudioSeconds == null ? "–" : seconds(result.firstAudioSeconds);
   if (result.reason === "done") showProgress(Infinity);
   $("result").textContent = result.error

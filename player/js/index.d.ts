@@ -120,6 +120,13 @@ export declare class OrpheusPlayer extends EventTarget {
   readonly loaded: Promise<void>;
   connect(): void;
   speak(text: string, options?: SpeakOptions): Promise<SpeakResult>;
+  /** Speaks text while it is still being written (e.g. a chat completion's text deltas): one
+   * message, one result, one stop, however many chunks; speech starts with the first
+   * sentence. If the iterable throws, what it gave so far is spoken to the end. */
+  speakStream(
+    chunks: AsyncIterable<string> | Iterable<string>,
+    options?: SpeakOptions,
+  ): Promise<SpeakResult>;
   stop(): void;
   unlock(): void;
   close(): void;

@@ -142,15 +142,66 @@ export class OrpheusPlayer extends EventTarget {
     this.unlock();
     const id = `m${++this.#nextId}`;
     const result = new Promise((resolve) => this.#pending.set(id, { resolve, text: String(text) }));
-    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, this.#now()));
-    if (signal) {
-      const abort = () => {
-        if (this.#pending.has(id)) this.stop();
-      };
-      if (signal.aborted) abort();
-      else signal.addEventListener("abort", abort, { once: true });
-    }
+    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, this.#now()));
+    this.#stopOnAbort(id, signal);
     return result;
+  }
+
+  /**
+   * Speaks text while it is still being written: `chunks` is an async (or plain) iterable of
+   * strings, such as the text deltas of a chat completion stream. It is one message (one
+   * result, one stop) however many chunks there are; speech starts with the first sentence.
+   * If the iterable throws, what it gave so far is spoken to the end.
+   * @returns {Promise<SpeakResult>} settles once, when the message has completely finished
+   */
+  speakStream(chunks, { voice, model, signal } = {}) {
+    this.unlock();
+    const id = `m${++this.#nextId}`;
+    const pending = { resolve: null, text: "" };
+    const result = new Promise((resolve) => {
+      pending.resolve = resolve;
+      this.#pending.set(id, pending);
+    });
+    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, this.#now()));
+    this.#stopOnAbort(id, signal);
+    this.#write(id, pending, chunks);
+    return result;
+  }
+
+  /** Feeds a written message's chunks to the core until the iterable ends or the message does. */
+  async #write(id, pending, chunks) {
+    let held = ""; // a high surrogate whose low half comes with the next chunk
+    const add = (text) => {
+      if (!text) return;
+      pending.text += text;
+      this.#run(this.#core.append(id, text, this.#now()));
+    };
+    try {
+      for await (const chunk of chunks) {
+        if (!this.#pending.has(id)) return;
+        let text = held + String(chunk);
+        held = "";
+        const last = text.charCodeAt(text.length - 1);
+        if (last >= 0xd800 && last <= 0xdbff) {
+          held = text.slice(-1);
+          text = text.slice(0, -1);
+        }
+        add(text);
+      }
+    } catch {
+      // The writer failed: what it wrote is spoken.
+    }
+    add(held);
+    if (this.#pending.has(id)) this.#run(this.#core.finish(id, this.#now()));
+  }
+
+  #stopOnAbort(id, signal) {
+    if (!signal) return;
+    const abort = () => {
+      if (this.#pending.has(id)) this.stop();
+    };
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
   }
 
   /** Stops the current message at once (a 5 ms fade); its promise settles `stopped`. */

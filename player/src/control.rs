@@ -445,14 +445,37 @@ impl Writer {
     }
 }
 
-/// The player's `speak` frame.
-pub fn speak(id: &str, text: &str, voice: Option<&str>, model: Option<&str>) -> String {
-    Writer::default()
+/// The player's `speak` frame; `more` (protocol v2) when text will follow in `append`s.
+pub fn speak(id: &str, text: &str, voice: Option<&str>, model: Option<&str>, more: bool) -> String {
+    let writer = Writer::default()
         .str("type", "speak")
         .str("id", id)
         .str("text", text)
         .opt_str("voice", voice)
-        .opt_str("model", model)
+        .opt_str("model", model);
+    if more {
+        writer.bool("more", true)
+    } else {
+        writer
+    }
+    .finish()
+}
+
+/// Protocol v2: `text` for message `id`, after its first `at` characters.
+pub fn append(id: &str, text: &str, at: u64) -> String {
+    Writer::default()
+        .str("type", "append")
+        .str("id", id)
+        .str("text", text)
+        .num("at", at)
+        .finish()
+}
+
+/// Protocol v2: the text of message `id` is complete.
+pub fn finish(id: &str) -> String {
+    Writer::default()
+        .str("type", "finish")
+        .str("id", id)
         .finish()
 }
 
@@ -660,7 +683,7 @@ mod tests {
     #[test]
     fn writes_frames_the_relay_reads() {
         let text = "Quote \" backslash \\ newline \n bell \u{7} emoji 😀 arabic مرحبا";
-        let frame = speak("m1", text, Some("troy"), None);
+        let frame = speak("m1", text, Some("troy"), None, false);
         assert_eq!(
             ClientMessage::parse(&frame),
             Ok(ClientMessage::Speak {
@@ -668,7 +691,24 @@ mod tests {
                 text: text.into(),
                 voice: Some("troy".into()),
                 model: None,
+                more: false,
             })
+        );
+        assert!(matches!(
+            ClientMessage::parse(&speak("m1", "", None, None, true)),
+            Ok(ClientMessage::Speak { more: true, .. })
+        ));
+        assert_eq!(
+            ClientMessage::parse(&append("m1", text, 12)),
+            Ok(ClientMessage::Append {
+                id: "m1".into(),
+                text: text.into(),
+                at: Some(12),
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(&finish("m1")),
+            Ok(ClientMessage::Finish { id: "m1".into() })
         );
         assert_eq!(
             ClientMessage::parse(&stop("m1")),

@@ -146,6 +146,9 @@ pub struct Config {
     pub dead_after: Seconds,
     /// Protocol v2: how long past the relay's grace period a message waits for a resume.
     pub resume_slack: Seconds,
+    /// Protocol v2: text written in quick succession goes out in one `append` at most this
+    /// often, so a model's token stream stays well within the relay's frame rate.
+    pub append_interval: Seconds,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             ping_after: 3.0,
             dead_after: 9.0,
             resume_slack: 5.0,
+            append_interval: 0.1,
         }
     }
 }
@@ -228,12 +232,27 @@ pub enum Input<'a> {
     Speak {
         /// Message id.
         id: String,
-        /// Text to speak.
+        /// Text to speak (with `more`, its beginning).
         text: String,
         /// Voice, if chosen.
         voice: Option<String>,
         /// Model, if chosen.
         model: Option<String>,
+        /// Protocol v2: more text follows in [`Input::Append`]s, until [`Input::Finish`].
+        more: bool,
+    },
+    /// More text for message `id`, opened with `more` (ignored once it is not the current
+    /// message).
+    Append {
+        /// The message.
+        id: String,
+        /// The text to add.
+        text: String,
+    },
+    /// The text of message `id` is complete.
+    Finish {
+        /// The message.
+        id: String,
     },
     /// The app asked to stop the current message.
     Stop,
@@ -348,10 +367,41 @@ enum Playback {
     Finished,
 }
 
+/// Protocol v2: the text of a message the app is still writing, and how much of it the relay
+/// was sent. (Counts are Unicode scalar values, as the relay counts.)
+#[derive(Debug)]
+struct Written {
+    /// All of the text so far.
+    text: String,
+    /// Its length.
+    chars: u64,
+    /// Characters the `speak` frame carried.
+    in_speak: u64,
+    /// Characters sent on the current socket.
+    sent: u64,
+    /// When an `append` last went out.
+    sent_at: Seconds,
+    /// Where the text stands.
+    end: TextEnd,
+}
+
+/// Whether the app finished a written message's text, and whether the relay was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextEnd {
+    /// More may come.
+    Open,
+    /// Complete; `finish` not sent yet (on this socket).
+    Finished,
+    /// Complete, and `finish` sent.
+    Told,
+}
+
 #[derive(Debug)]
 struct Message {
     id: String,
     phase: Phase,
+    /// Protocol v2: text still being written (`speakStream`).
+    written: Option<Written>,
     playback: Playback,
     /// Stopped or superseded by the app (which): it completes as that, even if the relay then
     /// reports `done`, since the listener did not hear it all.
@@ -506,12 +556,14 @@ impl PlayerCore {
     }
 
     /// When the next timer is due, if any (feed [`Input::Tick`] then): a safety timer, a
-    /// parked message's patience, or the link watch's next ping or verdict.
+    /// parked message's patience, the link watch's next ping or verdict, or written text
+    /// waiting for its `append`.
     pub fn next_deadline(&self) -> Option<Seconds> {
         let safety = self
             .messages()
             .filter_map(|m| m.safety_deadline(self.config.safety))
-            .chain(self.resume_deadline());
+            .chain(self.resume_deadline())
+            .chain(self.append_deadline());
         let watch = self.watching().then(|| {
             let after = if self.pinged {
                 self.config.dead_after
@@ -527,6 +579,57 @@ impl PlayerCore {
     fn resume_deadline(&self) -> Option<Seconds> {
         let parked_at = self.current.as_ref()?.parked_at?;
         Some(parked_at + self.resume_grace? + self.config.resume_slack)
+    }
+
+    /// When written text that the relay was not sent yet goes out.
+    fn append_deadline(&self) -> Option<Seconds> {
+        let w = self.sendable_text()?;
+        (w.sent < w.chars).then_some(w.sent_at + self.config.append_interval)
+    }
+
+    /// The current message's written text, when it can be sent now: the session is ready and
+    /// the message's `speak` went out on this socket.
+    fn sendable_text(&self) -> Option<&Written> {
+        let m = self.current.as_ref()?;
+        let sent = matches!(m.phase, Phase::Sent { .. } | Phase::Streaming { .. });
+        let ready = self.link == Link::Ready && m.parked_at.is_none() && sent;
+        m.written.as_ref().filter(|_| ready)
+    }
+
+    /// Sends the current message's written text the relay does not have yet (at most one
+    /// `append` per [`Config::append_interval`], unless the text is complete), then its
+    /// `finish` once the app finished it.
+    fn send_text(&mut self) {
+        if self.sendable_text().is_none() {
+            return;
+        }
+        let (now, interval) = (self.now, self.config.append_interval);
+        let m = self.current.as_mut().expect("sendable");
+        let w = m.written.as_mut().expect("sendable");
+        let due = w.end != TextEnd::Open || now >= w.sent_at + interval;
+        if w.sent < w.chars && due {
+            let rest: String = w.text.chars().skip(w.sent as usize).collect();
+            self.effects
+                .push(Effect::Send(control::append(&m.id, &rest, w.sent)));
+            w.sent = w.chars;
+            w.sent_at = now;
+        }
+        if w.end == TextEnd::Finished && w.sent == w.chars {
+            self.effects.push(Effect::Send(control::finish(&m.id)));
+            w.end = TextEnd::Told;
+        }
+    }
+
+    /// The relay must be sent the written text again from `from` characters on (a resume:
+    /// it skips what it has; a `speak` sent again: it has what the frame carries).
+    fn resend_text(m: &mut Message, from_speak: bool) {
+        if let Some(w) = m.written.as_mut() {
+            w.sent = if from_speak { w.in_speak } else { 0 };
+            w.sent_at = f64::NEG_INFINITY;
+            if w.end == TextEnd::Told {
+                w.end = TextEnd::Finished;
+            }
+        }
     }
 
     /// A parked message that waited too long ends `interrupted`, its audio stopped.
@@ -598,7 +701,19 @@ impl PlayerCore {
                 text,
                 voice,
                 model,
-            } => self.on_speak(id, &text, voice.as_deref(), model.as_deref()),
+                more,
+            } => self.on_speak(id, &text, voice.as_deref(), model.as_deref(), more),
+            Input::Append { id, text } => {
+                if let Some(w) = self.written_open(&id) {
+                    w.chars += text.chars().count() as u64;
+                    w.text.push_str(&text);
+                }
+            }
+            Input::Finish { id } => {
+                if let Some(w) = self.written_open(&id) {
+                    w.end = TextEnd::Finished;
+                }
+            }
             Input::Stop => {
                 // The relay learns how far the listener got before it hears of the stop.
                 self.ack();
@@ -620,7 +735,14 @@ impl PlayerCore {
                 self.lose_messages(EndReason::Interrupted, false);
             }
         }
+        self.send_text();
         self.settle();
+    }
+
+    /// The text of message `id`, while it is current and the app may still add to it.
+    fn written_open(&mut self, id: &str) -> Option<&mut Written> {
+        let m = self.current.as_mut().filter(|m| m.id == id)?;
+        m.written.as_mut().filter(|w| w.end == TextEnd::Open)
     }
 
     fn on_connect(&mut self) {
@@ -661,17 +783,31 @@ impl PlayerCore {
         }
     }
 
-    fn on_speak(&mut self, id: String, text: &str, voice: Option<&str>, model: Option<&str>) {
+    fn on_speak(
+        &mut self,
+        id: String,
+        text: &str,
+        voice: Option<&str>,
+        model: Option<&str>,
+        more: bool,
+    ) {
         if let Some(old) = self.current.take() {
             self.retire(old, EndReason::Superseded);
         }
-        let frame = control::speak(&id, text, voice, model);
+        let frame = control::speak(&id, text, voice, model, more);
+        let chars = text.chars().count();
+        let written = more.then(|| Written {
+            text: text.to_owned(),
+            chars: chars as u64,
+            in_speak: chars as u64,
+            sent: chars as u64,
+            sent_at: f64::NEG_INFINITY,
+            end: TextEnd::Open,
+        });
         let mut message = Message {
             id,
-            phase: Phase::Unsent {
-                frame,
-                chars: text.chars().count(),
-            },
+            phase: Phase::Unsent { frame, chars },
+            written,
             playback: Playback::NotBegun,
             retired: None,
             spoke_at: self.now,
@@ -821,6 +957,8 @@ impl PlayerCore {
             }
             let frame = control::resume(&m.id, m.stream(), m.played);
             self.effects.push(Effect::Send(frame));
+            // Appends may have been lost with the link: the relay takes what it lacks.
+            Self::resend_text(m, false);
             return;
         }
         m.phase = Phase::Ended {
@@ -888,6 +1026,7 @@ impl PlayerCore {
             if reason == EndReason::Interrupted && heard_chars.is_none() {
                 *resumed = false;
                 self.effects.push(Effect::Send(frame.clone()));
+                Self::resend_text(m, true);
                 return;
             }
         }

@@ -167,13 +167,14 @@ impl Core {
         self.run(Input::Closed { code, reason }, now)
     }
 
-    /// The app asked to speak.
+    /// The app asked to speak; `more` when the text goes on in `append`s until `finish`.
     pub fn speak(
         &mut self,
         id: String,
         text: String,
         voice: Option<String>,
         model: Option<String>,
+        more: bool,
         now: f64,
     ) -> String {
         self.run(
@@ -182,9 +183,20 @@ impl Core {
                 text,
                 voice,
                 model,
+                more,
             },
             now,
         )
+    }
+
+    /// More text for message `id`, opened with `more`.
+    pub fn append(&mut self, id: String, text: String, now: f64) -> String {
+        self.run(Input::Append { id, text }, now)
+    }
+
+    /// The text of message `id` is complete.
+    pub fn finish(&mut self, id: String, now: f64) -> String {
+        self.run(Input::Finish { id }, now)
     }
 
     /// The app asked to stop.

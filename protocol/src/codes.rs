@@ -94,6 +94,12 @@ pub enum ErrorCode {
     NotConfigured,
     /// The relay cannot read the session's stored limits right now; retry shortly.
     RelayUnavailable,
+    /// Protocol v2: an `append` or `finish` names no message whose text is still open.
+    MessageNotOpen,
+    /// Protocol v2: an `append`'s `at` is past the text the relay has; text was lost.
+    TextGap,
+    /// Protocol v2: a message opened with `more` had no `append` or `finish` for the idle time.
+    TextTimeout,
 }
 
 impl ErrorCode {
@@ -121,6 +127,9 @@ impl ErrorCode {
             Self::UpstreamInterrupted => "the speech service connection broke mid-stream",
             Self::UpstreamBadAudio => "the speech service returned audio the relay cannot read",
             Self::NotConfigured => "the relay has no speech service credentials configured",
+            Self::MessageNotOpen => "no message with this id is open for more text",
+            Self::TextGap => "append.at is past the text the relay has; send the missing text",
+            Self::TextTimeout => "no append or finish came within the idle time; the message ended",
             Self::RelayUnavailable => {
                 "the relay cannot read this session's limits right now; retry after retry_after_s"
             }
@@ -150,11 +159,14 @@ impl ErrorCode {
             Self::UpstreamBadAudio => "upstream_bad_audio",
             Self::NotConfigured => "not_configured",
             Self::RelayUnavailable => "relay_unavailable",
+            Self::MessageNotOpen => "message_not_open",
+            Self::TextGap => "text_gap",
+            Self::TextTimeout => "text_timeout",
         }
     }
 
     /// Every code.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::InvalidJson,
         Self::InvalidMessage,
         Self::UnknownType,
@@ -175,6 +187,9 @@ impl ErrorCode {
         Self::UpstreamBadAudio,
         Self::NotConfigured,
         Self::RelayUnavailable,
+        Self::MessageNotOpen,
+        Self::TextGap,
+        Self::TextTimeout,
     ];
 }
 

@@ -23,6 +23,25 @@ pub enum ClientMessage {
         /// Model id; defaults to the voice's model, or English.
         #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<String>,
+        /// Protocol v2: more text follows in `append`s, until `finish`.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    },
+    /// Protocol v2: more text for message `id`, opened with `more`.
+    Append {
+        /// The message.
+        id: String,
+        /// The text to add.
+        text: String,
+        /// How many characters of the message's text come before `text`; absent: all the
+        /// relay has. Text the relay already has is skipped, so an append can be sent again.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
+    },
+    /// Protocol v2: the text of message `id` is complete.
+    Finish {
+        /// The message.
+        id: String,
     },
     /// Stop the message `id`, or the active message when `id` is absent.
     Stop {
@@ -119,12 +138,35 @@ impl ClientMessage {
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
                 let model = optional_string(object.get("model"))
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
+                let more = match object.get("more") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(more)) => *more,
+                    Some(_) => return Err(rejected(ErrorCode::InvalidMessage)),
+                };
                 Ok(Self::Speak {
                     id,
                     text,
                     voice,
                     model,
+                    more,
                 })
+            }
+            "append" => {
+                let id = message_id(object.get("id")).ok_or_else(invalid)?.to_owned();
+                let text = object
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or_else(invalid)?
+                    .to_owned();
+                let at = match object.get("at") {
+                    None | Some(Value::Null) => None,
+                    Some(at) => Some(at.as_u64().ok_or_else(invalid)?),
+                };
+                Ok(Self::Append { id, text, at })
+            }
+            "finish" => {
+                let id = message_id(object.get("id")).ok_or_else(invalid)?.to_owned();
+                Ok(Self::Finish { id })
             }
             "stop" => {
                 let id = match object.get("id") {
@@ -382,7 +424,8 @@ mod tests {
                 id: "m1".into(),
                 text: "hi".into(),
                 voice: None,
-                model: None
+                model: None,
+                more: false
             })
         );
         let round = ClientMessage::parse(&m.unwrap().to_json()).unwrap();
@@ -428,7 +471,8 @@ mod tests {
                 id: "m1".into(),
                 text: "cut \u{FFFD} here".into(),
                 voice: None,
-                model: None
+                model: None,
+                more: false
             })
         );
     }
@@ -504,9 +548,50 @@ mod tests {
             r#"{"type":"played","stream":3}"#,
             r#"{"type":"played","stream":-1,"played":0,"received":0}"#,
             r#"{"type":"resume","stream":3,"played":0}"#,
+            r#"{"type":"append","id":"m"}"#,
+            r#"{"type":"append","id":"m","text":"x","at":-1}"#,
+            r#"{"type":"finish"}"#,
         ] {
             assert_eq!(err(bad).code, ErrorCode::InvalidMessage, "{bad}");
         }
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"speak","id":"m","text":"","more":true}"#),
+            Ok(ClientMessage::Speak {
+                id: "m".into(),
+                text: String::new(),
+                voice: None,
+                model: None,
+                more: true
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"append","id":"m","text":" there","at":5}"#),
+            Ok(ClientMessage::Append {
+                id: "m".into(),
+                text: " there".into(),
+                at: Some(5)
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"append","id":"m","text":"x"}"#),
+            Ok(ClientMessage::Append {
+                id: "m".into(),
+                text: "x".into(),
+                at: None
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"finish","id":"m"}"#),
+            Ok(ClientMessage::Finish { id: "m".into() })
+        );
+        let e = err(r#"{"type":"speak","id":"m","text":"x","more":"yes"}"#);
+        assert_eq!(e.speak_id.as_deref(), Some("m"));
+        let appended = ClientMessage::Append {
+            id: "m".into(),
+            text: "x".into(),
+            at: None,
+        };
+        assert_eq!(ClientMessage::parse(&appended.to_json()), Ok(appended));
         let flow = Flow {
             window_ms: 2000,
             resume_grace_ms: 20_000,

@@ -75,16 +75,27 @@ export async function installTap(page) {
 
 // Plays `text` through the page's player with the output tapped; returns the result, the
 // states seen, the context rate and the captured samples (base64 Float32).
-export async function capture(page, text, { voice = "troy" } = {}) {
+export async function capture(page, text, { voice = "troy", written = false } = {}) {
   await installTap(page);
-  return page.evaluate(async ([text, voice]) => {
+  return page.evaluate(async ([text, voice, written]) => {
     const p = window.orpheus.player;
     await window.tapOutput(p);
     const states = [];
     p.addEventListener("statechange", (e) => states.push(e.detail.state));
-    const result = await p.speak(text, { voice });
+    // Written: the text in pieces of 1 to 5 characters, 20 to 50 ms apart, as a model streams.
+    async function* pieces() {
+      let seed = 11;
+      for (let at = 0; at < text.length; ) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        const piece = text.slice(at, at + 1 + (seed % 5));
+        at += piece.length;
+        await new Promise((r) => setTimeout(r, 20 + (seed % 31)));
+        yield piece;
+      }
+    }
+    const result = written ? await p.speakStream(pieces(), { voice }) : await p.speak(text, { voice });
     await new Promise((r) => setTimeout(r, 300));
     const { samples } = window.tapped(p);
     return { result, states, rate: p.context.sampleRate, samples };
-  }, [text, voice]);
+  }, [text, voice, written]);
 }

@@ -82,6 +82,8 @@ async function linkProxy(target) {
   report.capture = await capture(page, texts.capture);
   step("jitter");
   report.jitter = await capture(page, texts.jitter);
+  step("written");
+  report.written = await capture(page, texts.written, { written: true });
 
   // Rapid interrupt, with the output tapped: after each stop nothing of the message plays.
   step("rapid");

@@ -37,8 +37,12 @@ impl Default for BudgetLimits {
 /// What a session has spent recently. Serialisable for the Durable Object's storage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpeechBudget {
-    /// (accepted at, characters) for the last minute, oldest first.
+    /// (accepted at, characters) for the last minute, oldest first: one entry per message.
     minute: VecDeque<(Millis, u64)>,
+    /// (appended at, characters) for the last minute, oldest first: text appended to open
+    /// messages (protocol v2), which counts characters but not messages.
+    #[serde(default)]
+    appended: VecDeque<(Millis, u64)>,
     /// (minute index since the epoch, characters) for the last day, oldest first.
     day: VecDeque<(u64, u64)>,
 }
@@ -49,12 +53,10 @@ fn seconds_until(at: Millis, now: Millis) -> u32 {
 
 impl SpeechBudget {
     fn prune(&mut self, now: Millis) {
-        while self
-            .minute
-            .front()
-            .is_some_and(|&(at, _)| at + MINUTE_MS <= now)
-        {
-            self.minute.pop_front();
+        for window in [&mut self.minute, &mut self.appended] {
+            while window.front().is_some_and(|&(at, _)| at + MINUTE_MS <= now) {
+                window.pop_front();
+            }
         }
         let this_minute = now / MINUTE_MS;
         while self
@@ -86,12 +88,46 @@ impl SpeechBudget {
 
     /// Spends `chars` for a new message at `now`, or says in how many seconds it could be.
     pub fn admit(&mut self, limits: &BudgetLimits, chars: u64, now: Millis) -> Result<(), u32> {
+        self.spend(limits, chars, now, true)?;
+        self.minute.push_back((now, chars));
+        Ok(())
+    }
+
+    /// Spends `chars` appended to a message already admitted, or says in how many seconds it
+    /// could be. It counts against the character limits only.
+    pub fn admit_more(
+        &mut self,
+        limits: &BudgetLimits,
+        chars: u64,
+        now: Millis,
+    ) -> Result<(), u32> {
+        self.spend(limits, chars, now, false)?;
+        self.appended.push_back((now, chars));
+        Ok(())
+    }
+
+    /// Checks `chars` (and a message, when `message`) against the limits and adds the
+    /// characters to the day; the caller records them in its minute window.
+    fn spend(
+        &mut self,
+        limits: &BudgetLimits,
+        chars: u64,
+        now: Millis,
+        message: bool,
+    ) -> Result<(), u32> {
         self.prune(now);
-        let minute_chars: u64 = self.minute.iter().map(|&(_, c)| c).sum();
         let day_chars: u64 = self.day.iter().map(|&(_, c)| c).sum();
-        let minute_window = || self.minute.iter().map(|&(at, c)| (at + MINUTE_MS, c));
+        let mut minute_spent: Vec<(Millis, u64)> = self
+            .minute
+            .iter()
+            .chain(&self.appended)
+            .map(|&(at, c)| (at + MINUTE_MS, c))
+            .collect();
+        minute_spent.sort_unstable();
+        let minute_chars: u64 = minute_spent.iter().map(|&(_, c)| c).sum();
+        let minute_window = || minute_spent.iter().copied();
         let mut wait_until = now;
-        if self.minute.len() as u64 >= u64::from(limits.messages_per_minute) {
+        if message && self.minute.len() as u64 >= u64::from(limits.messages_per_minute) {
             let count_window = self.minute.iter().map(|&(at, _)| (at + MINUTE_MS, 1));
             let used = self.minute.len() as u64;
             wait_until = wait_until.max(Self::free_at(
@@ -129,7 +165,6 @@ impl SpeechBudget {
                 seconds_until(wait_until, now)
             });
         }
-        self.minute.push_back((now, chars));
         let this_minute = now / MINUTE_MS;
         match self.day.back_mut() {
             Some((m, c)) if *m == this_minute => *c += chars,
@@ -188,6 +223,39 @@ mod tests {
             b.admit(&LIMITS, 101, T0 + 200_000),
             Err(86_400),
             "larger than any window"
+        );
+    }
+
+    #[test]
+    fn appended_text_counts_characters_but_not_messages() {
+        let mut b = SpeechBudget::default();
+        assert_eq!(b.admit(&LIMITS, 10, T0), Ok(()));
+        for i in 0..9 {
+            assert_eq!(
+                b.admit_more(&LIMITS, 10, T0 + 100 * i),
+                Ok(()),
+                "append {i}"
+            );
+        }
+        assert_eq!(
+            b.admit_more(&LIMITS, 1, T0 + 2_000),
+            Err(58),
+            "the minute's 100 characters are spent, appends included"
+        );
+        assert_eq!(b.admit(&LIMITS, 0, T0 + 3_000), Ok(()), "a second message");
+        assert_eq!(b.admit(&LIMITS, 0, T0 + 3_000), Ok(()), "and a third");
+        assert!(
+            b.admit(&LIMITS, 0, T0 + 3_000).is_err(),
+            "appends were not messages"
+        );
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<SpeechBudget>(&text).unwrap(), b);
+        let before: SpeechBudget =
+            serde_json::from_str(r#"{"minute":[[1800000000000,5]],"day":[[30000000,5]]}"#).unwrap();
+        assert_eq!(
+            before.appended.len(),
+            0,
+            "a budget stored before appends still reads"
         );
     }
 

@@ -409,7 +409,7 @@ impl RelaySession {
                     let storage = self.state.storage();
                     let session_id = session_id.to_owned();
                     worker::wasm_bindgen_futures::spawn_local(async move {
-                        if storage.put(STORED_KEY, stored).await.is_err() {
+                        if storage.put(STORED_KEY, *stored).await.is_err() {
                             let line = LogLine::new("storage").word("write", "failed");
                             log::emit(Some(&session_id), &line);
                         }

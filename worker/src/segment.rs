@@ -7,6 +7,10 @@
 //! is an ordinary character. The first segment is kept shorter so the first audio arrives
 //! sooner, unless it has no boundary at all in that length; the rest are packed as full as the
 //! boundaries allow. Lengths count Unicode scalar values, as Groq does.
+//!
+//! Text that is still being written (protocol v2 `append`) is cut one segment at a time by
+//! [`next_span`]: only where what follows is already known, so a later append can never turn a
+//! cut into one inside a word, a number, a grapheme cluster or a vocal direction.
 
 use std::ops::Range;
 
@@ -85,6 +89,161 @@ pub fn split_spans(text: &str, max_chars: usize, first_chars: usize) -> Vec<Rang
     spans
 }
 
+/// How the text a segment is cut from may still grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEnd {
+    /// No more text follows: cut as [`split_spans`] does.
+    Complete,
+    /// More text may follow at once: cut only at a boundary already known.
+    Open,
+    /// More text may follow, but none came for a while: a word boundary will do.
+    Paused,
+}
+
+/// Shortest later segment cut at a clause (rather than waiting for a sentence) while more text
+/// may follow.
+const MIN_CLAUSE_SEGMENT_CHARS: usize = 40;
+
+/// Abbreviations whose full stop does not end a sentence (lower case, without the stop).
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "prof", "no", "e.g", "i.e", "mt",
+    "inc", "ltd", "co", "fig", "approx",
+];
+
+/// The next segment of `text` from character `from` on, or `None` to wait for more text:
+/// `first` for a message's first segment, kept short (`first_chars`) and cut at the first
+/// sentence. While the text is [`TextEnd::Open`], a cut needs the character after it (white
+/// space) already known, except after `!`, `?` or a full stop that plainly ends a sentence;
+/// a later segment waits for a sentence end, or a clause end past
+/// [`MIN_CLAUSE_SEGMENT_CHARS`], unless `max_chars` are waiting; a vocal direction whose `]`
+/// may still come is never cut.
+pub fn next_span(
+    text: &str,
+    from: usize,
+    first: bool,
+    max_chars: usize,
+    first_chars: usize,
+    end: TextEnd,
+) -> Option<Range<usize>> {
+    let chars: Vec<char> = text.chars().collect();
+    let start = skip_space(&chars, from);
+    if start >= chars.len() {
+        return None;
+    }
+    let tail: String = chars[start..].iter().collect();
+    let first_limit = if first {
+        first_chars.min(max_chars)
+    } else {
+        max_chars
+    };
+    let shift = |span: Range<usize>| start + span.start..start + span.end;
+    if end == TextEnd::Complete {
+        return split_spans(&tail, max_chars, first_limit)
+            .into_iter()
+            .next()
+            .map(shift);
+    }
+    let tail_chars: Vec<char> = tail.chars().collect();
+    let len = tail_chars.len();
+    let mut boundaries = classify(&tail, &tail_chars);
+    boundaries[len] = match end {
+        _ if ends_a_sentence(&tail_chars) => Boundary::Sentence,
+        TextEnd::Paused if !tail_chars[len - 1].is_alphanumeric() => boundaries[len],
+        _ => Boundary::None,
+    };
+    // A `[` that its `]` may still close: nothing after it is a place to cut.
+    if let Some(open) = tail_chars.iter().rposition(|&c| c == '[') {
+        if !tail_chars[open..].contains(&']') && len - open < MAX_DIRECTION_CHARS {
+            boundaries[open + 1..].fill(Boundary::None);
+        }
+    }
+    let cut_at = pick_open_cut(&tail_chars, &boundaries, first, first_limit, max_chars, end)?;
+    let mut trimmed = cut_at;
+    while trimmed > 0 && tail_chars[trimmed - 1].is_whitespace() {
+        trimmed -= 1;
+    }
+    (trimmed > 0).then(|| shift(0..trimmed))
+}
+
+/// Where to cut text that may still grow (see [`next_span`]), or `None` to wait.
+fn pick_open_cut(
+    chars: &[char],
+    boundaries: &[Boundary],
+    first: bool,
+    first_limit: usize,
+    max: usize,
+    end: TextEnd,
+) -> Option<usize> {
+    let len = chars.len();
+    if first {
+        // First audio comes from the first sentence, however short.
+        if let Some(at) =
+            (1..=len.min(first_limit)).find(|&at| boundaries[at] == Boundary::Sentence)
+        {
+            return Some(at);
+        }
+    }
+    if len > max {
+        return Some(if first {
+            first_cut(chars, boundaries, 0, first_limit, max)
+        } else {
+            cut(chars, boundaries, 0, max)
+        });
+    }
+    if first && len > first_limit {
+        let short = cut(chars, boundaries, 0, first_limit);
+        if boundaries[short] >= Boundary::Word {
+            return Some(short);
+        }
+        if let Some(at) = (first_limit + 1..=len).find(|&at| boundaries[at] >= Boundary::Word) {
+            return Some(at);
+        }
+        return None;
+    }
+    // `max_by_key` keeps the last of equals: the latest cut of the best kind.
+    let best = (1..=len).max_by_key(|&at| boundaries[at])?;
+    match boundaries[best] {
+        Boundary::Sentence => Some(best),
+        Boundary::Clause if best >= MIN_CLAUSE_SEGMENT_CHARS => Some(best),
+        Boundary::Clause | Boundary::Word if end == TextEnd::Paused => Some(best),
+        _ => None,
+    }
+}
+
+/// Whether text that may still grow already plainly ends a sentence: `!`, `?` and their kin,
+/// or a full stop after a word that is not an abbreviation, a number or an initial (where more
+/// text could still turn it into `3.14` or `...`).
+fn ends_a_sentence(chars: &[char]) -> bool {
+    let Some((&last, before)) = chars.split_last() else {
+        return false;
+    };
+    if matches!(last, '!' | '?' | '؟' | '۔') {
+        return true;
+    }
+    if last != '.' {
+        return false;
+    }
+    let word = word_before(chars, before.len());
+    word.chars().count() >= 2
+        && word.chars().all(char::is_alphabetic)
+        && !ABBREVIATIONS.contains(&word.as_str())
+}
+
+/// The word just before `chars[at]`, in lower case.
+fn word_before(chars: &[char], at: usize) -> String {
+    let start = chars[..at]
+        .iter()
+        .rposition(|c| c.is_whitespace())
+        .map_or(0, |space| space + 1);
+    chars[start..at].iter().collect::<String>().to_lowercase()
+}
+
+/// Whether the full stop at `chars[at]` ends an abbreviation such as "Dr." rather than a
+/// sentence.
+fn abbreviation_before(chars: &[char], at: usize) -> bool {
+    chars[at] == '.' && ABBREVIATIONS.contains(&word_before(chars, at).as_str())
+}
+
 fn skip_space(chars: &[char], mut at: usize) -> usize {
     while at < chars.len() && chars[at].is_whitespace() {
         at += 1;
@@ -138,7 +297,8 @@ fn classify(text: &str, chars: &[char]) -> Vec<Boundary> {
         while k > 0 && CLOSERS.contains(&chars[k]) {
             k -= 1;
         }
-        *boundary = if SENTENCE_ENDS.contains(&chars[k]) || chars.get(cut) == Some(&'\n') {
+        let full_stop = SENTENCE_ENDS.contains(&chars[k]) && !abbreviation_before(chars, k);
+        *boundary = if full_stop || chars.get(cut) == Some(&'\n') {
             Boundary::Sentence
         } else if CLAUSE_ENDS.contains(&chars[k]) {
             Boundary::Clause
@@ -347,6 +507,94 @@ mod tests {
         }
     }
 
+    /// Cuts `text` as it grows by `pieces`, taking every segment [`next_span`] offers before
+    /// the next piece arrives, then the rest once it is complete.
+    fn split_growing(text: &str, piece_len: usize) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        let mut from = 0;
+        let mut known = 0;
+        while known < chars.len() {
+            known = (known + piece_len).min(chars.len());
+            let so_far: String = chars[..known].iter().collect();
+            while let Some(span) = next_span(
+                &so_far,
+                from,
+                spans.is_empty(),
+                SEGMENT_MAX_CHARS,
+                FIRST_SEGMENT_CHARS,
+                TextEnd::Open,
+            ) {
+                from = span.end;
+                spans.push(span);
+            }
+        }
+        while let Some(span) = next_span(
+            text,
+            from,
+            spans.is_empty(),
+            SEGMENT_MAX_CHARS,
+            FIRST_SEGMENT_CHARS,
+            TextEnd::Complete,
+        ) {
+            from = span.end;
+            spans.push(span);
+        }
+        let segments: Vec<String> = spans
+            .iter()
+            .map(|s| chars[s.clone()].iter().collect())
+            .collect();
+        check(text, &segments);
+        segments
+    }
+
+    #[test]
+    fn growing_text_is_cut_only_where_the_next_character_is_known() {
+        let text = "Hello there! It costs 3.14 dollars, or so. Dr. Smith said [very cheerful] \
+                    that it is fine. "
+            .repeat(6);
+        for piece in 1..6 {
+            let segments = split_growing(&text, piece);
+            assert_eq!(segments[0], "Hello there!", "the first sentence goes first");
+            for s in &segments {
+                assert!(!s.ends_with("3.") && !s.ends_with("Dr."), "{s:?}");
+                assert_eq!(s.matches('[').count(), s.matches(']').count(), "{s:?}");
+            }
+            assert!(
+                segments[1..]
+                    .iter()
+                    .all(|s| s.ends_with('.') || s.ends_with('!')),
+                "later segments end at sentences: {segments:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn growing_text_without_sentences_is_cut_at_words_within_the_limit() {
+        let text = "word ".repeat(120);
+        for piece in [1, 3, 7] {
+            let segments = split_growing(&text, piece);
+            assert!(segments.iter().all(|s| s.ends_with("word")), "{segments:?}");
+        }
+        let text = "one two three, ".repeat(30);
+        let segments = split_growing(&text, 2);
+        assert!(segments.iter().all(|s| s.ends_with(',')), "{segments:?}");
+    }
+
+    #[test]
+    fn open_text_waits_and_paused_text_settles_for_a_word() {
+        let next = |text: &str, end| {
+            next_span(text, 0, false, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS, end)
+        };
+        assert_eq!(next("and then we", TextEnd::Open), None);
+        assert_eq!(next("and then we", TextEnd::Paused), Some(0..8));
+        assert_eq!(next("and then we ", TextEnd::Paused), Some(0..11));
+        assert_eq!(next("It costs 3.", TextEnd::Open), None);
+        assert_eq!(next("It is done.", TextEnd::Open), Some(0..11));
+        assert_eq!(next("Wait for it [very", TextEnd::Paused), Some(0..11));
+        assert_eq!(next("   ", TextEnd::Paused), None);
+    }
+
     #[test]
     fn random_texts_keep_every_character() {
         let alphabet: Vec<char> = "ab cd. ef, gh! [x y] مَر؟ ،\n👍🏽\u{200D}[".chars().collect();
@@ -357,6 +605,7 @@ mod tests {
                 .map(|_| alphabet[rng.usize(..alphabet.len())])
                 .collect();
             split_default(&text);
+            split_growing(&text, 1 + rng.usize(..6));
         }
     }
 }

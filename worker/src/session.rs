@@ -32,7 +32,11 @@
 //!   boundary at or before the cursor, in a new stream; the record goes when the message ends,
 //!   and how the session's recent messages ended is kept for the grace period, so a `resume`
 //!   whose `end` was lost with the link gets that `end` again;
-//! - every `end` says what was heard ([`crate::heard`]) and how the message went.
+//! - every `end` says what was heard ([`crate::heard`]) and how the message went;
+//! - a message opened with `more` takes its text in `append`s until `finish`: one stream, one
+//!   `start`, one `end`. Its segments are cut as the text grows ([`segment::next_span`]), each
+//!   when it is requested, so a cut never depends on text not yet received; its text counts
+//!   against the limits as it arrives, and a message left open past `text_idle_ms` ends once.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -90,6 +94,12 @@ pub struct Config {
     pub flow_window_ms: Millis,
     /// Protocol v2: how long a message whose socket dropped waits for a `resume`.
     pub resume_grace_ms: Millis,
+    /// Protocol v2: how long a message opened with `more` waits for its next `append` or
+    /// `finish` before it ends (`text_timeout`).
+    pub text_idle_ms: Millis,
+    /// Protocol v2: how long text still being written may pause before the relay cuts a
+    /// segment at a word boundary rather than wait for a sentence.
+    pub text_flush_ms: Millis,
 }
 
 impl Default for Config {
@@ -108,6 +118,8 @@ impl Default for Config {
             max_retry_wait_s: 5,
             flow_window_ms: 2_000,
             resume_grace_ms: 20_000,
+            text_idle_ms: 10_000,
+            text_flush_ms: 300,
         }
     }
 }
@@ -165,7 +177,7 @@ pub enum Effect {
     /// Store this as the socket's attachment (survives hibernation).
     Persist(Generation, Attachment),
     /// Store the session's state (survives reconnection and eviction).
-    Store(Stored),
+    Store(Box<Stored>),
     /// Close a socket.
     Close {
         /// The socket.
@@ -247,6 +259,13 @@ pub struct MessageRecord {
     pub voice: String,
     /// The length in samples of each segment relayed to its end, in order.
     pub segment_samples: Vec<u64>,
+    /// The segments cut so far, as character ranges of the text (empty for a record of a
+    /// complete text stored before they were kept: they are cut again, identically).
+    #[serde(default)]
+    pub spans: Vec<Range<usize>>,
+    /// Whether more text may still be appended.
+    #[serde(default)]
+    pub open: bool,
     /// When the message was last known to be alive.
     pub alive_at: Millis,
 }
@@ -254,6 +273,9 @@ pub struct MessageRecord {
 impl MessageRecord {
     /// The segments of the text, as the message split them.
     fn spans(&self, config: &Config) -> Vec<Range<usize>> {
+        if self.open || !self.spans.is_empty() {
+            return self.spans.clone();
+        }
         segment::split_spans(
             &self.text,
             config.limits.segment_chars as usize,
@@ -403,6 +425,15 @@ impl Segment {
     }
 }
 
+/// Whether a message's text is all there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextInput {
+    /// It is complete.
+    Complete,
+    /// More may come in `append`s (protocol v2 `more`); the last text came at `last_at`.
+    Open { last_at: Millis },
+}
+
 /// The active message.
 #[derive(Debug)]
 struct Message {
@@ -410,9 +441,12 @@ struct Message {
     stream: u32,
     model: Model,
     voice: &'static str,
-    /// The text, and its segments as character ranges.
+    /// The text, and its segments cut so far as character ranges.
     text: String,
     spans: Vec<Range<usize>>,
+    /// The characters of the text already cut into segments (or skipped as unspeakable).
+    scanned: usize,
+    input: TextInput,
     /// The index of the next segment to request, and of the first this stream requested.
     next_index: usize,
     first_index: usize,
@@ -518,6 +552,64 @@ impl Message {
             retries: self.retries,
             held_back_ms: flow::millis(flow.held_back_max, rate),
         })
+    }
+
+    /// The next segment to cut from the text not yet scanned, or `None` to wait for text (or
+    /// when there is none left). Unspeakable pieces (punctuation alone) are skipped.
+    fn next_cut(&mut self, config: &Config, now: Millis) -> Option<Range<usize>> {
+        let end = match self.input {
+            TextInput::Complete => segment::TextEnd::Complete,
+            // A parked message cannot get text: its pause says nothing about the writer.
+            TextInput::Open { last_at }
+                if self.parked_until.is_none() && now >= last_at + config.text_flush_ms =>
+            {
+                segment::TextEnd::Paused
+            }
+            TextInput::Open { .. } => segment::TextEnd::Open,
+        };
+        loop {
+            let span = segment::next_span(
+                &self.text,
+                self.scanned,
+                self.spans.is_empty(),
+                config.limits.segment_chars as usize,
+                config.first_segment_chars,
+                end,
+            )?;
+            let text: String = self
+                .text
+                .chars()
+                .skip(span.start)
+                .take(span.len())
+                .collect();
+            if segment::is_speakable(&text) {
+                return Some(span);
+            }
+            self.scanned = span.end;
+        }
+    }
+
+    /// When text still being written may next be cut at a word boundary, if that is to come.
+    fn flush_at(&self, config: &Config, now: Millis) -> Option<Millis> {
+        let TextInput::Open { last_at } = self.input else {
+            return None;
+        };
+        if self.parked_until.is_some() {
+            return None;
+        }
+        let at = last_at + config.text_flush_ms;
+        let unscanned = self.text.chars().count() > self.scanned;
+        (at > now && unscanned).then_some(at)
+    }
+
+    /// When text still being written has waited too long for more.
+    fn idle_at(&self, config: &Config) -> Option<Millis> {
+        match self.input {
+            TextInput::Open { last_at } if self.parked_until.is_none() => {
+                Some(last_at + config.text_idle_ms)
+            }
+            _ => None,
+        }
     }
 
     /// Whether the audio ahead at `now` is too little to wait any longer for a segment of
@@ -680,6 +772,8 @@ impl Session {
             .filter_map(|s| s.deadline(&self.config))
             .chain(message.parked_until)
             .chain(estimate)
+            .chain(message.idle_at(&self.config))
+            .chain(message.flush_at(&self.config, self.now))
             .min()
     }
 
@@ -923,8 +1017,13 @@ impl Session {
     /// Continues the active message from `played`: everything held from there on goes out
     /// again (`start` first, if the client never saw it), then the rest as it comes.
     fn continue_message(&mut self, restate_start: bool, played: u64) {
+        let now = self.now;
         let message = self.message.as_mut().expect("a message to continue");
         message.parked_until = None;
+        if let TextInput::Open { last_at } = &mut message.input {
+            // The idle time starts again: the client could not append while its link was down.
+            *last_at = now;
+        }
         let Some(flow) = message.flow.as_mut() else {
             return;
         };
@@ -961,6 +1060,12 @@ impl Session {
         let stream = stored.next_stream;
         stored.next_stream = stored.next_stream.checked_add(1).unwrap_or(1);
         let spans = record.spans(&self.config);
+        let scanned = spans.last().map_or(0, |s| s.end);
+        let input = if record.open {
+            TextInput::Open { last_at: self.now }
+        } else {
+            TextInput::Complete
+        };
         let audio = record.segment_samples[..index]
             .iter()
             .map(|&samples| SegmentAudio {
@@ -982,6 +1087,8 @@ impl Session {
             voice,
             text: record.text,
             spans,
+            scanned,
+            input,
             next_index: index,
             first_index: index,
             segments: VecDeque::new(),
@@ -1042,6 +1149,8 @@ impl Session {
                     .take_while(|a| a.complete)
                     .map(|a| a.samples)
                     .collect(),
+                spans: m.spans.clone(),
+                open: matches!(m.input, TextInput::Open { .. }),
                 alive_at: self.now,
             })
     }
@@ -1057,6 +1166,8 @@ impl Session {
         let changed = match (&stored.message, &record) {
             (Some(old), Some(new)) => {
                 old.segment_samples != new.segment_samples
+                    || old.spans.len() != new.spans.len()
+                    || old.open != new.open
                     || old.stream != new.stream
                     || old.alive_at + grace / 4 <= now
             }
@@ -1066,7 +1177,7 @@ impl Session {
         if always || changed {
             stored.message = record;
             let snapshot = stored.clone();
-            self.effects.push(Effect::Store(snapshot));
+            self.effects.push(Effect::Store(Box::new(snapshot)));
         }
     }
 
@@ -1099,13 +1210,21 @@ impl Session {
     /// A frame over the rate limit is not handled. A `speak` still gets its one `end`; other
     /// frames get one `error` per second. (Replies are bounded: twice the rate closes.)
     fn refuse_frame(&mut self, text: Option<&str>, warn: bool) {
-        let speak_id = text
+        let parsed = text
             .filter(|frame| frame.len() <= self.config.limits.max_frame_bytes as usize)
-            .and_then(|frame| match ClientMessage::parse(frame) {
-                Ok(ClientMessage::Speak { id, .. }) => Some(id),
-                Err(e) => e.speak_id,
-                Ok(_) => None,
-            });
+            .map(ClientMessage::parse);
+        // Text dropped from the middle of a message would leave a hole: the message ends.
+        if let Some(Ok(ClientMessage::Append { id, .. })) = &parsed {
+            if self.open_message(id) {
+                let error = EndError::new(ErrorCode::RateLimited, Some(1));
+                return self.finish(EndReason::Error, Some(error));
+            }
+        }
+        let speak_id = parsed.and_then(|parsed| match parsed {
+            Ok(ClientMessage::Speak { id, .. }) => Some(id),
+            Err(e) => e.speak_id,
+            Ok(_) => None,
+        });
         match speak_id {
             Some(id) => self.reject(id, ErrorCode::RateLimited, Some(1)),
             None if warn => self.send(&ServerMessage::Error {
@@ -1127,17 +1246,20 @@ impl Session {
                 None => self.send(&ServerMessage::error(e.code)),
             },
             Ok(ClientMessage::Ping) => self.send(&ServerMessage::Pong),
-            Ok(ClientMessage::Played { .. } | ClientMessage::Resume { .. })
-                if !self.speaks_v2() =>
-            {
-                self.send(&ServerMessage::error(ErrorCode::UnknownType))
-            }
+            Ok(
+                ClientMessage::Played { .. }
+                | ClientMessage::Resume { .. }
+                | ClientMessage::Append { .. }
+                | ClientMessage::Finish { .. },
+            ) if !self.speaks_v2() => self.send(&ServerMessage::error(ErrorCode::UnknownType)),
             Ok(ClientMessage::Played {
                 stream,
                 played,
                 received,
             }) => self.on_played(stream, played, received),
             Ok(ClientMessage::Resume { id, stream, played }) => self.on_resume(id, stream, played),
+            Ok(ClientMessage::Append { id, text, at }) => self.on_append(&id, &text, at),
+            Ok(ClientMessage::Finish { id }) => self.on_finish(&id),
             Ok(ClientMessage::Stop { id }) => {
                 let matches = self
                     .message
@@ -1152,8 +1274,74 @@ impl Session {
                 text,
                 voice,
                 model,
-            }) => self.on_speak(id, &text, voice.as_deref(), model.as_deref()),
+                more,
+            }) => {
+                // Version 1 ignores `more`, an unknown field there.
+                let more = more && self.speaks_v2();
+                self.on_speak(id, &text, voice.as_deref(), model.as_deref(), more)
+            }
         }
+    }
+
+    /// Whether `id` names the active message and its text is still open.
+    fn open_message(&self, id: &str) -> bool {
+        self.message
+            .as_ref()
+            .is_some_and(|m| m.id == id && matches!(m.input, TextInput::Open { .. }))
+    }
+
+    /// More text for an open message: what the relay has not got yet (from `at`) is added,
+    /// counted against the limits, and cut into segments as boundaries appear.
+    fn on_append(&mut self, id: &str, text: &str, at: Option<u64>) {
+        if !self.open_message(id) {
+            return self.send(&ServerMessage::error(ErrorCode::MessageNotOpen));
+        }
+        let message = self.message.as_mut().expect("checked open");
+        let have = message.text.chars().count() as u64;
+        let at = at.unwrap_or(have);
+        if at > have {
+            return self.send(&ServerMessage::error(ErrorCode::TextGap));
+        }
+        let new: String = text.chars().skip((have - at) as usize).collect();
+        let chars = new.chars().count() as u64;
+        if have + chars > u64::from(self.config.limits.max_text_chars) {
+            let error = EndError::new(ErrorCode::TextTooLong, None);
+            return self.finish(EndReason::Error, Some(error));
+        }
+        let (now, limits) = (self.now, self.config.budget);
+        if chars > 0 {
+            let stored = self
+                .stored
+                .as_mut()
+                .expect("a message runs on a known budget");
+            if let Err(retry_after) = stored.budget.admit_more(&limits, chars, now) {
+                let error = EndError::new(ErrorCode::RateLimited, Some(retry_after));
+                return self.finish(EndReason::Error, Some(error));
+            }
+        }
+        let message = self.message.as_mut().expect("checked open");
+        message.text.push_str(&new);
+        message.input = TextInput::Open { last_at: now };
+        self.relay();
+    }
+
+    /// The text of an open message is complete: the rest is cut and spoken. Finishing a
+    /// message whose text is already complete changes nothing (a `finish` may be sent again
+    /// after a resume); any other id is an error.
+    fn on_finish(&mut self, id: &str) {
+        let Some(message) = self.message.as_mut().filter(|m| m.id == id) else {
+            return self.send(&ServerMessage::error(ErrorCode::MessageNotOpen));
+        };
+        if message.input == TextInput::Complete {
+            return;
+        }
+        message.input = TextInput::Complete;
+        if !segment::is_speakable(&message.text) {
+            let error = EndError::new(ErrorCode::EmptyText, None);
+            return self.finish(EndReason::Error, Some(error));
+        }
+        self.store(true);
+        self.relay();
     }
 
     /// Checks a `speak` without touching anything: the model and voice, or why it is refused.
@@ -1162,8 +1350,10 @@ impl Session {
         text: &str,
         voice: Option<&str>,
         model: Option<&str>,
+        more: bool,
     ) -> Result<(Model, &'static str), (ErrorCode, Option<u32>)> {
-        if !segment::is_speakable(text) {
+        // Text still to come may make it speakable: that is checked at `finish`.
+        if !more && !segment::is_speakable(text) {
             return Err((ErrorCode::EmptyText, None));
         }
         if text.chars().count() > self.config.limits.max_text_chars as usize {
@@ -1179,8 +1369,15 @@ impl Session {
         Ok(resolved)
     }
 
-    fn on_speak(&mut self, id: String, text: &str, voice: Option<&str>, model: Option<&str>) {
-        let (model, voice) = match self.check_speak(text, voice, model) {
+    fn on_speak(
+        &mut self,
+        id: String,
+        text: &str,
+        voice: Option<&str>,
+        model: Option<&str>,
+        more: bool,
+    ) {
+        let (model, voice) = match self.check_speak(text, voice, model, more) {
             Ok(resolved) => resolved,
             // A rejected speak leaves the active message alone.
             Err((code, retry_after)) => return self.reject(id, code, retry_after),
@@ -1194,18 +1391,25 @@ impl Session {
         let stream = stored.next_stream;
         stored.next_stream = stored.next_stream.checked_add(1).unwrap_or(1);
         self.finish(EndReason::Superseded, None);
-        let spans = segment::split_spans(
-            text,
-            self.config.limits.segment_chars as usize,
-            self.config.first_segment_chars,
-        );
+        let (spans, input) = if more {
+            (Vec::new(), TextInput::Open { last_at: now })
+        } else {
+            let spans = segment::split_spans(
+                text,
+                self.config.limits.segment_chars as usize,
+                self.config.first_segment_chars,
+            );
+            (spans, TextInput::Complete)
+        };
+        let scanned = spans.last().map_or(0, |s| s.end);
         self.log(
             LogLine::new("speak")
                 .id("id", &id)
                 .num("stream", stream)
                 .num("chars", chars)
                 .num("segments", spans.len() as u64)
-                .word("voice", voice),
+                .word("voice", voice)
+                .word("text", if more { "open" } else { "complete" }),
         );
         let flow = self
             .speaks_v2()
@@ -1217,6 +1421,8 @@ impl Session {
             voice,
             text: text.to_owned(),
             spans,
+            scanned,
+            input,
             next_index: 0,
             first_index: 0,
             segments: VecDeque::new(),
@@ -1253,10 +1459,12 @@ impl Session {
 
     /// Keeps `1 + prefetch` requests in flight while segments remain and none has failed; with
     /// flow control (v2), a segment after the first two waits until the audio ahead of the play
-    /// cursor is less than what the upstream needs to produce it. Ends the message `done` once
-    /// every segment was relayed.
+    /// cursor is less than what the upstream needs to produce it. Text still being written is
+    /// cut only when a segment is due, so it is as full as the text allows. Ends the message
+    /// `done` once its text is complete and every segment was relayed.
     fn request_more(&mut self) {
         let now = self.now;
+        let config = &self.config;
         let Some(message) = self.message.as_mut() else {
             return;
         };
@@ -1264,14 +1472,23 @@ impl Session {
             .segments
             .iter()
             .any(|s| matches!(s.phase, Phase::Failed(_)));
-        while !failed && message.segments.len() <= self.config.prefetch {
-            let Some(span) = message.spans.get(message.next_index).cloned() else {
-                break;
+        let cut_before = message.spans.len();
+        while !failed && message.segments.len() <= config.prefetch {
+            let span = match message.spans.get(message.next_index) {
+                Some(span) => span.clone(),
+                None => match message.next_cut(config, now) {
+                    Some(span) => span,
+                    None => break,
+                },
             };
             // Paced: one segment at a time, and only once the audio ahead runs low.
             let paced = message.flow.is_some() && message.next_index >= message.first_index + 2;
             if paced && (!message.segments.is_empty() || !message.needs_lead(span.len(), now)) {
                 break;
+            }
+            if message.next_index == message.spans.len() {
+                message.scanned = span.end;
+                message.spans.push(span.clone());
             }
             let text: String = message
                 .text
@@ -1308,9 +1525,15 @@ impl Session {
         }
         // With flow control, `done` waits until the client has everything: a link that drops
         // before then can still resume the message.
-        let delivered = message.delivered(now);
-        if message.segments.is_empty() && message.next_index >= message.spans.len() && delivered {
-            self.finish(EndReason::Done, None);
+        let exhausted = message.input == TextInput::Complete
+            && message.next_index >= message.spans.len()
+            && message.next_cut(config, now).is_none();
+        let cut_more = message.spans.len() != cut_before;
+        if message.segments.is_empty() && exhausted && message.delivered(now) {
+            return self.finish(EndReason::Done, None);
+        }
+        if cut_more {
+            self.store(false);
         }
     }
 
@@ -1471,6 +1694,13 @@ impl Session {
                     .word("result", "expired"),
             );
             return self.finish(EndReason::Interrupted, None);
+        }
+        if message
+            .idle_at(&self.config)
+            .is_some_and(|until| until <= now)
+        {
+            let error = EndError::new(ErrorCode::TextTimeout, None);
+            return self.finish(EndReason::Error, Some(error));
         }
         let due: Vec<(usize, Option<FetchId>)> = message
             .segments

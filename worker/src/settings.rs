@@ -76,6 +76,8 @@ impl Settings {
             max_retry_wait_s: var_or(env, "UPSTREAM_MAX_RETRY_WAIT_S", defaults.max_retry_wait_s),
             flow_window_ms: var_or(env, "FLOW_WINDOW_MS", defaults.flow_window_ms),
             resume_grace_ms: var_or(env, "RESUME_GRACE_MS", defaults.resume_grace_ms),
+            text_idle_ms: var_or(env, "TEXT_IDLE_MS", defaults.text_idle_ms),
+            text_flush_ms: var_or(env, "TEXT_FLUSH_MS", defaults.text_flush_ms),
             ..defaults
         };
         let policy = Policy {

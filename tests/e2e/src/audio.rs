@@ -7,11 +7,7 @@ use crate::{TestResult, SAMPLES_PER_CHAR};
 
 /// The PCM the upstream produces for `text` split the way the relay splits it.
 pub fn expected_pcm(text: &str) -> Vec<u8> {
-    relay_segments(text)
-        .iter()
-        .flat_map(|segment| groq_local::render_signal(segment, SAMPLES_PER_CHAR))
-        .flat_map(i16::to_le_bytes)
-        .collect()
+    pcm_of_segments(&relay_segments(text))
 }
 
 /// Checks relayed PCM against the upstream's, pointing at the first differing sample.
@@ -36,8 +32,21 @@ pub fn check_bit_exact(got: &[u8], text: &str) -> TestResult {
 /// itself at 24 kHz, else the source as the player's engine resamples it, rendered here by the
 /// same Rust code the worklet runs.
 pub fn expected_playback(text: &str, rate: u32) -> Vec<f32> {
+    playback_of(&expected_pcm(text), rate)
+}
+
+/// The upstream's audio for these segments, in order.
+pub fn pcm_of_segments(segments: &[String]) -> Vec<u8> {
+    segments
+        .iter()
+        .flat_map(|segment| groq_local::render_signal(segment, SAMPLES_PER_CHAR))
+        .flat_map(i16::to_le_bytes)
+        .collect()
+}
+
+/// What a player plays for a 24 kHz stream of `pcm` at a context of `rate`.
+pub fn playback_of(pcm: &[u8], rate: u32) -> Vec<f32> {
     use orpheus_player_dsp::{event, Engine, Push};
-    let pcm = expected_pcm(text);
     let samples = (pcm.len() / 2) as u64;
     let mut engine = Box::new(Engine::new());
     engine.configure(rate, 0.0);

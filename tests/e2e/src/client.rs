@@ -259,6 +259,26 @@ impl Client {
         self.send_text(message.to_string()).await
     }
 
+    /// Protocol v2: opens message `id` with the beginning of `whole`, its text to come in
+    /// `append`s (the whole text goes into the leak ledger).
+    pub async fn open(&mut self, id: &str, text: &str, whole: &str) -> TestResult {
+        LEDGER.lock().expect("ledger").texts.push(whole.to_owned());
+        let frame = serde_json::json!({"type": "speak", "id": id, "text": text, "more": true});
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Protocol v2: appends `text` to message `id`.
+    pub async fn append(&mut self, id: &str, text: &str) -> TestResult {
+        let frame = serde_json::json!({"type": "append", "id": id, "text": text});
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Protocol v2: the text of message `id` is complete.
+    pub async fn finish(&mut self, id: &str) -> TestResult {
+        self.send_text(serde_json::json!({"type": "finish", "id": id}).to_string())
+            .await
+    }
+
     /// Sends `stop` for `id`.
     pub async fn stop(&mut self, id: &str) -> TestResult {
         self.send_text(serde_json::json!({"type": "stop", "id": id}).to_string())

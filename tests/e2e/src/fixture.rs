@@ -98,6 +98,8 @@ impl Fixture {
             ("LIMIT_CHARS_PER_MINUTE", "100000000"),
             ("LIMIT_CHARS_PER_DAY", "100000000"),
             ("LIMIT_FRAMES_PER_SECOND", "1000"),
+            // A message left open ends within the test's patience.
+            ("TEXT_IDLE_MS", "2000"),
         ];
         defaults
             .iter()

@@ -22,7 +22,7 @@ pub mod tickets;
 
 pub use audio::{
     check_bit_exact, compare_capture, compare_playback, decode_capture, expected_pcm,
-    expected_playback, loudest_between,
+    expected_playback, loudest_between, pcm_of_segments, playback_of,
 };
 pub use browser::{run_browser_script, SampleApp};
 pub use client::{http_get, http_request, open_socket, refusal, Client, Frame, Received, Socket};

@@ -26,6 +26,8 @@ pub struct Listener {
     clock: Instant,
     /// The most audio ever received beyond the cursor last reported.
     pub most_ahead: u64,
+    /// When the first audio frame arrived.
+    pub first_audio_at: Option<Instant>,
     /// Whether it reports its cursor (protocol v2); a v1 listener only plays.
     reports: bool,
 }
@@ -71,6 +73,7 @@ impl Listener {
             reported_at: Instant::now(),
             clock: Instant::now(),
             most_ahead: 0,
+            first_audio_at: None,
             reports,
         }
     }
@@ -124,6 +127,37 @@ impl Listener {
             "{id} ended within {for_at_most:?}, while still speaking was expected"
         );
         Ok(())
+    }
+
+    /// Protocol v2: speaks `text` as `id` while it is being written, listening all along: opens
+    /// the message, appends the text in pieces of 1 to 5 characters every 20 to 50 ms (drawn
+    /// from `seed`), then finishes it. Returns when each piece went out, with the number of
+    /// characters sent by then. The message must not end while it is written.
+    pub async fn write(
+        &mut self,
+        id: &str,
+        text: &str,
+        seed: u64,
+    ) -> TestResult<Vec<(usize, Instant)>> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut rng = orpheus_test_support::rng(seed);
+        let mut sent = Vec::new();
+        self.client.open(id, "", text).await?;
+        let mut at = 0;
+        while at < chars.len() {
+            let len = (1 + rng.usize(..5)).min(chars.len() - at);
+            let piece: String = chars[at..at + len].iter().collect();
+            self.client.append(id, &piece).await?;
+            at += len;
+            sent.push((at, Instant::now()));
+            let pause = Duration::from_millis(20 + rng.u64(..31));
+            ensure!(
+                self.listen(id, pause).await?.is_none(),
+                "{id} ended while it was being written"
+            );
+        }
+        self.client.finish(id).await?;
+        Ok(sent)
     }
 
     /// Reports its cursor, stops `id` and waits up to `within` for the `end`: returns it, and
@@ -188,6 +222,7 @@ impl Listener {
                         "audio sent again at {offset} differs"
                     );
                     self.pcm.extend_from_slice(&pcm[overlap..]);
+                    self.first_audio_at.get_or_insert(now);
                     self.most_ahead = self.most_ahead.max(self.received() - self.reported);
                 }
                 Some(Frame::Closed(code)) => return Err(format!("closed: {code:?}")),

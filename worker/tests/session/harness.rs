@@ -55,6 +55,8 @@ pub struct Harness {
     pub started: Vec<FetchId>,
     /// The PCM each fetch delivered in full.
     pub delivered: HashMap<FetchId, Vec<u8>>,
+    /// The text each fetch asked the upstream to speak.
+    pub inputs: HashMap<FetchId, String>,
     /// Every text frame sent, to any socket, in order.
     pub texts: Vec<ServerMessage>,
     /// The text frames each socket received.
@@ -100,6 +102,7 @@ impl Harness {
             fetch_order: BTreeMap::new(),
             started: Vec::new(),
             delivered: HashMap::new(),
+            inputs: HashMap::new(),
             texts: Vec::new(),
             sent_to: BTreeMap::new(),
             audio: BTreeMap::new(),
@@ -157,6 +160,43 @@ impl Harness {
         self.text(&frame);
     }
 
+    /// Protocol v2: opens message `id` with `text`, more to come.
+    pub fn open(&mut self, id: &str, text: &str) {
+        let frame = serde_json::json!({"type": "speak", "id": id, "text": text, "more": true});
+        self.text(&frame.to_string());
+    }
+
+    /// Protocol v2: appends `text` to message `id`.
+    pub fn append(&mut self, id: &str, text: &str) {
+        let frame = serde_json::json!({"type": "append", "id": id, "text": text});
+        self.text(&frame.to_string());
+    }
+
+    /// Protocol v2: the text of message `id` is complete.
+    pub fn finish(&mut self, id: &str) {
+        let frame = serde_json::json!({"type": "finish", "id": id});
+        self.text(&frame.to_string());
+    }
+
+    /// The texts the upstream was asked to speak for `stream`, in segment order.
+    pub fn inputs_of(&self, stream: u32) -> Vec<String> {
+        self.fetches_of(stream)
+            .iter()
+            .map(|f| self.inputs[f].clone())
+            .collect()
+    }
+
+    /// Every `error` frame's code, in order.
+    pub fn errors(&self) -> Vec<ErrorCode> {
+        self.texts
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Executes effects as the runtime would, checking the client-visible invariants.
     pub fn drain(&mut self) {
         for effect in self.session.take_effects() {
@@ -208,7 +248,9 @@ impl Harness {
                         .insert(request.segment, request.fetch);
                     self.started.push(request.fetch);
                     let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
-                    assert!(body["input"].as_str().unwrap().chars().count() <= 200);
+                    let input = body["input"].as_str().unwrap();
+                    assert!(input.chars().count() <= 200);
+                    self.inputs.insert(request.fetch, input.to_owned());
                 }
                 Effect::Abort(fetch) => {
                     assert!(
@@ -230,7 +272,7 @@ impl Harness {
                     }
                     self.attachments.insert(on, attachment);
                 }
-                Effect::Store(stored) => self.stored = Some(stored),
+                Effect::Store(stored) => self.stored = Some(*stored),
                 Effect::Log(line) => {
                     let text = orpheus_worker::log::format(Some("s1"), &line);
                     assert!(!text.contains("secret text"), "logs carry no text: {text}");

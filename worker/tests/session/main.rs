@@ -7,4 +7,5 @@ mod messages;
 mod random;
 mod resume;
 mod sockets;
+mod streaming;
 mod upstream;

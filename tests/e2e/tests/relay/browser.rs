@@ -28,6 +28,26 @@ fn played_exactly(run: &Value, text: &str, what: &str) -> TestResult {
     Ok(())
 }
 
+/// The upstream requests that spoke `text`: the last run of consecutive requests whose texts
+/// make it up, in order (what a written message was cut into).
+fn segments_of(inputs: &[String], text: &str) -> TestResult<Vec<String>> {
+    let squash = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let whole = squash(text);
+    for start in (0..inputs.len()).rev() {
+        let mut joined = String::new();
+        for end in start..inputs.len() {
+            joined.push_str(&squash(&inputs[end]));
+            if joined == whole {
+                return Ok(inputs[start..=end].to_vec());
+            }
+            if !whole.starts_with(&joined) {
+                break;
+            }
+        }
+    }
+    Err(format!("no run of upstream requests spoke {text:?}"))
+}
+
 fn done_with_all(result: &Value, text: &str, what: &str) -> TestResult {
     let want = orpheus_e2e::expected_pcm(text).len() as u64 / 2;
     ensure!(
@@ -69,6 +89,7 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
         "tone": "[[fault:chunk=3333;gap_ms=3]] Resampled to the device rate, the pitch stays right and no seam shows.",
         // Slower than real time: still streaming whenever something cuts in.
         "slow": "[[fault:chunk=4800;gap_ms=150]] A message that the replacement cuts off while it still streams.",
+        "written": "Written as a model streams it, piece by piece. It plays without a gap, exactly once.",
     });
     let text = |key: &str| texts[key].as_str().unwrap().to_owned();
     let out_dir = out.to_string_lossy();
@@ -112,6 +133,30 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
         );
         played_exactly(run, &text(key), key)?;
     }
+
+    // Written as a model streams it (speakStream): one message, done, gapless, and exactly
+    // the upstream's audio for the segments it was asked for.
+    let written = &report["written"];
+    let segments = segments_of(&fx.upstream.inputs(), &text("written"))?;
+    let want = orpheus_e2e::pcm_of_segments(&segments);
+    ensure!(
+        written["result"]["reason"] == "done"
+            && written["result"]["played"].as_u64() == Some(want.len() as u64 / 2)
+            && written["result"]["underruns"] == 0
+            && written["result"]["heardText"] == text("written"),
+        "written: {}",
+        written["result"]
+    );
+    let rate = written["rate"].as_u64().unwrap_or(0) as u32;
+    let (_, worst) = compare_playback(
+        &decode_capture(written)?,
+        &orpheus_e2e::playback_of(&want, rate),
+    )?;
+    ensure!(
+        worst <= 1e-6,
+        "written: played audio differs by up to {worst}"
+    );
+    println!("written: segments {segments:?} played exactly");
 
     // Rapid interrupt: after each stop, silence within the fade and the message's latency;
     // idle at once, every time.

@@ -18,6 +18,7 @@ mod listener;
 mod messages;
 mod reliability;
 mod sessions;
+mod streaming;
 mod texts;
 mod upstream;
 mod voices;
@@ -31,6 +32,7 @@ use listener::*;
 use messages::*;
 use reliability::*;
 use sessions::*;
+use streaming::*;
 use upstream::*;
 use voices::*;
 
@@ -72,6 +74,9 @@ fn main() {
         v2_resume_after_a_dropped_link,
         v2_flow_control_and_heard_text,
         v2_stop_on_a_slow_link,
+        streamed_reply,
+        streamed_first_audio,
+        streamed_endings,
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,
