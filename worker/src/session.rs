@@ -118,7 +118,7 @@ impl Default for Config {
             max_retry_wait_s: 5,
             flow_window_ms: 2_000,
             resume_grace_ms: 20_000,
-            text_idle_ms: 10_000,
+            text_idle_ms: 15_000,
             text_flush_ms: 300,
         }
     }

@@ -30,6 +30,9 @@ pub enum Event<'a> {
         id: &'a str,
         /// Its text.
         text: &'a str,
+        /// Protocol v2: written in `append`s (every word carries the tag: segments are cut as
+        /// the text grows, so the audio is checked against the requests the upstream got).
+        written: bool,
     },
     /// A `stop` was sent.
     Stop {
@@ -87,6 +90,8 @@ struct Message {
     resumed: Resumed,
     /// Protocol v2: resumed at least once (audio sent to a lost socket was never received).
     was_resumed: bool,
+    /// Protocol v2: written in `append`s; its audio so far, checked at the verdict.
+    written: Option<Vec<u8>>,
 }
 
 /// Protocol v2: what a resume made of a message.
@@ -133,7 +138,7 @@ impl History {
             .push(format!("{}#{} {}", conn.0, conn.1, describe(&event)));
         match event {
             Event::Connected => self.connects += 1,
-            Event::Speak { id, text } => {
+            Event::Speak { id, text, written } => {
                 if self.messages.contains_key(id) {
                     return self.note(format!("{id}: id reused"));
                 }
@@ -143,7 +148,11 @@ impl History {
                     Message {
                         conn: conn.clone(),
                         text: text.to_owned(),
-                        expected: expected_pcm(text),
+                        expected: if written {
+                            Vec::new()
+                        } else {
+                            expected_pcm(text)
+                        },
                         sent: Instant::now(),
                         stream: None,
                         received: 0,
@@ -154,6 +163,7 @@ impl History {
                         lost_waiting: false,
                         resumed: Resumed::No,
                         was_resumed: false,
+                        written: written.then(Vec::new),
                     },
                 );
             }
@@ -201,6 +211,9 @@ impl History {
         m.was_resumed = true;
         m.conn = conn.clone();
         m.received = m.received.min(played as usize * 2);
+        if let Some(pcm) = m.written.as_mut() {
+            pcm.truncate(m.received);
+        }
         m.stream = stream;
         m.resumed = if stream.is_none() {
             Resumed::BeforeStart
@@ -300,7 +313,9 @@ impl History {
         m.first_audio.get_or_insert_with(|| m.sent.elapsed());
         let at = m.received;
         let want = m.expected.get(at..at + frame.pcm.len());
-        if m.mismatch.is_none() && want != Some(frame.pcm) {
+        if let Some(pcm) = m.written.as_mut() {
+            pcm.extend_from_slice(frame.pcm);
+        } else if m.mismatch.is_none() && want != Some(frame.pcm) {
             let first = want.map_or(0, |w| {
                 w.iter().zip(frame.pcm).take_while(|(a, b)| a == b).count()
             });
@@ -341,6 +356,36 @@ impl History {
         for id in &self.order {
             let m = &self.messages[id];
             v.speaks += 1;
+            let tag = message_tag(&m.text);
+            let requested: Vec<String> = observed
+                .upstream_inputs
+                .iter()
+                .filter(|i| i.contains(tag))
+                .cloned()
+                .collect();
+            // A written message: the audio is the upstream's for the segments it was cut
+            // into, which must tile the start of its text, each part once. (Requests in flight
+            // together reach the upstream in any order.)
+            let written_expected = m.written.as_ref().map(|pcm| {
+                let ordered = tile(&m.text, &requested).unwrap_or_else(|| {
+                    v.violations.push(format!(
+                        "{id}: its segments are not its text in order, once: {requested:?}"
+                    ));
+                    requested.clone()
+                });
+                let expected = crate::pcm_of_segments(&ordered);
+                let first = pcm
+                    .iter()
+                    .zip(&expected)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (expected, (first < pcm.len()).then_some(first))
+            });
+            v.written += u64::from(m.written.is_some());
+            let (expected, mismatch) = match &written_expected {
+                Some((expected, mismatch)) => (expected, *mismatch),
+                None => (&m.expected, m.mismatch),
+            };
             match (m.ends.len() as u32 + m.resolved, m.resolved) {
                 (1, 1) => v.unknown_resolved += 1,
                 (1, _) => {}
@@ -371,21 +416,21 @@ impl History {
                     ));
                 }
                 if *reason == EndReason::Done {
-                    if let Some(at) = m
-                        .mismatch
-                        .or((m.received != m.expected.len()).then_some(m.received))
+                    if let Some(at) =
+                        mismatch.or((m.received != expected.len()).then_some(m.received))
                     {
                         v.not_bit_exact += 1;
                         v.violations.push(format!(
                             "{id}: done, but audio differs from the upstream's at byte {at} ({} of {} bytes)",
                             m.received,
-                            m.expected.len()
+                            expected.len()
                         ));
                     }
-                    v.done_bit_exact += u64::from(m.mismatch.is_none());
+                    v.done_bit_exact += u64::from(mismatch.is_none());
+                    v.written_done += u64::from(m.written.is_some() && mismatch.is_none());
                 }
             }
-            if m.mismatch.is_some() && m.ends.first().is_none_or(|e| e.0 != EndReason::Done) {
+            if mismatch.is_some() && m.ends.first().is_none_or(|e| e.0 != EndReason::Done) {
                 // A prefix of the right audio is fine for a message cut short; wrong audio is not.
                 v.violations
                     .push(format!("{id}: audio differs from the upstream's"));
@@ -398,15 +443,10 @@ impl History {
                 v.violations
                     .push(format!("{id}: the relay logged {n} ends"));
             }
-            let tag = message_tag(&m.text);
-            let requests = observed
-                .upstream_inputs
-                .iter()
-                .filter(|i| i.contains(tag))
-                .count() as u64;
+            let requests = requested.len() as u64;
             let segments = relay_segments(&m.text).len() as u64;
             v.upstream_requests += requests;
-            if requests > segments + 1 {
+            if m.written.is_none() && requests > segments + 1 {
                 v.over_request_budget += 1;
                 v.violations.push(format!(
                     "{id}: {requests} upstream requests for {segments} segments"
@@ -435,6 +475,34 @@ pub struct Observed<'a> {
     pub relay_log: &'a str,
 }
 
+/// `segments` in the order that makes them the start of `text` (white space aside), each used
+/// once, or `None` if no order does.
+fn tile(text: &str, segments: &[String]) -> Option<Vec<String>> {
+    fn squash(t: &str) -> String {
+        t.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+    fn search(rest: &str, left: &mut Vec<String>, out: &mut Vec<String>) -> bool {
+        if left.is_empty() {
+            return true;
+        }
+        for i in 0..left.len() {
+            if !rest.starts_with(&squash(&left[i])) {
+                continue;
+            }
+            let segment = left.remove(i);
+            let after = &rest[squash(&segment).len()..];
+            out.push(segment);
+            if search(after, left, out) {
+                return true;
+            }
+            left.insert(i, out.pop().expect("pushed"));
+        }
+        false
+    }
+    let mut out = Vec::new();
+    search(&squash(text), &mut segments.to_vec(), &mut out).then_some(out)
+}
+
 /// The tag a reliability message carries in every sentence: its first word.
 pub fn message_tag(text: &str) -> &str {
     text.split_whitespace().next().unwrap_or("")
@@ -443,7 +511,11 @@ pub fn message_tag(text: &str) -> &str {
 fn describe(event: &Event<'_>) -> String {
     match event {
         Event::Connected => "connected".into(),
-        Event::Speak { id, text } => format!("speak {id} ({} chars)", text.chars().count()),
+        Event::Speak { id, text, written } => format!(
+            "{} {id} ({} chars)",
+            if *written { "write" } else { "speak" },
+            text.chars().count()
+        ),
         Event::Stop { id } => format!("stop {id}"),
         Event::Text(ServerMessage::Start { id, stream, .. }) => {
             format!("start {id} stream={stream}")
@@ -482,6 +554,10 @@ fn describe(event: &Event<'_>) -> String {
 pub struct Verdict {
     /// Messages spoken.
     pub speaks: u64,
+    /// Of them, written in `append`s (protocol v2), and of those, how many ended `done`.
+    pub written: u64,
+    /// Written messages that ended `done`, their audio bit-exact.
+    pub written_done: u64,
     /// Ends received, by reason (the first end of each message).
     pub ends: BTreeMap<String, u64>,
     /// Error codes of those ends.
@@ -574,8 +650,8 @@ impl fmt::Display for Verdict {
         };
         writeln!(
             f,
-            "speaks={} ends={:?} errors={:?}",
-            self.speaks, self.ends, self.errors
+            "speaks={} written={} written_done={} ends={:?} errors={:?}",
+            self.speaks, self.written, self.written_done, self.ends, self.errors
         )?;
         writeln!(
             f,
@@ -649,7 +725,14 @@ mod tests {
 
     /// Speaks TEXT as `id` on connection 1, and its stream 1 starts.
     fn started(h: &mut History, id: &str) {
-        h.record(&conn(1), Event::Speak { id, text: TEXT });
+        h.record(
+            &conn(1),
+            Event::Speak {
+                id,
+                text: TEXT,
+                written: false,
+            },
+        );
         h.record(&conn(1), Event::Text(&start(id, 1)));
     }
 
@@ -759,6 +842,7 @@ mod tests {
             Event::Speak {
                 id: "b",
                 text: TEXT,
+                written: false,
             },
         );
         let v = h.verdict(&Observed::default());
@@ -780,6 +864,7 @@ mod tests {
             Event::Speak {
                 id: "a",
                 text: TEXT,
+                written: false,
             },
         );
         h.record(&conn(1), Event::ResolvedInterrupted { id: "a" });
@@ -793,6 +878,7 @@ mod tests {
             Event::Speak {
                 id: "a",
                 text: TEXT,
+                written: false,
             },
         );
         h.record(&conn(1), Event::Lost);
@@ -842,6 +928,58 @@ mod tests {
         assert_eq!(
             message_tag("T001x00003 [[fault:status=429]] says hi."),
             "T001x00003"
+        );
+    }
+
+    #[test]
+    fn a_written_message_is_checked_against_the_segments_the_upstream_got() {
+        const WRITTEN: &str = "W001x00001 W001x00001a. W001x00001b W001x00001c.";
+        let segments = vec![
+            "W001x00001 W001x00001a.".to_owned(),
+            "W001x00001b W001x00001c.".to_owned(),
+        ];
+        let pcm = crate::pcm_of_segments(&segments);
+        let run = |audio: &[u8], inputs: &[String]| {
+            let mut h = History::default();
+            h.record(
+                &conn(1),
+                Event::Speak {
+                    id: "w",
+                    text: WRITTEN,
+                    written: true,
+                },
+            );
+            h.record(&conn(1), Event::Text(&start("w", 1)));
+            let frame = AudioFrame {
+                flags: 0,
+                stream: 1,
+                offset: 0,
+                pcm: audio,
+            };
+            h.record(&conn(1), Event::Audio(&frame));
+            let samples = audio.len() as u64 / 2;
+            h.record(
+                &conn(1),
+                Event::Text(&end("w", 1, EndReason::Done, samples)),
+            );
+            h.verdict(&Observed {
+                upstream_inputs: inputs,
+                ..Observed::default()
+            })
+        };
+        run(&pcm, &segments).check().unwrap();
+        let mut wrong = pcm.clone();
+        wrong[100] ^= 1;
+        assert_eq!(run(&wrong, &segments).not_bit_exact, 1);
+        let twice = [
+            segments[0].clone(),
+            segments[0].clone(),
+            segments[1].clone(),
+        ];
+        let v = run(&crate::pcm_of_segments(&twice), &twice);
+        assert!(
+            v.violations.iter().any(|e| e.contains("in order, once")),
+            "{v}"
         );
     }
 }

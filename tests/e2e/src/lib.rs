@@ -37,6 +37,16 @@ pub const TEST_KEY: &str = "gsk_e2e_fake_key_0123456789";
 /// Samples per character the upstream renders: realistic speech length.
 pub const SAMPLES_PER_CHAR: usize = 1600;
 
+/// An agent's reply, for writing in pieces (protocol v2 streaming text): a short first sentence,
+/// then the traps of cutting text that is still growing (a decimal, an abbreviation, a vocal
+/// direction).
+pub const AGENT_REPLY: &str = "Sure, I can help with that. The next train leaves at 3.15 from \
+    platform nine, and Dr. Lee will meet you there. [cheerful] Have a lovely trip, and say hello \
+    to everyone for me! Is there anything else you need today?";
+
+/// The first sentence of [`AGENT_REPLY`].
+pub const AGENT_REPLY_FIRST: &str = "Sure, I can help with that.";
+
 /// Timeouts the Worker is started with, short so timeout tests stay quick.
 pub const UPSTREAM_TIMEOUT_MS: u64 = 2500;
 

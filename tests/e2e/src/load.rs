@@ -47,6 +47,9 @@ pub struct Mix {
     pub directives: Vec<&'static str>,
     /// Share of messages carrying a directive.
     pub directive_share: f64,
+    /// Protocol v2: share of messages written in `append`s of 1 to 5 characters every 20 to
+    /// 50 ms (no directive; every word carries the tag).
+    pub written: f64,
 }
 
 impl Default for Mix {
@@ -58,6 +61,7 @@ impl Default for Mix {
             chars: (30, 240),
             directives: Vec::new(),
             directive_share: 0.0,
+            written: 0.0,
         }
     }
 }
@@ -192,6 +196,9 @@ struct Waiting {
     /// Resumed before its `start`: an answer that the relay does not know it means its
     /// `speak` was lost with the link.
     resumed_unstarted: bool,
+    /// Written in `append`s: after a resume all of its text goes again (the relay keeps
+    /// what it lacks), and `finish`.
+    written: bool,
 }
 
 /// One connection of a session.
@@ -233,9 +240,15 @@ impl Conn<'_> {
                 "type": "resume", "id": id, "stream": stream, "played": played,
             });
             waiting.resumed_unstarted = stream.is_none();
+            let rest = waiting.written.then(|| waiting.text.clone());
             self.pending.insert(id.clone());
-            self.cursors.insert(id, waiting);
+            self.cursors.insert(id.clone(), waiting);
             self.send(frame.to_string()).await;
+            if let Some(text) = rest {
+                self.send(append(&id, &text, 0)).await;
+                self.send(serde_json::json!({"type": "finish", "id": id}).to_string())
+                    .await;
+            }
         }
     }
 
@@ -255,6 +268,7 @@ impl Conn<'_> {
             return false;
         };
         waiting.resumed_unstarted = false;
+        // A written message goes again whole: its text is all known by now.
         let speak = serde_json::json!({"type": "speak", "id": id, "text": waiting.text});
         self.record(Event::Respeak { id });
         self.send(speak.to_string()).await;
@@ -329,14 +343,21 @@ impl Conn<'_> {
     ) -> String {
         *spoken += 1;
         let tag = format!("{}{index:03}x{:05}", load.label, *spoken);
-        let directive = (!load.mix.directives.is_empty() && rng.f64() < load.mix.directive_share)
-            .then(|| load.mix.directives[rng.usize(..load.mix.directives.len())]);
-        let text = message_text(
-            &tag,
-            directive,
-            rng.usize(load.mix.chars.0..=load.mix.chars.1),
-        );
-        let speak = serde_json::json!({"type": "speak", "id": tag, "text": text});
+        let written = self.resume && rng.f64() < load.mix.written;
+        let directive =
+            (!written && !load.mix.directives.is_empty() && rng.f64() < load.mix.directive_share)
+                .then(|| load.mix.directives[rng.usize(..load.mix.directives.len())]);
+        let chars = rng.usize(load.mix.chars.0..=load.mix.chars.1);
+        let text = if written {
+            written_text(&tag, chars)
+        } else {
+            message_text(&tag, directive, chars)
+        };
+        let speak = if written {
+            serde_json::json!({"type": "speak", "id": tag, "text": "", "more": true})
+        } else {
+            serde_json::json!({"type": "speak", "id": tag, "text": text})
+        };
         crate::LEDGER
             .lock()
             .expect("ledger")
@@ -345,6 +366,7 @@ impl Conn<'_> {
         self.record(Event::Speak {
             id: &tag,
             text: &text,
+            written,
         });
         self.pending.insert(tag.clone());
         if self.resume {
@@ -353,11 +375,35 @@ impl Conn<'_> {
                 played: 0,
                 text: text.clone(),
                 resumed_unstarted: false,
+                written,
             };
             self.cursors.insert(tag.clone(), waiting);
         }
         self.send(speak.to_string()).await;
+        if written {
+            self.write(&tag, &text, rng).await;
+        }
         tag
+    }
+
+    /// Protocol v2: writes `text` into message `id` in pieces of 1 to 5 characters, 20 to 50
+    /// ms apart (reading meanwhile), then finishes it. A socket lost on the way leaves the rest
+    /// to the resume.
+    async fn write(&mut self, id: &str, text: &str, rng: &mut orpheus_test_support::Rng) {
+        let chars: Vec<char> = text.chars().collect();
+        let mut at = 0;
+        while at < chars.len() {
+            let len = (1 + rng.usize(..5)).min(chars.len() - at);
+            let piece: String = chars[at..at + len].iter().collect();
+            self.send(append(id, &piece, at)).await;
+            at += len;
+            let pause = Duration::from_millis(20 + rng.u64(..31));
+            if let Outcome::Lost = self.read_for(pause).await {
+                return;
+            }
+        }
+        self.send(serde_json::json!({"type": "finish", "id": id}).to_string())
+            .await;
     }
 
     /// Sends a text frame; a failure is a lost socket.
@@ -510,6 +556,33 @@ impl Conn<'_> {
     }
 }
 
+/// Protocol v2: an `append` of `text` to message `id`, after its first `at` characters.
+fn append(id: &str, text: &str, at: usize) -> String {
+    serde_json::json!({"type": "append", "id": id, "text": text, "at": at}).to_string()
+}
+
+/// A written message's text: sentences of words that each carry the tag (the first word is
+/// the tag itself), so every segment names its message wherever the text is cut.
+pub fn written_text(tag: &str, chars: usize) -> String {
+    const WORDS: [&str; 6] = ["says", "then", "adds", "more", "words", "here"];
+    let mut text = tag.to_owned();
+    let mut n = 0;
+    while n == 0 || text.chars().count() < chars {
+        let word = WORDS[n % WORDS.len()];
+        n += 1;
+        let end = match n % 7 {
+            0 => ".",
+            3 => ",",
+            _ => "",
+        };
+        text.push_str(&format!(" {tag}{word}{end}"));
+    }
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
+}
+
 /// A message's text: whole sentences, each starting with its tag (so every upstream segment
 /// names its message), the first one carrying `directive` if any.
 pub fn message_text(tag: &str, directive: Option<&str>, chars: usize) -> String {
@@ -529,6 +602,16 @@ pub fn message_text(tag: &str, directive: Option<&str>, chars: usize) -> String 
 mod tests {
     use super::*;
     use crate::history::message_tag;
+
+    #[test]
+    fn every_word_of_a_written_message_names_it() {
+        for chars in [10, 99, 240] {
+            let text = written_text("C001x00008", chars);
+            assert_eq!(message_tag(&text), "C001x00008");
+            assert!(text.split_whitespace().all(|w| w.contains("C001x00008")));
+            assert!(text.chars().count() >= chars && text.ends_with('.'));
+        }
+    }
 
     #[test]
     fn every_segment_names_its_message() {

@@ -129,7 +129,12 @@ impl Rig {
         let via = format!("http://{}", upstream_proxy.addr());
         let relay = fx.extra_relay(
             "chaos",
-            &[("GROQ_BASE_URL", via.as_str()), ("ORPHEUS_DEV_MODE", "1")],
+            &[
+                ("GROQ_BASE_URL", via.as_str()),
+                ("ORPHEUS_DEV_MODE", "1"),
+                // As in production: a half-open link is given up and resumed within it.
+                ("TEXT_IDLE_MS", "15000"),
+            ],
             Some(TEST_SECRET),
         )?;
         let client_proxy = proxy_to(&relay.url, seed, Faults::none()).await?;
@@ -215,7 +220,10 @@ pub async fn client_leg_chaos(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResu
         label: 'C',
         sessions: scale.sessions,
         duration: scale.chaos,
-        mix: Mix::default(),
+        mix: Mix {
+            written: 0.5,
+            ..Mix::default()
+        },
         seed: rig.seed,
         resume: true,
     };
@@ -239,6 +247,13 @@ pub async fn client_leg_chaos(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResu
     ensure!(
         stage.verdict.done_rate().total_cmp(&0.99).is_ge(),
         "at least 99% of the messages that had to finish finished:\n{}",
+        stage.verdict
+    );
+    // Written messages are held to the same rules (and their audio to the segments the upstream
+    // was asked for); the done rate above counts them.
+    ensure!(
+        stage.verdict.written > 0,
+        "some messages should have been written in appends:\n{}",
         stage.verdict
     );
     let recovery = rig
@@ -350,6 +365,7 @@ pub async fn eviction(rig: &Rig, fx: &Fixture, scale: Scale) -> TestResult<Stage
             // Paced at about two and a half times real time, so a crash finds streams in flight.
             directives: vec![PACED],
             directive_share: 1.0,
+            written: 0.0,
         },
         seed: rig.seed ^ 0x0E,
         resume: false,

@@ -7,13 +7,16 @@
 //! 3. (`listener`) Protocol v2 against v1 in the same run: upstream audio requested per stopped
 //!    message against audio played, stop to `end`, audio held for a half-speed reader, and the
 //!    silence a listener hears at a resume.
+//! 4. (`written`) A reply written in small pieces (protocol v2 streaming text): first audio after
+//!    its first sentence's last character, against the same sentence sent as a whole `speak`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use groq_local::Config as UpstreamConfig;
 use orpheus_e2e::{
-    ensure, percentile, Client, Fixture, Frame, Listener, TestResult, SAMPLES_PER_CHAR, TEST_KEY,
+    ensure, percentile, Client, Fixture, Frame, Listener, TestResult, AGENT_REPLY,
+    AGENT_REPLY_FIRST, SAMPLES_PER_CHAR, TEST_KEY,
 };
 use orpheus_protocol::ServerMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -250,6 +253,44 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+const WRITTEN_RUNS: usize = 8;
+
+/// First audio of a reply written in pieces of 1 to 5 characters every 20 to 50 ms, counted
+/// from the append that completed its first sentence, against that sentence as a whole `speak`
+/// (from the `speak`), in milliseconds.
+async fn written_figures(fx: &Fixture) -> TestResult {
+    let (mut whole, mut written) = (vec![], vec![]);
+    for run in 0..WRITTEN_RUNS {
+        let mut l = Listener::connect(fx, &format!("bench-whole-{run}"), 8.0).await?;
+        let sent = Instant::now();
+        l.client.speak("w", AGENT_REPLY_FIRST, None).await?;
+        l.listen("w", Duration::from_secs(20)).await?;
+        let first = l.first_audio_at.ok_or("no audio for the whole sentence")?;
+        whole.push((first - sent).as_secs_f64() * 1000.0);
+        l.client.close().await;
+
+        let mut l = Listener::connect(fx, &format!("bench-written-{run}"), 8.0).await?;
+        let pieces = l.write("s", AGENT_REPLY, run as u64).await?;
+        let sentence = AGENT_REPLY_FIRST.chars().count();
+        let (_, completed) = pieces
+            .iter()
+            .find(|(chars, _)| *chars >= sentence)
+            .ok_or("the sentence was never written")?;
+        l.listen("s", Duration::from_secs(20)).await?;
+        let first = l.first_audio_at.ok_or("no audio for the written reply")?;
+        written.push(first.saturating_duration_since(*completed).as_secs_f64() * 1000.0);
+        l.client.close().await;
+    }
+    let (whole50, whole99) = summary(whole);
+    let (written50, written99) = summary(written);
+    println!(
+        "first audio of a reply written 1-5 characters every 20-50 ms, {WRITTEN_RUNS} runs: \
+         {written50:.0} ms p50 / {written99:.0} ms p99 after its first sentence's last character; \
+         the same sentence as a whole speak {whole50:.0} ms p50 / {whole99:.0} ms p99"
+    );
+    Ok(())
+}
+
 /// The player's figures against two peers, in one headless Chromium run on the bench's pattern
 /// server (`orpheus_e2e::patterns`), and the size of what the browser loads for it.
 async fn player_figures() -> TestResult {
@@ -340,7 +381,7 @@ fn gzipped_len(bytes: &[u8]) -> usize {
     child.wait_with_output().expect("gzip").stdout.len()
 }
 
-const USAGE: &str = "usage: bench [relay|listener|player]   (all when none is named)";
+const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)";
 
 fn main() {
     let mode = std::env::args().nth(1);
@@ -353,11 +394,12 @@ fn main() {
         });
         return;
     }
-    let (relay, listen, player) = match mode.as_deref() {
-        None => (true, true, true),
-        Some("relay") => (true, false, false),
-        Some("listener") => (false, true, false),
-        Some("player") => (false, false, true),
+    let (relay, listen, write, player) = match mode.as_deref() {
+        None => (true, true, true, true),
+        Some("relay") => (true, false, false, false),
+        Some("listener") => (false, true, false, false),
+        Some("written") => (false, false, true, false),
+        Some("player") => (false, false, false, true),
         Some(_) => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -381,6 +423,9 @@ fn main() {
         }
         if listen {
             listener_figures(&fixture).await?;
+        }
+        if write {
+            written_figures(&fixture).await?;
         }
         if player {
             player_figures().await?;

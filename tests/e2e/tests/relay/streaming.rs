@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use orpheus_e2e::{ensure, Client, Fixture, Frame, Listener, TestResult};
+use orpheus_e2e::{
+    ensure, Client, Fixture, Frame, Listener, TestResult, AGENT_REPLY as REPLY, AGENT_REPLY_FIRST,
+};
 use orpheus_protocol::{EndReason, ErrorCode, ServerMessage};
-
-const REPLY: &str = "Sure, I can help with that. The next train leaves at 3.15 from platform \
-    nine, and Dr. Lee will meet you there. [cheerful] Have a lovely trip, and say hello to \
-    everyone for me! Is there anything else you need today?";
 
 /// The texts the upstream was asked to speak since `before` requests.
 fn inputs_since(fx: &Fixture, before: usize) -> Vec<String> {
@@ -44,7 +42,7 @@ pub async fn streamed_reply(fx: &Fixture) -> TestResult {
     );
     let inputs = inputs_since(fx, before);
     ensure!(
-        inputs[0] == "Sure, I can help with that.",
+        inputs[0] == AGENT_REPLY_FIRST,
         "the first sentence first: {inputs:?}"
     );
     ensure!(
@@ -99,7 +97,7 @@ where
 /// upstream, counted from the append that completed the sentence: against the same sentence
 /// sent as a whole `speak`, measured in the same run.
 pub async fn streamed_first_audio(fx: &Fixture) -> TestResult {
-    let sentence = "Sure, I can help with that.";
+    let sentence = AGENT_REPLY_FIRST;
     let whole = median_of_three(|run| async move {
         let mut listener = Listener::connect(fx, &format!("first-whole-{run}"), 8.0).await?;
         let sent = Instant::now();
