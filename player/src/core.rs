@@ -383,6 +383,10 @@ struct Written {
     sent_at: Seconds,
     /// Where the text stands.
     end: TextEnd,
+    /// The voice and model of the `speak`, for a relay of protocol v1, which is sent the
+    /// whole text in one `speak` once it is complete.
+    voice: Option<String>,
+    model: Option<String>,
 }
 
 /// Whether the app finished a written message's text, and whether the relay was told.
@@ -600,6 +604,13 @@ impl PlayerCore {
     /// `append` per [`Config::append_interval`], unless the text is complete), then its
     /// `finish` once the app finished it.
     fn send_text(&mut self) {
+        if self.link == Link::Ready {
+            // (Only the text of a message for a relay of protocol v1 waits unsent.)
+            if let Some(mut m) = self.current.take() {
+                self.send_unsent(&mut m);
+                self.current = Some(m);
+            }
+        }
         if self.sendable_text().is_none() {
             return;
         }
@@ -803,6 +814,8 @@ impl PlayerCore {
             sent: chars as u64,
             sent_at: f64::NEG_INFINITY,
             end: TextEnd::Open,
+            voice: voice.map(str::to_owned),
+            model: model.map(str::to_owned),
         });
         let mut message = Message {
             id,
@@ -853,6 +866,21 @@ impl PlayerCore {
     /// Sends a message waiting for the session, unless the relay would refuse it: then it
     /// ends at once with the relay's code.
     fn send_unsent(&mut self, m: &mut Message) {
+        if !matches!(m.phase, Phase::Unsent { .. }) {
+            return;
+        }
+        // A relay of protocol v1 cannot take text in appends: it gets the whole text in one
+        // `speak`, once the app has finished writing it.
+        if let Some(w) = m.written.take_if(|_| self.resume_grace.is_none()) {
+            if w.end == TextEnd::Open {
+                m.written = Some(w);
+                return;
+            }
+            let (voice, model) = (w.voice.as_deref(), w.model.as_deref());
+            let frame = control::speak(&m.id, &w.text, voice, model, false);
+            let chars = w.chars as usize;
+            m.phase = Phase::Unsent { frame, chars };
+        }
         let Phase::Unsent { frame, chars } = &m.phase else {
             return;
         };

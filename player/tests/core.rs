@@ -993,3 +993,36 @@ fn v2_text_of_a_message_no_longer_current_goes_nowhere() {
     p.tick_by(1.0);
     assert!(p.sent_since(from).is_empty(), "{:?}", p.sent_since(from));
 }
+
+#[test]
+fn a_relay_of_protocol_1_gets_written_text_whole_once_it_is_finished() {
+    let mut p = Page::new();
+    p.open("m", "One");
+    p.feed(Input::Append {
+        id: "m".into(),
+        text: " two.".into(),
+    });
+    p.tick_by(1.0);
+    let from = p.sent.len();
+    assert!(
+        !p.sent_since(0)
+            .iter()
+            .any(|f| matches!(f, ClientMessage::Speak { .. })),
+        "nothing before the text is complete"
+    );
+    p.feed(Input::Finish { id: "m".into() });
+    assert_eq!(
+        p.sent_since(from),
+        vec![ClientMessage::Speak {
+            id: "m".into(),
+            text: "One two.".into(),
+            voice: None,
+            model: None,
+            more: false
+        }]
+    );
+    p.start("m", 1);
+    p.end("m", Some(1), EndReason::Done, 24_000);
+    p.report(ReportKind::Drained, 1, 24_000);
+    assert_eq!(p.reason("m"), Some(EndReason::Done));
+}

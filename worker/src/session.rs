@@ -1474,6 +1474,11 @@ impl Session {
             .any(|s| matches!(s.phase, Phase::Failed(_)));
         let cut_before = message.spans.len();
         while !failed && message.segments.len() <= config.prefetch {
+            // Paced: one segment at a time, and only once the audio ahead runs low.
+            let paced = message.flow.is_some() && message.next_index >= message.first_index + 2;
+            if paced && !message.segments.is_empty() {
+                break;
+            }
             let span = match message.spans.get(message.next_index) {
                 Some(span) => span.clone(),
                 None => match message.next_cut(config, now) {
@@ -1481,9 +1486,7 @@ impl Session {
                     None => break,
                 },
             };
-            // Paced: one segment at a time, and only once the audio ahead runs low.
-            let paced = message.flow.is_some() && message.next_index >= message.first_index + 2;
-            if paced && (!message.segments.is_empty() || !message.needs_lead(span.len(), now)) {
+            if paced && !message.needs_lead(span.len(), now) {
                 break;
             }
             if message.next_index == message.spans.len() {
