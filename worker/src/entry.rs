@@ -10,10 +10,8 @@ use worker::{
 };
 
 use crate::log::{self, LogLine};
-use crate::settings::Settings;
-
-/// The Durable Object namespace binding (wrangler.toml).
-const SESSIONS_BINDING: &str = "SESSIONS";
+use crate::settings::{Settings, SESSIONS_BINDING};
+use crate::{http_speech, openai};
 
 /// Header carrying a verified ticket's `jti:exp` from the Worker to the Durable Object.
 pub const TICKET_HEADER: &str = "x-orpheus-ticket";
@@ -54,10 +52,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             &LogLine::new("orpheus-relay").word("admission", settings.policy.describe()),
         );
     }
+    let path = req.path();
+    if openai::PATHS.contains(&path.as_str()) {
+        return http_speech::serve(req, &env, &settings).await;
+    }
     if req.method() != Method::Get {
         return Response::error("method not allowed", 405);
     }
-    let path = req.path();
     match path.as_str() {
         "/healthz" => Response::ok("ok"),
         "/_dev/ticket" if settings.policy.dev_mode && settings.policy.secret.is_some() => {

@@ -5,8 +5,9 @@
 //! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping),
 //! [`upstream`] (Groq's request and error mapping), [`admission`] (who may connect),
 //! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits), [`flow`],
-//! [`unplayed`] and [`heard`] (protocol v2: flow control, resume, what was heard) and [`log`]
-//! (the one logging choke point). The rest is runtime glue.
+//! [`unplayed`] and [`heard`] (protocol v2: flow control, resume, what was heard), [`openai`]
+//! (the OpenAI-compatible speech endpoint's requests, errors and responses) and [`log`] (the one
+//! logging choke point). The rest is runtime glue.
 
 pub mod admission;
 pub mod budget;
@@ -14,6 +15,7 @@ pub mod flow;
 pub mod frame_rate;
 pub mod heard;
 pub mod log;
+pub mod openai;
 pub mod replay;
 pub mod segment;
 pub mod session;
@@ -23,6 +25,8 @@ pub mod upstream;
 pub mod wav;
 
 mod entry;
+mod http_speech;
+mod key_budget;
 pub mod relay_object;
 mod settings;
 mod upstream_fetch;

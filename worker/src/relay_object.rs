@@ -22,7 +22,9 @@ use worker::{
     WebSocketRequestResponsePair,
 };
 
+use crate::budget::SpeechBudget;
 use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
+use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
 use crate::session::{
@@ -88,6 +90,8 @@ pub struct RelaySession {
     /// request of the active message. Requests other handlers start are handed to it.
     pump: RefCell<Option<UnboundedSender<Pending>>>,
     loaded: Rc<RefCell<Load>>,
+    /// For an API key's object: the key's budget, once read.
+    key_budget: RefCell<Option<SpeechBudget>>,
 }
 
 /// An upstream request the core asked for, with its abort handle already registered (so an
@@ -131,10 +135,16 @@ impl DurableObject for RelaySession {
             aborts: RefCell::new(HashMap::new()),
             pump: RefCell::new(None),
             loaded,
+            key_budget: RefCell::new(None),
         }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path() == key_budget::ADMIT_PATH {
+            let limits = &self.settings.session.budget;
+            let storage = self.state.storage();
+            return key_budget::answer(&storage, &self.key_budget, limits, req, now()).await;
+        }
         let Some(session_id) = session_id_from_path(&req.path()) else {
             return Response::error("invalid session id", 400);
         };

@@ -10,6 +10,9 @@ use orpheus_protocol::Limits;
 /// Production upstream.
 const DEFAULT_BASE_URL: &str = "https://api.groq.com";
 
+/// The Durable Object namespace binding (wrangler.toml): sessions, and API keys' limits.
+pub const SESSIONS_BINDING: &str = "SESSIONS";
+
 /// Everything the relay reads from its environment, read once per object.
 #[derive(Clone)]
 pub struct Settings {
@@ -17,6 +20,9 @@ pub struct Settings {
     pub base_url: String,
     /// `GROQ_API_KEY`; never logged, never sent anywhere but the upstream.
     pub api_key: Option<String>,
+    /// `RELAY_API_KEYS`, as digests: the keys of the OpenAI-compatible endpoint (none: it is
+    /// off). Never logged.
+    pub relay_api_keys: Vec<[u8; 32]>,
     /// Session tunables.
     pub session: Config,
     /// Who may connect.
@@ -94,9 +100,14 @@ impl Settings {
                 .map(|v| Policy::parse_origins(&v.to_string()))
                 .unwrap_or_default(),
         };
+        let relay_api_keys = env
+            .secret("RELAY_API_KEYS")
+            .map(|v| crate::openai::key_digests(&v.to_string()))
+            .unwrap_or_default();
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            relay_api_keys,
             session,
             policy,
         }

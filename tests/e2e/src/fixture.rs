@@ -64,6 +64,7 @@ impl Fixture {
             &[
                 ("GROQ_API_KEY".to_owned(), api_key),
                 ("SESSION_SECRET".to_owned(), TEST_SECRET.to_owned()),
+                ("RELAY_API_KEYS".to_owned(), crate::RELAY_API_KEYS.join(",")),
             ],
         )?;
         Ok(Self {

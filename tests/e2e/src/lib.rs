@@ -25,7 +25,10 @@ pub use audio::{
     expected_playback, loudest_between, pcm_of_segments, playback_of,
 };
 pub use browser::{run_browser_script, SampleApp};
-pub use client::{http_get, http_request, open_socket, refusal, Client, Frame, Received, Socket};
+pub use client::{
+    http_exchange, http_get, http_request, open_socket, refusal, Client, Frame, HttpAnswer,
+    Received, Socket,
+};
 pub use fixture::Fixture;
 pub use listener::Listener;
 pub use process::Relay;
@@ -33,6 +36,10 @@ pub use tickets::{protocols_with, record_ticket, ticket, Ledger, LEDGER};
 
 /// The API key the fixture gives both the upstream and the Worker.
 pub const TEST_KEY: &str = "gsk_e2e_fake_key_0123456789";
+
+/// The keys of the main relay's OpenAI-compatible endpoint (`RELAY_API_KEYS`); each has limits
+/// of its own.
+pub const RELAY_API_KEYS: [&str; 2] = ["orpheus-e2e-http-key-one", "orpheus-e2e-http-key-two"];
 
 /// Samples per character the upstream renders: realistic speech length.
 pub const SAMPLES_PER_CHAR: usize = 1600;

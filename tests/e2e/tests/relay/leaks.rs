@@ -37,6 +37,9 @@ pub async fn nothing_leaks(fx: &Fixture) -> TestResult {
         ("the session secret", TEST_SECRET.to_owned()),
         ("the dev secret", "dev-secret".to_owned()),
     ];
+    for key in orpheus_e2e::RELAY_API_KEYS {
+        secrets.push(("an HTTP API key", key.to_owned()));
+    }
     for ticket in &ledger.tickets {
         secrets.push(("a ticket", ticket.clone()));
         if let Some((_, signature)) = ticket.split_once('.') {

@@ -147,9 +147,11 @@ pub async fn limits(fx: &Fixture) -> TestResult {
     drop(relay);
 
     // Characters per day, on a relay whose day budget is smaller than its minute budget.
+    let keys = orpheus_e2e::RELAY_API_KEYS.join(",");
     let daily = [
         ("ALLOWED_ORIGINS", TEST_ORIGIN),
         ("LIMIT_CHARS_PER_DAY", "150"),
+        ("RELAY_API_KEYS", keys.as_str()),
     ];
     let relay = fx.extra_relay("daily", &daily, Some(TEST_SECRET))?;
     let mut c = connect_to(&relay, "chars-per-day").await?;
@@ -169,5 +171,6 @@ pub async fn limits(fx: &Fixture) -> TestResult {
         requests() == before,
         "a refused message reached the upstream"
     );
-    Ok(())
+    // The HTTP endpoint's limits are per API key, on the same relay.
+    crate::http::per_key_limits(fx, &relay).await
 }

@@ -11,6 +11,7 @@ use orpheus_e2e::{Fixture, TestResult};
 
 mod admission;
 mod browser;
+mod http;
 mod input;
 mod leaks;
 mod limits;
@@ -25,6 +26,7 @@ mod voices;
 
 use admission::*;
 use browser::*;
+use http::*;
 use input::*;
 use leaks::*;
 use limits::*;
@@ -77,6 +79,9 @@ fn main() {
         streamed_reply,
         streamed_first_audio,
         streamed_endings,
+        http_sdks,
+        http_bad_input,
+        http_disconnect,
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,

@@ -1,0 +1,32 @@
+"""Streams speech from the relay's OpenAI-compatible endpoint to a file with an official SDK.
+
+usage: speech.py openai|groq BASE_URL API_KEY TEXT_FILE OUT_FILE wav|pcm
+
+The openai package is pointed at BASE_URL/v1 (it posts to /audio/speech under it), the groq
+package at BASE_URL (it posts to /openai/v1/audio/speech), as their users would. Prints the
+response's x-sample-rate header. SDK retries are off, so a failure shows as one.
+"""
+
+import sys
+
+sdk, base_url, key, text_file, out_file, response_format = sys.argv[1:7]
+with open(text_file, encoding="utf-8") as f:
+    text = f.read()
+
+if sdk == "openai":
+    from openai import OpenAI
+
+    client = OpenAI(api_key=key, base_url=base_url + "/v1", max_retries=0)
+else:
+    from groq import Groq
+
+    client = Groq(api_key=key, base_url=base_url, max_retries=0)
+
+with client.audio.speech.with_streaming_response.create(
+    model="canopylabs/orpheus-v1-english",
+    voice="troy",
+    input=text,
+    response_format=response_format,
+) as response:
+    response.stream_to_file(out_file)
+    print(response.headers.get("x-sample-rate"))

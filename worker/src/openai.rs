@@ -1,0 +1,687 @@
+//! The OpenAI-compatible speech endpoint, the pure part: reading and checking a request, the
+//! API key check, OpenAI's error shape, and the [`Responder`] that turns a message's `start`,
+//! audio and `end` into one streamed HTTP response.
+//!
+//! `POST /v1/audio/speech` (and `/openai/v1/audio/speech`, the path Groq's SDKs use) takes
+//! OpenAI's body `{model, voice, input, response_format}` and streams the speech as it is
+//! produced, whatever the length of `input` (up to `max_text_chars`): the relay splits it into
+//! Groq's segments as for a `speak`. The status is decided before any audio is sent, so a
+//! failure of the first segment is an honest 4xx/5xx; a failure after audio has begun can only
+//! break the stream off (the client sees a truncated body, never a silent gap).
+
+use orpheus_protocol::{resolve_voice, AudioFrame, EndReason, ErrorCode, Model, ServerMessage};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Largest request body read, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The two paths the endpoint answers on.
+pub const PATHS: [&str; 2] = ["/v1/audio/speech", "/openai/v1/audio/speech"];
+
+/// How the audio is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioFormat {
+    /// A WAV header for a stream of unknown length, then PCM.
+    Wav,
+    /// Raw PCM s16le mono; the rate is in the `x-sample-rate` header.
+    Pcm,
+}
+
+impl AudioFormat {
+    /// The response's `content-type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Wav => "audio/wav",
+            Self::Pcm => "audio/pcm",
+        }
+    }
+}
+
+/// A checked speech request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeechRequest {
+    /// The model.
+    pub model: Model,
+    /// The voice.
+    pub voice: &'static str,
+    /// The text, at most `max_text_chars`.
+    pub input: String,
+    /// The response format.
+    pub format: AudioFormat,
+}
+
+/// What kind of error, as OpenAI names it in `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    /// The request is wrong: fix it.
+    InvalidRequest,
+    /// The key is missing or wrong.
+    Authentication,
+    /// A limit was reached: wait `retry-after`.
+    RateLimit,
+    /// The relay or the upstream failed: retry later.
+    Api,
+}
+
+impl ErrorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request_error",
+            Self::Authentication => "authentication_error",
+            Self::RateLimit => "rate_limit_error",
+            Self::Api => "api_error",
+        }
+    }
+}
+
+/// An error answer: status, OpenAI's `{"error": {...}}` body, and `retry-after`. Its text is
+/// fixed per error: nothing the client sent and nothing the upstream said is echoed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `error.type`.
+    pub kind: ErrorType,
+    /// `error.code`.
+    pub code: &'static str,
+    /// `error.message`.
+    pub message: &'static str,
+    /// `error.param`: the body field at fault, if one is.
+    pub param: Option<&'static str>,
+    /// Seconds to wait, sent as `retry-after`.
+    pub retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    const fn new(status: u16, kind: ErrorType, code: &'static str, message: &'static str) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message,
+            param: None,
+            retry_after_s: None,
+        }
+    }
+
+    const fn invalid(code: &'static str, message: &'static str, param: &'static str) -> Self {
+        Self {
+            param: Some(param),
+            ..Self::new(400, ErrorType::InvalidRequest, code, message)
+        }
+    }
+
+    /// A method other than POST.
+    pub const METHOD: Self = Self::new(
+        405,
+        ErrorType::InvalidRequest,
+        "method_not_allowed",
+        "use POST",
+    );
+
+    /// No `Authorization: Bearer` key, or not one of the relay's.
+    pub const KEY: Self = Self::new(
+        401,
+        ErrorType::Authentication,
+        "invalid_api_key",
+        "missing or invalid API key; send Authorization: Bearer <key>",
+    );
+
+    /// A body over [`MAX_BODY_BYTES`].
+    pub const BODY_TOO_LARGE: Self = Self::new(
+        413,
+        ErrorType::InvalidRequest,
+        "body_too_large",
+        "the request body exceeds 64 KiB",
+    );
+
+    /// A content type other than JSON.
+    pub const CONTENT_TYPE: Self = Self::new(
+        415,
+        ErrorType::InvalidRequest,
+        "unsupported_media_type",
+        "send the request body as application/json",
+    );
+
+    /// The body is not a JSON object.
+    pub const JSON: Self = Self::new(
+        400,
+        ErrorType::InvalidRequest,
+        "invalid_json",
+        "the request body is not a JSON object",
+    );
+
+    /// The relay has no API keys configured: the endpoint is off.
+    pub const NO_KEYS: Self = Self::new(
+        503,
+        ErrorType::Api,
+        "not_configured",
+        "this relay has no API keys configured (RELAY_API_KEYS)",
+    );
+
+    /// The per-key limits could not be checked (storage unavailable).
+    pub const UNAVAILABLE: Self = Self::new(
+        503,
+        ErrorType::Api,
+        "relay_unavailable",
+        "the relay cannot check this key's limits right now; retry shortly",
+    );
+
+    /// The per-key limits were reached.
+    pub fn rate_limited(retry_after_s: u32) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(
+                429,
+                ErrorType::RateLimit,
+                "rate_limit_exceeded",
+                ErrorCode::RateLimited.message(),
+            )
+        }
+    }
+
+    /// The answer for a message that ended with `code` before any audio: the relay's own code,
+    /// at the HTTP status that says what to do about it.
+    pub fn from_code(code: ErrorCode, retry_after_s: Option<u32>) -> Self {
+        use ErrorType::*;
+        let (status, kind, param) = match code {
+            ErrorCode::EmptyText | ErrorCode::TextTooLong => (400, InvalidRequest, Some("input")),
+            ErrorCode::UnknownVoice | ErrorCode::VoiceModelMismatch => {
+                (400, InvalidRequest, Some("voice"))
+            }
+            ErrorCode::UnknownModel => (400, InvalidRequest, Some("model")),
+            ErrorCode::RateLimited => (429, RateLimit, None),
+            ErrorCode::UpstreamTimeout => (504, Api, None),
+            ErrorCode::NotConfigured
+            | ErrorCode::RelayUnavailable
+            | ErrorCode::UpstreamUnavailable => (503, Api, None),
+            _ => (502, Api, None),
+        };
+        Self {
+            status,
+            kind,
+            code: code.as_str(),
+            message: code.message(),
+            param,
+            retry_after_s: retry_after_s.or((status == 429 || status == 503).then_some(1)),
+        }
+    }
+
+    /// OpenAI's error body.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind.as_str(),
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+        .to_string()
+    }
+}
+
+/// Reads and checks a request body (already known to be JSON and at most
+/// [`MAX_BODY_BYTES`]). Unknown fields are ignored; options the relay cannot honour are refused.
+pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::JSON)?;
+    let object = value.as_object().ok_or(ApiError::JSON)?;
+    let string = |key: &'static str| match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ApiError::invalid(
+            "invalid_type",
+            "a field has the wrong type",
+            key,
+        )),
+    };
+    let input = string("input")?.ok_or(ApiError::invalid(
+        "missing_input",
+        "input is required",
+        "input",
+    ))?;
+    let model = string("model")?.ok_or(ApiError::invalid(
+        "missing_model",
+        "model is required",
+        "model",
+    ))?;
+    let voice = string("voice")?.ok_or(ApiError::invalid(
+        "missing_voice",
+        "voice is required",
+        "voice",
+    ))?;
+    let format = match string("response_format")? {
+        None | Some("wav") => AudioFormat::Wav,
+        Some("pcm") => AudioFormat::Pcm,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_response_format",
+                "response_format must be wav or pcm",
+                "response_format",
+            ))
+        }
+    };
+    match object.get("speed") {
+        None | Some(Value::Null) => {}
+        Some(speed) if speed.as_f64() == Some(1.0) => {}
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_speed",
+                "speed is not supported (Orpheus speaks at one speed); leave it out or send 1.0",
+                "speed",
+            ))
+        }
+    }
+    match string("stream_format")? {
+        None | Some("audio") => {}
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_stream_format",
+                "stream_format must be audio: the audio itself streams",
+                "stream_format",
+            ))
+        }
+    }
+    match object.get("sample_rate") {
+        None | Some(Value::Null) => {}
+        Some(rate) if rate.as_u64() == Some(24_000) => {}
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "unsupported_sample_rate",
+                "sample_rate must be 24000, Orpheus's rate, or left out",
+                "sample_rate",
+            ))
+        }
+    }
+    if object.get("instructions").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid(
+            "unsupported_instructions",
+            "instructions are not supported; use vocal directions such as [cheerful] in input",
+            "instructions",
+        ));
+    }
+    let (model, voice) =
+        resolve_voice(Some(voice), Some(model)).map_err(|code| ApiError::from_code(code, None))?;
+    if !crate::segment::is_speakable(input) {
+        return Err(ApiError::from_code(ErrorCode::EmptyText, None));
+    }
+    if input.chars().count() > max_text_chars {
+        return Err(ApiError::from_code(ErrorCode::TextTooLong, None));
+    }
+    Ok(SpeechRequest {
+        model,
+        voice,
+        input: input.to_owned(),
+        format,
+    })
+}
+
+/// Whether a `content-type` is JSON (any parameters, such as a charset, aside).
+pub fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The relay's API keys, from `RELAY_API_KEYS` (comma or white space separated), as digests.
+pub fn key_digests(keys: &str) -> Vec<[u8; 32]> {
+    keys.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|k| !k.is_empty())
+        .map(|k| Sha256::digest(k.as_bytes()).into())
+        .collect()
+}
+
+/// Checks an `Authorization` header against the keys' digests, in constant time for any
+/// key of any length (digests are compared, every one of them). Returns the name of the key's
+/// Durable Object, which holds its limits: a digest prefix, never the key.
+pub fn check_key(authorization: Option<&str>, keys: &[[u8; 32]]) -> Result<String, ApiError> {
+    let given = authorization
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(ApiError::KEY)?;
+    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    let matched = keys.iter().fold(false, |found, key| {
+        let diff = key.iter().zip(&digest).fold(0u8, |d, (a, b)| d | (a ^ b));
+        found | (diff == 0)
+    });
+    if !matched {
+        return Err(ApiError::KEY);
+    }
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("key:{hex}"))
+}
+
+/// A WAV header for PCM s16le mono at `sample_rate` whose length is not known yet: the RIFF
+/// and `data` sizes are the largest values (as streaming encoders write them); readers take
+/// the data to the end of the stream.
+pub fn streaming_wav_header(sample_rate: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&u32::MAX.to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    h.extend_from_slice(&1u16.to_le_bytes()); // mono
+    h.extend_from_slice(&sample_rate.to_le_bytes());
+    h.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes()); // block align
+    h.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&u32::MAX.to_le_bytes());
+    h
+}
+
+/// What the response must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Answer 200 with this format and rate; the body follows.
+    Head {
+        /// The stream's sample rate.
+        sample_rate: u32,
+    },
+    /// Answer with this error (nothing was sent yet).
+    Refuse(ApiError),
+    /// Body bytes.
+    Body(Vec<u8>),
+    /// The body is complete.
+    Finish,
+    /// The body must break off: the speech failed after it began.
+    BreakOff,
+}
+
+/// Where the response stands. It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// No answer yet: waiting for the message's `start` or `end`.
+    Waiting,
+    /// 200 sent; the body streams.
+    Streaming,
+    /// Finished, refused or broken off.
+    Over,
+}
+
+/// Turns the relay's messages for one message (its `start`, audio frames and `end`, as a
+/// protocol v1 client would get them) into one HTTP response.
+#[derive(Debug)]
+pub struct Responder {
+    format: AudioFormat,
+    stage: Stage,
+}
+
+impl Responder {
+    /// A responder in `format`, before anything was answered.
+    pub fn new(format: AudioFormat) -> Self {
+        Self {
+            format,
+            stage: Stage::Waiting,
+        }
+    }
+
+    /// Whether the response's status is decided.
+    pub fn answered(&self) -> bool {
+        self.stage != Stage::Waiting
+    }
+
+    /// Whether the response is over.
+    pub fn over(&self) -> bool {
+        self.stage == Stage::Over
+    }
+
+    /// A JSON control message of the message.
+    pub fn on_text(&mut self, message: &ServerMessage) -> Vec<Output> {
+        match (self.stage, message) {
+            (Stage::Waiting, ServerMessage::Start { sample_rate, .. }) => {
+                self.stage = Stage::Streaming;
+                let mut out = vec![Output::Head {
+                    sample_rate: *sample_rate,
+                }];
+                if self.format == AudioFormat::Wav {
+                    out.push(Output::Body(streaming_wav_header(*sample_rate)));
+                }
+                out
+            }
+            (Stage::Waiting, ServerMessage::End { reason, error, .. }) => {
+                self.stage = Stage::Over;
+                let refusal = match error {
+                    Some(e) => ApiError::from_code(e.code, e.retry_after_s),
+                    // Ended without audio and without an error (an empty `data` chunk).
+                    None if *reason == EndReason::Done => {
+                        ApiError::from_code(ErrorCode::UpstreamBadAudio, None)
+                    }
+                    None => ApiError::from_code(ErrorCode::UpstreamInterrupted, None),
+                };
+                vec![Output::Refuse(refusal)]
+            }
+            (Stage::Streaming, ServerMessage::End { reason, .. }) => {
+                self.stage = Stage::Over;
+                vec![if *reason == EndReason::Done {
+                    Output::Finish
+                } else {
+                    Output::BreakOff
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// An audio frame of the message.
+    pub fn on_audio(&mut self, frame: &[u8]) -> Vec<Output> {
+        match (self.stage, AudioFrame::decode(frame)) {
+            (Stage::Streaming, Ok(frame)) => vec![Output::Body(frame.pcm.to_vec())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orpheus_protocol::EndError;
+
+    fn parsed(body: &str) -> Result<SpeechRequest, ApiError> {
+        parse(body.as_bytes(), 4000)
+    }
+
+    #[test]
+    fn reads_openai_and_groq_bodies() {
+        let r = parsed(
+            r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"Hi!","response_format":"wav","stream_format":"audio","speed":1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model, r.voice, r.format),
+            (Model::English, "troy", AudioFormat::Wav)
+        );
+        let r = parsed(
+            r#"{"model":"canopylabs/orpheus-arabic-saudi","voice":"noura","input":"مرحبا","response_format":"pcm"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.format, AudioFormat::Pcm);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_with_the_field_at_fault() {
+        let cases = [
+            ("[1]", 400, "invalid_json", None),
+            ("{", 400, "invalid_json", None),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy"}"#,
+                400,
+                "missing_input",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":7}"#,
+                400,
+                "invalid_type",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"alloy","input":"x"}"#,
+                400,
+                "unknown_voice",
+                Some("voice"),
+            ),
+            (
+                r#"{"model":"tts-1","voice":"troy","input":"x"}"#,
+                400,
+                "unknown_model",
+                Some("model"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"  "}"#,
+                400,
+                "empty_text",
+                Some("input"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","speed":1.5}"#,
+                400,
+                "unsupported_speed",
+                Some("speed"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"mp3"}"#,
+                400,
+                "unsupported_response_format",
+                Some("response_format"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","stream_format":"sse"}"#,
+                400,
+                "unsupported_stream_format",
+                Some("stream_format"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","sample_rate":48000}"#,
+                400,
+                "unsupported_sample_rate",
+                Some("sample_rate"),
+            ),
+        ];
+        for (body, status, code, param) in cases {
+            let e = parsed(body).unwrap_err();
+            assert_eq!((e.status, e.code, e.param), (status, code, param), "{body}");
+            let json: Value = serde_json::from_str(&e.body()).unwrap();
+            assert_eq!(json["error"]["code"], code);
+            assert!(json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
+        }
+        let long = format!(
+            r#"{{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"{}"}}"#,
+            "a".repeat(4001)
+        );
+        assert_eq!(parsed(&long).unwrap_err().code, "text_too_long");
+    }
+
+    #[test]
+    fn keys_are_checked_by_digest_and_named_by_a_prefix_of_it() {
+        let keys = key_digests("alpha-key, beta-key\ngamma");
+        assert_eq!(keys.len(), 3);
+        let name = check_key(Some("Bearer beta-key"), &keys).unwrap();
+        assert!(name.starts_with("key:") && !name.contains("beta"), "{name}");
+        assert_eq!(check_key(Some("Bearer gamma"), &keys).unwrap().len(), 28);
+        for bad in [
+            None,
+            Some("beta-key"),
+            Some("Bearer "),
+            Some("Bearer beta"),
+            Some("Basic x"),
+        ] {
+            assert_eq!(check_key(bad, &keys), Err(ApiError::KEY), "{bad:?}");
+        }
+        assert_eq!(check_key(Some("Bearer x"), &[]), Err(ApiError::KEY));
+        assert!(is_json(Some("application/json; charset=utf-8")));
+        assert!(!is_json(Some("text/plain")) && !is_json(None));
+    }
+
+    #[test]
+    fn errors_before_audio_are_statuses_and_after_it_a_broken_body() {
+        let start = ServerMessage::Start {
+            id: "h".into(),
+            stream: 1,
+            sample_rate: 24_000,
+            channels: 1,
+            encoding: "pcm_s16le".into(),
+            resumed_at: None,
+        };
+        let end = |reason, error: Option<EndError>| ServerMessage::End {
+            id: "h".into(),
+            stream: Some(1),
+            reason,
+            samples: 0,
+            error,
+            heard: None,
+            metrics: None,
+        };
+        let mut r = Responder::new(AudioFormat::Wav);
+        let refused = r.on_text(&end(
+            EndReason::Error,
+            Some(EndError::new(ErrorCode::RateLimited, Some(7))),
+        ));
+        assert!(
+            matches!(&refused[..], [Output::Refuse(e)] if e.status == 429 && e.retry_after_s == Some(7))
+        );
+        assert!(r.over());
+
+        let mut r = Responder::new(AudioFormat::Wav);
+        let head = r.on_text(&start);
+        assert_eq!(
+            head[0],
+            Output::Head {
+                sample_rate: 24_000
+            }
+        );
+        assert_eq!(head[1], Output::Body(streaming_wav_header(24_000)));
+        let frame = AudioFrame {
+            flags: 0,
+            stream: 1,
+            offset: 0,
+            pcm: &[1, 2, 3, 4],
+        }
+        .encode();
+        assert_eq!(r.on_audio(&frame), vec![Output::Body(vec![1, 2, 3, 4])]);
+        let over = r.on_text(&end(
+            EndReason::Error,
+            Some(EndError::new(ErrorCode::UpstreamInterrupted, None)),
+        ));
+        assert_eq!(over, vec![Output::BreakOff]);
+        assert!(r.on_audio(&frame).is_empty(), "nothing after the end");
+
+        let mut r = Responder::new(AudioFormat::Pcm);
+        assert_eq!(
+            r.on_text(&start),
+            vec![Output::Head {
+                sample_rate: 24_000
+            }]
+        );
+        assert_eq!(r.on_text(&end(EndReason::Done, None)), vec![Output::Finish]);
+
+        for (code, status) in [
+            (ErrorCode::UpstreamTimeout, 504),
+            (ErrorCode::UpstreamUnavailable, 503),
+            (ErrorCode::UpstreamAuth, 502),
+            (ErrorCode::UpstreamBadAudio, 502),
+        ] {
+            assert_eq!(ApiError::from_code(code, None).status, status, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn the_streaming_header_is_a_wav_header() {
+        let h = streaming_wav_header(24_000);
+        assert_eq!(h.len(), 44);
+        let mut reader = crate::wav::WavReader::new();
+        let mut pcm = Vec::new();
+        reader.push(&h, &mut pcm).unwrap();
+        reader.push(&[5, 6], &mut pcm).unwrap();
+        assert_eq!(reader.format().map(|f| f.sample_rate), Some(24_000));
+        assert_eq!(pcm, vec![5, 6]);
+    }
+}
