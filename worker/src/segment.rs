@@ -19,8 +19,22 @@ use unicode_segmentation::UnicodeSegmentation;
 /// Upstream limit on characters per request.
 pub const SEGMENT_MAX_CHARS: usize = 200;
 
-/// Target length of the first segment, so the first audio comes fast.
-pub const FIRST_SEGMENT_CHARS: usize = 100;
+/// Target length of the first segment, so the first audio comes fast whatever the text's
+/// length (the upstream's time to first byte grows with the segment).
+pub const FIRST_SEGMENT_CHARS: usize = 50;
+
+/// How many times longer than the one before a segment may be. The upstream generates about
+/// 100 characters a second and speech runs at about 15, so while one segment plays, the next,
+/// requested with it, is ready even at this ratio: a short first segment never leaves a gap.
+pub const RAMP: usize = 4;
+
+/// The longest a segment may be: `first` for the first one, then [`RAMP`] times the one
+/// before, at most `max`.
+pub fn segment_limit(previous: Option<usize>, max: usize, first: usize) -> usize {
+    previous
+        .map_or(first, |p| p.saturating_mul(RAMP))
+        .clamp(1, max)
+}
 
 /// Longest bracketed vocal direction, brackets included; a longer `[...]` is ordinary text.
 const MAX_DIRECTION_CHARS: usize = 40;
@@ -65,17 +79,9 @@ pub fn split_spans(text: &str, max_chars: usize, first_chars: usize) -> Vec<Rang
     let mut spans = Vec::new();
     let mut start = skip_space(&chars, 0);
     while start < chars.len() {
-        let end = if spans.is_empty() {
-            first_cut(
-                &chars,
-                &boundaries,
-                start,
-                first_chars.min(max_chars),
-                max_chars,
-            )
-        } else {
-            cut(&chars, &boundaries, start, max_chars)
-        };
+        let previous = spans.last().map(Range::len);
+        let limit = segment_limit(previous, max_chars, first_chars);
+        let end = short_cut(&chars, &boundaries, start, limit, max_chars);
         // Trimmed: `start` is past white space; a cut may land after some.
         let mut trimmed = end;
         while trimmed > start && chars[trimmed - 1].is_whitespace() {
@@ -110,9 +116,9 @@ const ABBREVIATIONS: &[&str] = &[
     "inc", "ltd", "co", "fig", "approx",
 ];
 
-/// The next segment of `text` from character `from` on, or `None` to wait for more text:
-/// `first` for a message's first segment, kept short (`first_chars`) and cut at the first
-/// sentence. While the text is [`TextEnd::Open`], a cut needs the character after it (white
+/// The next segment of `text` from character `from` on, or `None` to wait for more text; its
+/// length is bounded by [`segment_limit`] after the `previous` one (`None` for a message's
+/// first segment, which is cut at the first sentence). While the text is [`TextEnd::Open`], a cut needs the character after it (white
 /// space) already known, except after `!`, `?` or a full stop that plainly ends a sentence;
 /// a later segment waits for a sentence end, or a clause end past
 /// [`MIN_CLAUSE_SEGMENT_CHARS`], unless `max_chars` are waiting; a vocal direction whose `]`
@@ -120,25 +126,22 @@ const ABBREVIATIONS: &[&str] = &[
 pub fn next_span(
     text: &str,
     from: usize,
-    first: bool,
+    previous: Option<usize>,
     max_chars: usize,
     first_chars: usize,
     end: TextEnd,
 ) -> Option<Range<usize>> {
+    let first = previous.is_none();
     let chars: Vec<char> = text.chars().collect();
     let start = skip_space(&chars, from);
     if start >= chars.len() {
         return None;
     }
     let tail: String = chars[start..].iter().collect();
-    let first_limit = if first {
-        first_chars.min(max_chars)
-    } else {
-        max_chars
-    };
+    let limit = segment_limit(previous, max_chars, first_chars);
     let shift = |span: Range<usize>| start + span.start..start + span.end;
     if end == TextEnd::Complete {
-        return split_spans(&tail, max_chars, first_limit)
+        return split_spans(&tail, max_chars, limit)
             .into_iter()
             .next()
             .map(shift);
@@ -157,7 +160,7 @@ pub fn next_span(
             boundaries[open + 1..].fill(Boundary::None);
         }
     }
-    let cut_at = pick_open_cut(&tail_chars, &boundaries, first, first_limit, max_chars, end)?;
+    let cut_at = pick_open_cut(&tail_chars, &boundaries, first, limit, max_chars, end)?;
     let mut trimmed = cut_at;
     while trimmed > 0 && tail_chars[trimmed - 1].is_whitespace() {
         trimmed -= 1;
@@ -170,35 +173,26 @@ fn pick_open_cut(
     chars: &[char],
     boundaries: &[Boundary],
     first: bool,
-    first_limit: usize,
+    limit: usize,
     max: usize,
     end: TextEnd,
 ) -> Option<usize> {
     let len = chars.len();
     if first {
         // First audio comes from the first sentence, however short.
-        if let Some(at) =
-            (1..=len.min(first_limit)).find(|&at| boundaries[at] == Boundary::Sentence)
-        {
+        if let Some(at) = (1..=len.min(limit)).find(|&at| boundaries[at] == Boundary::Sentence) {
             return Some(at);
         }
     }
     if len > max {
-        return Some(if first {
-            first_cut(chars, boundaries, 0, first_limit, max)
-        } else {
-            cut(chars, boundaries, 0, max)
-        });
+        return Some(short_cut(chars, boundaries, 0, limit, max));
     }
-    if first && len > first_limit {
-        let short = cut(chars, boundaries, 0, first_limit);
+    if len > limit {
+        let short = cut(chars, boundaries, 0, limit);
         if boundaries[short] >= Boundary::Word {
             return Some(short);
         }
-        if let Some(at) = (first_limit + 1..=len).find(|&at| boundaries[at] >= Boundary::Word) {
-            return Some(at);
-        }
-        return None;
+        return (limit + 1..=len).find(|&at| boundaries[at] >= Boundary::Word);
     }
     // `max_by_key` keeps the last of equals: the latest cut of the best kind.
     let best = (1..=len).max_by_key(|&at| boundaries[at])?;
@@ -327,24 +321,24 @@ fn cut(chars: &[char], boundaries: &[Boundary], start: usize, limit: usize) -> u
     }
 }
 
-/// The first segment's cut: within `first` characters at a word boundary or better; failing
-/// that, the whole rest if it fits in `max` (one request instead of two), else the earliest
-/// such boundary within `max`; failing that, a hard cut within `first`.
-fn first_cut(
+/// A segment's cut within `limit` characters (see [`segment_limit`]), at a word boundary or
+/// better; failing that, the whole rest if it fits in `max` (one request instead of two), else
+/// the earliest such boundary within `max`; failing that, a hard cut within `limit`.
+fn short_cut(
     chars: &[char],
     boundaries: &[Boundary],
     start: usize,
-    first: usize,
+    limit: usize,
     max: usize,
 ) -> usize {
-    let short = cut(chars, boundaries, start, first);
+    let short = cut(chars, boundaries, start, limit);
     if short == chars.len() || boundaries[short] >= Boundary::Word {
         return short;
     }
     if chars.len() - start <= max {
         return chars.len();
     }
-    (start + first + 1..=start + max)
+    (start + limit + 1..=start + max)
         .find(|&at| boundaries[at] >= Boundary::Word)
         .unwrap_or(short)
 }
@@ -401,6 +395,27 @@ mod tests {
     }
 
     #[test]
+    fn segments_ramp_up_from_a_short_first_one() {
+        let text = "Sure. ".to_owned()
+            + &"The answer goes on for a while, sentence after sentence. ".repeat(30);
+        let lengths: Vec<usize> = split_default(&text)
+            .iter()
+            .map(|s| s.chars().count())
+            .collect();
+        assert_eq!(lengths[0], 5, "the first sentence, however short");
+        for pair in lengths.windows(2) {
+            assert!(pair[1] <= pair[0] * RAMP, "{lengths:?}");
+        }
+        assert!(
+            lengths.iter().filter(|&&l| l > 150).count() > 5,
+            "then full: {lengths:?}"
+        );
+        // First audio does not wait for the whole of a mid-length text.
+        let mid = "A text of about a hundred characters, said in one go, with no sentence end in its first fifty.";
+        assert!(split_default(mid)[0].chars().count() <= FIRST_SEGMENT_CHARS);
+    }
+
+    #[test]
     fn falls_back_to_clauses_then_words_then_hard_cuts() {
         let clauses = "one two three, ".repeat(30);
         assert!(split_default(&clauses).iter().all(|s| s.ends_with(',')));
@@ -410,7 +425,7 @@ mod tests {
         let segments = split_default(&blob);
         assert_eq!(
             segments.iter().map(|s| s.len()).collect::<Vec<_>>(),
-            vec![100, 200, 150]
+            vec![50, 200, 200]
         );
     }
 
@@ -436,7 +451,16 @@ mod tests {
         let text = sentence.repeat(12);
         let segments = split_default(&text);
         assert!(segments.len() > 1);
-        assert!(segments.iter().all(|s| s.ends_with('؟')), "{segments:?}");
+        assert!(
+            segments
+                .iter()
+                .all(|s| s.ends_with('؟') || s.ends_with('،')),
+            "{segments:?}"
+        );
+        assert!(
+            segments[1..].iter().all(|s| s.ends_with('؟')),
+            "{segments:?}"
+        );
         let no_spaces = "بِكُمْ".repeat(80);
         for s in split_default(&no_spaces) {
             let first = s.chars().next().unwrap();
@@ -485,7 +509,7 @@ mod tests {
 
     #[test]
     fn closing_quotes_follow_their_sentence() {
-        let text = format!("{}\"Stop.\" {}", "a ".repeat(40), "b ".repeat(60));
+        let text = format!("{}\"Stop.\" {}", "a ".repeat(20), "b ".repeat(60));
         let segments = split_default(&text);
         assert!(segments[0].ends_with("\"Stop.\""), "{segments:?}");
     }
@@ -520,7 +544,7 @@ mod tests {
             while let Some(span) = next_span(
                 &so_far,
                 from,
-                spans.is_empty(),
+                spans.last().map(Range::len),
                 SEGMENT_MAX_CHARS,
                 FIRST_SEGMENT_CHARS,
                 TextEnd::Open,
@@ -532,7 +556,7 @@ mod tests {
         while let Some(span) = next_span(
             text,
             from,
-            spans.is_empty(),
+            spans.last().map(Range::len),
             SEGMENT_MAX_CHARS,
             FIRST_SEGMENT_CHARS,
             TextEnd::Complete,
@@ -584,7 +608,14 @@ mod tests {
     #[test]
     fn open_text_waits_and_paused_text_settles_for_a_word() {
         let next = |text: &str, end| {
-            next_span(text, 0, false, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS, end)
+            next_span(
+                text,
+                0,
+                Some(SEGMENT_MAX_CHARS),
+                SEGMENT_MAX_CHARS,
+                FIRST_SEGMENT_CHARS,
+                end,
+            )
         };
         assert_eq!(next("and then we", TextEnd::Open), None);
         assert_eq!(next("and then we", TextEnd::Paused), Some(0..8));

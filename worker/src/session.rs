@@ -111,7 +111,7 @@ impl Default for Config {
             first_segment_chars: segment::FIRST_SEGMENT_CHARS,
             first_byte_timeout_ms: 20_000,
             stall_timeout_ms: 10_000,
-            hold_back_samples: 240,
+            hold_back_samples: 1,
             max_frame_pcm_bytes: 16 * 1024,
             budget: BudgetLimits::default(),
             frames_per_second: 20,
@@ -571,7 +571,7 @@ impl Message {
             let span = segment::next_span(
                 &self.text,
                 self.scanned,
-                self.spans.is_empty(),
+                self.spans.last().map(Range::len),
                 config.limits.segment_chars as usize,
                 config.first_segment_chars,
                 end,

@@ -84,6 +84,7 @@ impl Settings {
             resume_grace_ms: var_or(env, "RESUME_GRACE_MS", defaults.resume_grace_ms),
             text_idle_ms: var_or(env, "TEXT_IDLE_MS", defaults.text_idle_ms),
             text_flush_ms: var_or(env, "TEXT_FLUSH_MS", defaults.text_flush_ms),
+            first_segment_chars: var_or(env, "FIRST_SEGMENT_CHARS", defaults.first_segment_chars),
             ..defaults
         };
         let policy = Policy {
