@@ -60,6 +60,8 @@ export interface SpeakMetrics {
   retries: number;
   /** The most audio flow control held back in the relay at once. */
   heldBackMs: number;
+  /** Segments the relay served from its segment cache (no upstream request). */
+  cacheHits: number;
 }
 
 export interface SpeakOptions {
@@ -69,6 +71,8 @@ export interface SpeakOptions {
   model?: string;
   /** Aborting it stops the message. */
   signal?: AbortSignal;
+  /** `false` asks the relay for fresh audio of every segment, never its segment cache. */
+  cache?: boolean;
 }
 
 export interface OrpheusPlayerOptions {

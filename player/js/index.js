@@ -138,11 +138,11 @@ export class OrpheusPlayer extends EventTarget {
    * time, so the browser lets audio start.
    * @returns {Promise<SpeakResult>} settles once, when the message has completely finished
    */
-  speak(text, { voice, model, signal } = {}) {
+  speak(text, { voice, model, signal, cache = true } = {}) {
     this.unlock();
     const id = `m${++this.#nextId}`;
     const result = new Promise((resolve) => this.#pending.set(id, { resolve, text: String(text) }));
-    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, this.#now()));
+    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, cache !== false, this.#now()));
     this.#stopOnAbort(id, signal);
     return result;
   }
@@ -154,7 +154,7 @@ export class OrpheusPlayer extends EventTarget {
    * If the iterable throws, what it gave so far is spoken to the end.
    * @returns {Promise<SpeakResult>} settles once, when the message has completely finished
    */
-  speakStream(chunks, { voice, model, signal } = {}) {
+  speakStream(chunks, { voice, model, signal, cache = true } = {}) {
     this.unlock();
     const id = `m${++this.#nextId}`;
     const pending = { resolve: null, text: "" };
@@ -162,7 +162,7 @@ export class OrpheusPlayer extends EventTarget {
       pending.resolve = resolve;
       this.#pending.set(id, pending);
     });
-    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, this.#now()));
+    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, cache !== false, this.#now()));
     this.#stopOnAbort(id, signal);
     this.#write(id, pending, chunks);
     return result;

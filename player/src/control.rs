@@ -283,6 +283,8 @@ pub struct Metrics {
     pub retries: u64,
     /// The most audio flow control held back in the relay.
     pub held_back_ms: u64,
+    /// Segments served from the relay's segment cache.
+    pub cache_hits: u64,
 }
 
 fn metrics(value: &Json) -> Option<Metrics> {
@@ -292,6 +294,8 @@ fn metrics(value: &Json) -> Option<Metrics> {
         segments: value.num("segments")?,
         retries: value.num("retries")?,
         held_back_ms: value.num("held_back_ms")?,
+        // (A relay without a segment cache does not send it.)
+        cache_hits: value.num("cache_hits").unwrap_or(0),
     })
 }
 
@@ -445,20 +449,34 @@ impl Writer {
     }
 }
 
-/// The player's `speak` frame; `more` (protocol v2) when text will follow in `append`s.
-pub fn speak(id: &str, text: &str, voice: Option<&str>, model: Option<&str>, more: bool) -> String {
-    let writer = Writer::default()
+/// What a `speak` frame asks for beyond its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeakOptions {
+    /// The voice, if chosen.
+    pub voice: Option<String>,
+    /// The model, if chosen.
+    pub model: Option<String>,
+    /// Protocol v2: text will follow in `append`s.
+    pub more: bool,
+    /// `false` keeps the message out of the relay's segment cache.
+    pub cache: bool,
+}
+
+/// The player's `speak` frame.
+pub fn speak(id: &str, text: &str, options: &SpeakOptions) -> String {
+    let mut writer = Writer::default()
         .str("type", "speak")
         .str("id", id)
         .str("text", text)
-        .opt_str("voice", voice)
-        .opt_str("model", model);
-    if more {
-        writer.bool("more", true)
-    } else {
-        writer
+        .opt_str("voice", options.voice.as_deref())
+        .opt_str("model", options.model.as_deref());
+    if options.more {
+        writer = writer.bool("more", true);
     }
-    .finish()
+    if !options.cache {
+        writer = writer.bool("cache", false);
+    }
+    writer.finish()
 }
 
 /// Protocol v2: `text` for message `id`, after its first `at` characters.
@@ -579,6 +597,7 @@ mod tests {
                     segments: u64::from(m.segments),
                     retries: u64::from(m.retries),
                     held_back_ms: m.held_back_ms,
+                    cache_hits: u64::from(m.cache_hits),
                 }),
             },
             ServerMessage::Error {
@@ -637,6 +656,7 @@ mod tests {
                 segments: 2,
                 retries: 1,
                 held_back_ms: 1500,
+                cache_hits: 1,
             }),
         };
         assert_eq!(Incoming::parse(&end.to_json()), projected(end));
@@ -683,7 +703,12 @@ mod tests {
     #[test]
     fn writes_frames_the_relay_reads() {
         let text = "Quote \" backslash \\ newline \n bell \u{7} emoji 😀 arabic مرحبا";
-        let frame = speak("m1", text, Some("troy"), None, false);
+        let options = SpeakOptions {
+            voice: Some("troy".into()),
+            cache: true,
+            ..SpeakOptions::default()
+        };
+        let frame = speak("m1", text, &options);
         assert_eq!(
             ClientMessage::parse(&frame),
             Ok(ClientMessage::Speak {
@@ -692,11 +717,21 @@ mod tests {
                 voice: Some("troy".into()),
                 model: None,
                 more: false,
+                cache: true,
             })
         );
+        let streamed = SpeakOptions {
+            more: true,
+            cache: false,
+            ..SpeakOptions::default()
+        };
         assert!(matches!(
-            ClientMessage::parse(&speak("m1", "", None, None, true)),
-            Ok(ClientMessage::Speak { more: true, .. })
+            ClientMessage::parse(&speak("m1", "", &streamed)),
+            Ok(ClientMessage::Speak {
+                more: true,
+                cache: false,
+                ..
+            })
         ));
         assert_eq!(
             ClientMessage::parse(&append("m1", text, 12)),

@@ -35,6 +35,7 @@
 use orpheus_protocol::PING_FRAME;
 use orpheus_protocol::{is_refusal, EndReason, Limits, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED};
 
+pub use crate::control::SpeakOptions;
 use crate::control::{self, Incoming, Metrics, RelayError};
 
 /// Seconds on the AudioContext clock.
@@ -234,12 +235,9 @@ pub enum Input<'a> {
         id: String,
         /// Text to speak (with `more`, its beginning).
         text: String,
-        /// Voice, if chosen.
-        voice: Option<String>,
-        /// Model, if chosen.
-        model: Option<String>,
-        /// Protocol v2: more text follows in [`Input::Append`]s, until [`Input::Finish`].
-        more: bool,
+        /// The voice, the model, the segment cache, and (protocol v2, `more`) whether text
+        /// follows in [`Input::Append`]s until [`Input::Finish`].
+        options: SpeakOptions,
     },
     /// More text for message `id`, opened with `more` (ignored once it is not the current
     /// message).
@@ -383,10 +381,9 @@ struct Written {
     sent_at: Seconds,
     /// Where the text stands.
     end: TextEnd,
-    /// The voice and model of the `speak`, for a relay of protocol v1, which is sent the
-    /// whole text in one `speak` once it is complete.
-    voice: Option<String>,
-    model: Option<String>,
+    /// The `speak`'s options, for a relay of protocol v1, which is sent the whole text in one
+    /// `speak` once it is complete.
+    options: SpeakOptions,
 }
 
 /// Whether the app finished a written message's text, and whether the relay was told.
@@ -707,13 +704,7 @@ impl PlayerCore {
             }
             Input::Heard => self.heard(),
             Input::Closed { code, reason } => self.on_closed(code, reason),
-            Input::Speak {
-                id,
-                text,
-                voice,
-                model,
-                more,
-            } => self.on_speak(id, &text, voice.as_deref(), model.as_deref(), more),
+            Input::Speak { id, text, options } => self.on_speak(id, &text, options),
             Input::Append { id, text } => {
                 if let Some(w) = self.written_open(&id) {
                     w.chars += text.chars().count() as u64;
@@ -794,28 +785,20 @@ impl PlayerCore {
         }
     }
 
-    fn on_speak(
-        &mut self,
-        id: String,
-        text: &str,
-        voice: Option<&str>,
-        model: Option<&str>,
-        more: bool,
-    ) {
+    fn on_speak(&mut self, id: String, text: &str, options: SpeakOptions) {
         if let Some(old) = self.current.take() {
             self.retire(old, EndReason::Superseded);
         }
-        let frame = control::speak(&id, text, voice, model, more);
+        let frame = control::speak(&id, text, &options);
         let chars = text.chars().count();
-        let written = more.then(|| Written {
+        let written = options.more.then(|| Written {
             text: text.to_owned(),
             chars: chars as u64,
             in_speak: chars as u64,
             sent: chars as u64,
             sent_at: f64::NEG_INFINITY,
             end: TextEnd::Open,
-            voice: voice.map(str::to_owned),
-            model: model.map(str::to_owned),
+            options: options.clone(),
         });
         let mut message = Message {
             id,
@@ -876,8 +859,11 @@ impl PlayerCore {
                 m.written = Some(w);
                 return;
             }
-            let (voice, model) = (w.voice.as_deref(), w.model.as_deref());
-            let frame = control::speak(&m.id, &w.text, voice, model, false);
+            let whole = SpeakOptions {
+                more: false,
+                ..w.options
+            };
+            let frame = control::speak(&m.id, &w.text, &whole);
             let chars = w.chars as usize;
             m.phase = Phase::Unsent { frame, chars };
         }

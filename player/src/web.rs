@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use crate::control::{RelayError, Writer};
 use crate::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, Progress, Report,
-    ReportKind,
+    ReportKind, SpeakOptions,
 };
 
 /// The engine's event bits (see `orpheus-player-dsp`), in the order they are reported.
@@ -51,6 +51,7 @@ fn completion_json(c: &Completion) -> String {
             .num("segments", m.segments)
             .num("retries", m.retries)
             .num("heldBackMs", m.held_back_ms)
+            .num("cacheHits", m.cache_hits)
             .finish();
         w = w.raw("metrics", &metrics);
     }
@@ -167,7 +168,9 @@ impl Core {
         self.run(Input::Closed { code, reason }, now)
     }
 
-    /// The app asked to speak; `more` when the text goes on in `append`s until `finish`.
+    /// The app asked to speak; `more` when the text goes on in `append`s until `finish`;
+    /// `cache` false keeps it from the relay's segment cache.
+    #[allow(clippy::too_many_arguments)]
     pub fn speak(
         &mut self,
         id: String,
@@ -175,18 +178,16 @@ impl Core {
         voice: Option<String>,
         model: Option<String>,
         more: bool,
+        cache: bool,
         now: f64,
     ) -> String {
-        self.run(
-            Input::Speak {
-                id,
-                text,
-                voice,
-                model,
-                more,
-            },
-            now,
-        )
+        let options = SpeakOptions {
+            voice,
+            model,
+            more,
+            cache,
+        };
+        self.run(Input::Speak { id, text, options }, now)
     }
 
     /// More text for message `id`, opened with `more`.

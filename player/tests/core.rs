@@ -3,7 +3,7 @@
 
 use orpheus_player::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, PlayerState, Report,
-    ReportKind,
+    ReportKind, SpeakOptions,
 };
 use orpheus_protocol::{ClientMessage, EndReason, ServerMessage};
 
@@ -125,9 +125,11 @@ impl Page {
         self.feed(Input::Speak {
             id: id.into(),
             text: text.into(),
-            voice: None,
-            model: None,
-            more: false,
+            options: SpeakOptions {
+                more: false,
+                cache: true,
+                ..SpeakOptions::default()
+            },
         });
     }
 
@@ -136,9 +138,11 @@ impl Page {
         self.feed(Input::Speak {
             id: id.into(),
             text: text.into(),
-            voice: None,
-            model: None,
-            more: true,
+            options: SpeakOptions {
+                more: true,
+                cache: true,
+                ..SpeakOptions::default()
+            },
         });
     }
 
@@ -897,7 +901,8 @@ fn v2_written_text_waits_for_ready_and_goes_again_whole_after_a_resume() {
                 text: "Hi".into(),
                 voice: None,
                 model: None,
-                more: true
+                more: true,
+                cache: true
             },
             ClientMessage::Append {
                 id: "m".into(),
@@ -1018,7 +1023,8 @@ fn a_relay_of_protocol_1_gets_written_text_whole_once_it_is_finished() {
             text: "One two.".into(),
             voice: None,
             model: None,
-            more: false
+            more: false,
+            cache: true
         }]
     );
     p.start("m", 1);

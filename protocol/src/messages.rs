@@ -26,6 +26,10 @@ pub enum ClientMessage {
         /// Protocol v2: more text follows in `append`s, until `finish`.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         more: bool,
+        /// Whether a segment may be served from the relay's segment cache (the default); `false`
+        /// asks the upstream for every segment.
+        #[serde(skip_serializing_if = "is_true")]
+        cache: bool,
     },
     /// Protocol v2: more text for message `id`, opened with `more`.
     Append {
@@ -96,6 +100,10 @@ fn message_id(value: Option<&Value>) -> Option<&str> {
         .filter(|id| (1..=MAX_MESSAGE_ID_LEN).contains(&id.chars().count()))
 }
 
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
 /// An optional string field: absent or null is `None`, a string is `Some`, anything else is an error.
 fn optional_string(value: Option<&Value>) -> Result<Option<String>, ()> {
     match value {
@@ -138,17 +146,18 @@ impl ClientMessage {
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
                 let model = optional_string(object.get("model"))
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
-                let more = match object.get("more") {
-                    None | Some(Value::Null) => false,
-                    Some(Value::Bool(more)) => *more,
-                    Some(_) => return Err(rejected(ErrorCode::InvalidMessage)),
+                let flag = |key: &str, absent: bool| match object.get(key) {
+                    None | Some(Value::Null) => Ok(absent),
+                    Some(Value::Bool(value)) => Ok(*value),
+                    Some(_) => Err(rejected(ErrorCode::InvalidMessage)),
                 };
                 Ok(Self::Speak {
+                    more: flag("more", false)?,
+                    cache: flag("cache", true)?,
                     id,
                     text,
                     voice,
                     model,
-                    more,
                 })
             }
             "append" => {
@@ -291,6 +300,10 @@ pub struct EndMetrics {
     pub retries: u32,
     /// The most audio flow control held back at once, in milliseconds.
     pub held_back_ms: u64,
+    /// Segments served from the relay's segment cache: no upstream request, no characters
+    /// spent.
+    #[serde(default)]
+    pub cache_hits: u32,
 }
 
 /// A message from relay to client.
@@ -425,7 +438,8 @@ mod tests {
                 text: "hi".into(),
                 voice: None,
                 model: None,
-                more: false
+                more: false,
+                cache: true
             })
         );
         let round = ClientMessage::parse(&m.unwrap().to_json()).unwrap();
@@ -472,7 +486,8 @@ mod tests {
                 text: "cut \u{FFFD} here".into(),
                 voice: None,
                 model: None,
-                more: false
+                more: false,
+                cache: true
             })
         );
     }
@@ -561,7 +576,8 @@ mod tests {
                 text: String::new(),
                 voice: None,
                 model: None,
-                more: true
+                more: true,
+                cache: true
             })
         );
         assert_eq!(
@@ -584,6 +600,10 @@ mod tests {
             ClientMessage::parse(r#"{"type":"finish","id":"m"}"#),
             Ok(ClientMessage::Finish { id: "m".into() })
         );
+        assert!(matches!(
+            ClientMessage::parse(r#"{"type":"speak","id":"m","text":"x","cache":false}"#),
+            Ok(ClientMessage::Speak { cache: false, .. })
+        ));
         let e = err(r#"{"type":"speak","id":"m","text":"x","more":"yes"}"#);
         assert_eq!(e.speak_id.as_deref(), Some("m"));
         let appended = ClientMessage::Append {
@@ -618,6 +638,7 @@ mod tests {
                 segments: 2,
                 retries: 0,
                 held_back_ms: 1500,
+                cache_hits: 1,
             }),
         };
         let json: Value = serde_json::from_str(&end.to_json()).unwrap();

@@ -106,6 +106,36 @@ impl SpeechBudget {
         Ok(())
     }
 
+    /// Gives back `chars` spent at or after `since` (the newest spending first): text that cost
+    /// nothing after all, such as segments served from the segment cache. The messages still
+    /// count.
+    pub fn refund(&mut self, chars: u64, since: Millis) {
+        let mut left = chars;
+        for entry in self
+            .minute
+            .iter_mut()
+            .rev()
+            .chain(self.appended.iter_mut().rev())
+            .filter(|(at, _)| *at >= since)
+        {
+            let take = left.min(entry.1);
+            entry.1 -= take;
+            left -= take;
+        }
+        let mut left = chars;
+        let since_minute = since / MINUTE_MS;
+        for bucket in self
+            .day
+            .iter_mut()
+            .rev()
+            .filter(|(m, _)| *m >= since_minute)
+        {
+            let take = left.min(bucket.1);
+            bucket.1 -= take;
+            left -= take;
+        }
+    }
+
     /// Checks `chars` (and a message, when `message`) against the limits and adds the
     /// characters to the day; the caller records them in its minute window.
     fn spend(
@@ -256,6 +286,29 @@ mod tests {
             before.appended.len(),
             0,
             "a budget stored before appends still reads"
+        );
+    }
+
+    #[test]
+    fn a_refund_gives_characters_back_but_the_message_still_counts() {
+        let mut b = SpeechBudget::default();
+        assert_eq!(b.admit(&LIMITS, 100, T0), Ok(()));
+        assert!(
+            b.admit(&LIMITS, 1, T0 + 1_000).is_err(),
+            "the minute is spent"
+        );
+        b.refund(60, T0);
+        b.refund(60, T0);
+        assert_eq!(
+            b.admit(&LIMITS, 100, T0 + 2_000),
+            Ok(()),
+            "all 100 came back, no more"
+        );
+        assert!(b.admit(&LIMITS, 1, T0 + 3_000).is_err());
+        assert_eq!(b.admit(&LIMITS, 0, T0 + 4_000), Ok(()), "the third message");
+        assert!(
+            b.admit(&LIMITS, 0, T0 + 5_000).is_err(),
+            "the refund gave characters back, not messages"
         );
     }
 

@@ -20,6 +20,7 @@ use worker::{AbortController, Env, Headers, Method, Request, Response, Result};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, AudioFormat, Output, Responder, SpeechRequest};
+use crate::segment_cache::SegmentCache;
 use crate::session::{Effect, FetchId, Input, Session, Stored};
 use crate::settings::Settings;
 use crate::time::Millis;
@@ -63,7 +64,8 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
         }
     };
     let format = request.format;
-    let mut job = Job::new(settings, request);
+    let cache = SegmentCache::from_env(env, settings.segment_cache_ttl_s);
+    let mut job = Job::new(settings, request, cache);
     // A job's first output is its head or its refusal.
     let sample_rate = match job.next().await {
         Some(Output::Head { sample_rate }) => sample_rate,
@@ -86,9 +88,21 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
     headers.set("content-type", format.content_type())?;
     headers.set("x-sample-rate", &sample_rate.to_string())?;
     headers.set("cache-control", "no-store")?;
+    // What the first segment cost: a cache hit or the upstream's time to first byte.
+    let first_segment = match job.first_head {
+        Some((_, true)) => "cache;desc=hit".to_owned(),
+        Some((at, false)) => format!(
+            "cache;desc=miss, upstream;dur={}",
+            at.saturating_sub(received)
+        ),
+        None => "cache;desc=miss".to_owned(),
+    };
     headers.set(
         "server-timing",
-        &format!("first-audio;dur={}", now().saturating_sub(received)),
+        &format!(
+            "{first_segment}, first-audio;dur={}",
+            now().saturating_sub(received)
+        ),
     )?;
     let body = stream::unfold(Some(job), |job| async move {
         let mut job = job?;
@@ -123,12 +137,15 @@ async fn check(
     if !openai::is_json(header("content-type").as_deref()) {
         return Err(ApiError::CONTENT_TYPE);
     }
+    let cache = !header(openai::CACHE_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("off"));
     let declared = header("content-length").and_then(|l| l.parse::<usize>().ok());
     if declared.is_some_and(|l| l > openai::MAX_BODY_BYTES) {
         return Err(ApiError::BODY_TOO_LARGE);
     }
     let body = read_capped(req).await?;
-    let request = openai::parse(&body, settings.session.limits.max_text_chars as usize)?;
+    let mut request = openai::parse(&body, settings.session.limits.max_text_chars as usize)?;
+    request.cache = cache;
+
     let chars = request.input.chars().count() as u64;
     key_budget::ask(env, &key_object, chars).await?;
     let line = LogLine::new("http")
@@ -167,13 +184,16 @@ struct Job {
     responder: Responder,
     base_url: String,
     api_key: String,
+    cache: Option<SegmentCache>,
     aborts: HashMap<FetchId, AbortController>,
     incoming: SelectAll<LocalBoxStream<'static, (FetchId, UpstreamEvent)>>,
     out: VecDeque<Output>,
+    /// When the first response head came, and whether from the segment cache.
+    first_head: Option<(Millis, bool)>,
 }
 
 impl Job {
-    fn new(settings: &Settings, request: SpeechRequest) -> Self {
+    fn new(settings: &Settings, request: SpeechRequest, cache: Option<SegmentCache>) -> Self {
         let name = format!(
             "http-{:08x}",
             (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
@@ -185,9 +205,11 @@ impl Job {
             responder: Responder::new(request.format),
             base_url: settings.base_url.clone(),
             api_key: settings.api_key.clone().unwrap_or_default(),
+            cache,
             aborts: HashMap::new(),
             incoming: SelectAll::new(),
             out: VecDeque::new(),
+            first_head: None,
         };
         let speak = serde_json::json!({
             "type": "speak",
@@ -195,6 +217,7 @@ impl Job {
             "text": request.input,
             "voice": request.voice,
             "model": request.model.id(),
+            "cache": request.cache,
         });
         job.drive(Input::Connected(CLIENT, Version::V1));
         job.drive(Input::Text(CLIENT, &speak.to_string()));
@@ -224,6 +247,9 @@ impl Job {
                 Some((fetch, event)) => {
                     if event.is_final() {
                         self.aborts.remove(&fetch);
+                    }
+                    if let UpstreamEvent::Head(status) = &event {
+                        self.first_head.get_or_insert((now(), status.cached));
                     }
                     self.drive(match &event {
                         UpstreamEvent::Head(status) => Input::UpstreamHead(fetch, status.clone()),
@@ -256,6 +282,7 @@ impl Job {
                         &self.api_key,
                         &request.body,
                         controller.signal(),
+                        self.cache.clone().filter(|_| request.cache),
                     );
                     self.aborts.insert(request.fetch, controller);
                     self.incoming.push(events);

@@ -7,7 +7,8 @@
 //! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits), [`flow`],
 //! [`unplayed`] and [`heard`] (protocol v2: flow control, resume, what was heard), [`openai`]
 //! (the OpenAI-compatible speech endpoint's requests, errors and responses) and [`log`] (the one
-//! logging choke point). The rest is runtime glue.
+//! logging choke point). The rest is runtime glue, among it the HTTP endpoint's, an API key's
+//! limits and the segment cache (Workers KV).
 
 pub mod admission;
 pub mod budget;
@@ -28,6 +29,7 @@ mod entry;
 mod http_speech;
 mod key_budget;
 pub mod relay_object;
+mod segment_cache;
 mod settings;
 mod upstream_fetch;
 

@@ -19,6 +19,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The two paths the endpoint answers on.
 pub const PATHS: [&str; 2] = ["/v1/audio/speech", "/openai/v1/audio/speech"];
 
+/// The header that keeps a request from the segment cache: `x-orpheus-cache: off`.
+pub const CACHE_HEADER: &str = "x-orpheus-cache";
+
 /// How the audio is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioFormat {
@@ -49,6 +52,8 @@ pub struct SpeechRequest {
     pub input: String,
     /// The response format.
     pub format: AudioFormat,
+    /// Whether segments may come from the segment cache ([`CACHE_HEADER`]).
+    pub cache: bool,
 }
 
 /// What kind of error, as OpenAI names it in `error.type`.
@@ -314,6 +319,7 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
         voice,
         input: input.to_owned(),
         format,
+        cache: true,
     })
 }
 

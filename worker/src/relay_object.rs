@@ -27,6 +27,7 @@ use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
+use crate::segment_cache::SegmentCache;
 use crate::session::{
     serving_after_wake, Attachment, Effect, FetchId, FetchRequest, Generation, Input, Session,
     Stored,
@@ -92,6 +93,8 @@ pub struct RelaySession {
     loaded: Rc<RefCell<Load>>,
     /// For an API key's object: the key's budget, once read.
     key_budget: RefCell<Option<SpeechBudget>>,
+    /// The segment cache, unless it is off.
+    cache: Option<SegmentCache>,
 }
 
 /// An upstream request the core asked for, with its abort handle already registered (so an
@@ -126,9 +129,11 @@ impl DurableObject for RelaySession {
         });
         // Shows in the log when the object is (re-)created, e.g. on waking from hibernation.
         log::emit(None, &LogLine::new("object").word("event", "constructed"));
+        let settings = Settings::from_env(&env);
         Self {
             state,
-            settings: Settings::from_env(&env),
+            cache: SegmentCache::from_env(&env, settings.segment_cache_ttl_s),
+            settings,
             core: RefCell::new(None),
             sockets: RefCell::new(Vec::new()),
             next_generation: Cell::new(1),
@@ -448,6 +453,7 @@ impl RelaySession {
             key,
             &pending.request.body,
             pending.signal,
+            self.cache.clone().filter(|_| pending.request.cache),
         )
         .map(|(fetch, event)| PumpItem::Upstream(fetch, event))
         .boxed_local()

@@ -161,6 +161,8 @@ pub struct FetchRequest {
     pub segment: u32,
     /// Groq's JSON body: model, input, voice, response_format.
     pub body: String,
+    /// Whether the answer may come from the segment cache (and a fresh one go into it).
+    pub cache: bool,
 }
 
 /// What the runtime must do, in order.
@@ -266,6 +268,9 @@ pub struct MessageRecord {
     /// Whether more text may still be appended.
     #[serde(default)]
     pub open: bool,
+    /// The message asked for no segment from the cache.
+    #[serde(default)]
+    pub no_cache: bool,
     /// When the message was last known to be alive.
     pub alive_at: Millis,
 }
@@ -382,6 +387,8 @@ struct Segment {
     index: u32,
     /// Groq's JSON request body, kept for the one allowed retry.
     body: String,
+    /// Its characters (given back to the budget when the cache answers).
+    chars: u64,
     /// When its current request started.
     requested_at: Millis,
     /// PCM received and not yet sent.
@@ -467,6 +474,9 @@ struct Message {
     parked_until: Option<Millis>,
     /// Upstream requests retried (at most one).
     retries: u32,
+    /// Whether segments may come from the segment cache, and how many did.
+    cache: bool,
+    cache_hits: u32,
     /// When the `speak` was accepted.
     started_at: Millis,
     /// When the first segment's response head arrived.
@@ -551,6 +561,7 @@ impl Message {
             segments: (self.next_index - self.first_index) as u32,
             retries: self.retries,
             held_back_ms: flow::millis(flow.held_back_max, rate),
+            cache_hits: self.cache_hits,
         })
     }
 
@@ -644,6 +655,15 @@ struct Client {
     generation: Generation,
     version: Version,
     frame_rate: FrameRate,
+}
+
+/// What a `speak` asks for beyond its text.
+#[derive(Debug, Clone, Copy)]
+struct SpeakOptions {
+    /// Protocol v2: more text follows in `append`s.
+    more: bool,
+    /// Segments may come from the segment cache.
+    cache: bool,
 }
 
 /// How a message ends: everything its `end` frame and log line carry.
@@ -1100,6 +1120,8 @@ impl Session {
             flow: Some(Flow2::new(self.config.flow_window_ms)),
             parked_until: None,
             retries: 0,
+            cache: !record.no_cache,
+            cache_hits: 0,
             started_at: self.now,
             first_byte_at: None,
             first_audio_at: None,
@@ -1151,6 +1173,7 @@ impl Session {
                     .collect(),
                 spans: m.spans.clone(),
                 open: matches!(m.input, TextInput::Open { .. }),
+                no_cache: !m.cache,
                 alive_at: self.now,
             })
     }
@@ -1275,10 +1298,12 @@ impl Session {
                 voice,
                 model,
                 more,
+                cache,
             }) => {
                 // Version 1 ignores `more`, an unknown field there.
                 let more = more && self.speaks_v2();
-                self.on_speak(id, &text, voice.as_deref(), model.as_deref(), more)
+                let options = SpeakOptions { more, cache };
+                self.on_speak(id, &text, voice.as_deref(), model.as_deref(), options)
             }
         }
     }
@@ -1375,8 +1400,9 @@ impl Session {
         text: &str,
         voice: Option<&str>,
         model: Option<&str>,
-        more: bool,
+        options: SpeakOptions,
     ) {
+        let SpeakOptions { more, cache } = options;
         let (model, voice) = match self.check_speak(text, voice, model, more) {
             Ok(resolved) => resolved,
             // A rejected speak leaves the active message alone.
@@ -1434,6 +1460,8 @@ impl Session {
             flow,
             parked_until: None,
             retries: 0,
+            cache,
+            cache_hits: 0,
             started_at: now,
             first_byte_at: None,
             first_audio_at: None,
@@ -1504,6 +1532,7 @@ impl Session {
             let segment = Segment {
                 index: message.next_index as u32,
                 body: upstream::request_body(message.model, message.voice, &text),
+                chars: span.len() as u64,
                 requested_at: now,
                 pcm: Vec::new(),
                 received: 0,
@@ -1523,6 +1552,7 @@ impl Session {
                 stream: message.stream,
                 segment: segment.index,
                 body: segment.body.clone(),
+                cache: message.cache,
             }));
             message.segments.push_back(segment);
         }
@@ -1566,6 +1596,16 @@ impl Session {
         }
         if let Some(message) = self.message.as_mut() {
             message.first_byte_at.get_or_insert(now);
+        }
+        if status.cached {
+            // Served from the segment cache: no upstream request, so no characters spent.
+            let chars = self.segment_mut(fetch).map_or(0, |s| s.chars);
+            let message = self.message.as_mut().expect("it holds the segment");
+            message.cache_hits += 1;
+            let since = message.started_at;
+            if let Some(stored) = self.stored.as_mut() {
+                stored.budget.refund(chars, since);
+            }
         }
         if (200..300).contains(&status.status) {
             let segment = self.segment_mut(fetch).expect("checked above");
@@ -1734,6 +1774,7 @@ impl Session {
                         stream: message.stream,
                         segment: segment.index,
                         body: segment.body.clone(),
+                        cache: message.cache,
                     }));
                 }
             }

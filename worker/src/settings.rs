@@ -25,6 +25,9 @@ pub struct Settings {
     pub relay_api_keys: Vec<[u8; 32]>,
     /// Session tunables.
     pub session: Config,
+    /// How long a segment's audio is served from the segment cache (`SEGMENT_CACHE_TTL_S`;
+    /// 0 turns the cache off).
+    pub segment_cache_ttl_s: u64,
     /// Who may connect.
     pub policy: Policy,
 }
@@ -109,6 +112,7 @@ impl Settings {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             relay_api_keys,
+            segment_cache_ttl_s: var_or(env, "SEGMENT_CACHE_TTL_S", 7 * 24 * 3600),
             session,
             policy,
         }

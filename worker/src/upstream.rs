@@ -24,6 +24,8 @@ pub struct UpstreamStatus {
     pub retry_after_s: Option<u32>,
     /// `error.code` from a JSON error body.
     pub error_code: Option<String>,
+    /// The answer came from the segment cache: no upstream request was made.
+    pub cached: bool,
 }
 
 #[derive(Serialize)]
@@ -87,6 +89,7 @@ mod tests {
             status,
             retry_after_s: Some(7),
             error_code: error_code.map(str::to_owned),
+            ..Default::default()
         })
         .unwrap_err()
         .code
@@ -120,12 +123,14 @@ mod tests {
             status: 429,
             retry_after_s: Some(3),
             error_code: None,
+            ..Default::default()
         });
         assert_eq!(e.unwrap_err().retry_after_s, Some(3));
         let e = classify(&UpstreamStatus {
             status: 401,
             retry_after_s: Some(3),
             error_code: None,
+            ..Default::default()
         });
         assert_eq!(e.unwrap_err().retry_after_s, None);
         for status in [429, 503] {
@@ -133,6 +138,7 @@ mod tests {
                 status,
                 retry_after_s: None,
                 error_code: None,
+                ..Default::default()
             });
             assert_eq!(
                 e.unwrap_err().retry_after_s,
@@ -144,6 +150,7 @@ mod tests {
             status: 500,
             retry_after_s: None,
             error_code: None,
+            ..Default::default()
         });
         assert_eq!(e.unwrap_err().retry_after_s, None);
         assert_eq!(parse_retry_after("2"), Some(2));

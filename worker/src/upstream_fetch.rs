@@ -1,10 +1,13 @@
-//! Runs one upstream request as a stream of events for the session core.
+//! Runs one upstream request as a stream of events for the session core, answered from the
+//! segment cache when it can be.
 
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
 use worker::wasm_bindgen::JsValue;
 use worker::{AbortSignal, ByteStream, Fetch, Headers, Method, Request, RequestInit};
 
+use crate::segment_cache::{self, SegmentCache};
 use crate::session::FetchId;
+use crate::time::Millis;
 use crate::upstream::{self, UpstreamStatus, MAX_ERROR_BODY_BYTES};
 
 /// What happened to an upstream request.
@@ -31,11 +34,33 @@ impl UpstreamEvent {
 }
 
 enum Step {
-    Request(Request, AbortSignal),
-    Body(ByteStream),
-    /// A success with no body at all (a 204): it ends at once.
+    /// Ask the segment cache first; on a miss, send the request and keep its answer.
+    Lookup(Box<Lookup>),
+    Request(Request, AbortSignal, Option<Keep>),
+    Body(ByteStream, Option<Keep>),
+    /// A whole answer from the cache, then its end.
+    Cached(Vec<u8>),
+    /// A success with no body at all (a 204), or a cached answer sent: it ends at once.
     NoBody,
     Done,
+}
+
+struct Lookup {
+    cache: SegmentCache,
+    key: String,
+    request: Request,
+    signal: AbortSignal,
+}
+
+/// An answer being read, to keep in the cache once it ended well.
+struct Keep {
+    cache: SegmentCache,
+    key: String,
+    wav: Vec<u8>,
+}
+
+fn now() -> Millis {
+    worker::js_sys::Date::now() as Millis
 }
 
 fn build_request(base_url: &str, api_key: &str, body: &str) -> worker::Result<Request> {
@@ -67,59 +92,106 @@ async fn read_capped(response: &mut worker::Response) -> Vec<u8> {
     head
 }
 
+/// Sends the request: its head, and what comes next.
+async fn send(request: Request, signal: AbortSignal, keep: Option<Keep>) -> (UpstreamEvent, Step) {
+    let Ok(mut response) = Fetch::Request(request).send_with_signal(&signal).await else {
+        return (UpstreamEvent::Failed, Step::Done);
+    };
+    let status = response.status_code();
+    if (200..300).contains(&status) {
+        let head = UpstreamEvent::Head(UpstreamStatus {
+            status,
+            ..Default::default()
+        });
+        return match response.stream() {
+            Ok(body) => (head, Step::Body(body, keep)),
+            Err(_) => (head, Step::NoBody),
+        };
+    }
+    let retry_after_s = response
+        .headers()
+        .get("retry-after")
+        .ok()
+        .flatten()
+        .and_then(|v| upstream::parse_retry_after(&v));
+    let head = read_capped(&mut response).await;
+    let error_code = std::str::from_utf8(&head)
+        .ok()
+        .and_then(upstream::error_code);
+    let head = UpstreamEvent::Head(UpstreamStatus {
+        status,
+        retry_after_s,
+        error_code,
+        cached: false,
+    });
+    (head, Step::Done)
+}
+
 /// Starts the request lazily when first polled; every request yields a final `End` or `Failed`.
+/// With a `cache`, a fresh answer kept for the same body is served instead (its head says
+/// `cached`), and an answer that ends well is kept.
 pub fn events(
     fetch: FetchId,
     base_url: &str,
     api_key: &str,
     body: &str,
     signal: AbortSignal,
+    cache: Option<SegmentCache>,
 ) -> LocalBoxStream<'static, (FetchId, UpstreamEvent)> {
-    let first = match build_request(base_url, api_key, body) {
-        Ok(request) => Step::Request(request, signal),
+    let request = match build_request(base_url, api_key, body) {
+        Ok(request) => request,
         Err(_) => return stream::iter([(fetch, UpstreamEvent::Failed)]).boxed_local(),
+    };
+    let first = match cache {
+        Some(cache) => Step::Lookup(Box::new(Lookup {
+            key: segment_cache::key(body),
+            cache,
+            request,
+            signal,
+        })),
+        None => Step::Request(request, signal, None),
     };
     stream::unfold(first, move |step| async move {
         match step {
-            Step::Request(request, signal) => {
-                let Ok(mut response) = Fetch::Request(request).send_with_signal(&signal).await
-                else {
-                    return Some((UpstreamEvent::Failed, Step::Done));
-                };
-                let status = response.status_code();
-                if (200..300).contains(&status) {
+            Step::Lookup(lookup) => {
+                let Lookup {
+                    cache,
+                    key,
+                    request,
+                    signal,
+                } = *lookup;
+                if let Some(wav) = cache.get(&key, now()).await {
                     let head = UpstreamEvent::Head(UpstreamStatus {
-                        status,
+                        status: 200,
+                        cached: true,
                         ..Default::default()
                     });
-                    return Some(match response.stream() {
-                        Ok(body) => (head, Step::Body(body)),
-                        Err(_) => (head, Step::NoBody),
-                    });
+                    return Some((head, Step::Cached(wav)));
                 }
-                let retry_after_s = response
-                    .headers()
-                    .get("retry-after")
-                    .ok()
-                    .flatten()
-                    .and_then(|v| upstream::parse_retry_after(&v));
-                let head = read_capped(&mut response).await;
-                let error_code = std::str::from_utf8(&head)
-                    .ok()
-                    .and_then(upstream::error_code);
-                Some((
-                    UpstreamEvent::Head(UpstreamStatus {
-                        status,
-                        retry_after_s,
-                        error_code,
-                    }),
-                    Step::Done,
-                ))
+                let keep = Keep {
+                    cache,
+                    key,
+                    wav: Vec::new(),
+                };
+                Some(send(request, signal, Some(keep)).await)
             }
-            Step::Body(mut body) => Some(match body.next().await {
-                Some(Ok(bytes)) => (UpstreamEvent::Body(bytes), Step::Body(body)),
+            Step::Request(request, signal, keep) => Some(send(request, signal, keep).await),
+            Step::Cached(wav) => Some((UpstreamEvent::Body(wav), Step::NoBody)),
+            Step::Body(mut body, mut keep) => Some(match body.next().await {
+                Some(Ok(bytes)) => {
+                    if let Some(k) = keep.as_mut() {
+                        k.wav.extend_from_slice(&bytes);
+                    }
+                    let keep = keep.filter(|k| segment_cache::keeps(k.wav.len()));
+                    (UpstreamEvent::Body(bytes), Step::Body(body, keep))
+                }
                 Some(Err(_)) => (UpstreamEvent::Failed, Step::Done),
-                None => (UpstreamEvent::End, Step::Done),
+                None => {
+                    if let Some(k) = keep {
+                        k.cache.put(&k.key, &k.wav, now()).await;
+                    }
+                    (UpstreamEvent::End, Step::Done)
+                }
             }),
             Step::NoBody => Some((UpstreamEvent::End, Step::Done)),
             Step::Done => None,

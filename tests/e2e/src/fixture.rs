@@ -101,6 +101,9 @@ impl Fixture {
             ("LIMIT_FRAMES_PER_SECOND", "1000"),
             // A message left open ends within the test's patience.
             ("TEXT_IDLE_MS", "2000"),
+            // Tests count upstream requests for texts they repeat: the segment cache is tested
+            // on a relay of its own.
+            ("SEGMENT_CACHE_TTL_S", "0"),
         ];
         defaults
             .iter()

@@ -584,10 +584,12 @@ pub fn written_text(tag: &str, chars: usize) -> String {
 }
 
 /// A message's text: whole sentences, each starting with its tag (so every upstream segment
-/// names its message), the first one carrying `directive` if any.
+/// names its message), the first one carrying `directive` if any. The directive and its tag
+/// fit the first segment (50 characters), and the tag follows it again, so wherever the first
+/// segment ends, what comes after names the message too.
 pub fn message_text(tag: &str, directive: Option<&str>, chars: usize) -> String {
     let mut text = match directive {
-        Some(d) => format!("{tag} [[fault:{d}]] opens the message."),
+        Some(d) => format!("{tag} [[fault:{d}]] {tag}."),
         None => format!("{tag} opens the message."),
     };
     let mut n = 1;
@@ -616,10 +618,23 @@ mod tests {
     #[test]
     fn every_segment_names_its_message() {
         for chars in [10, 99, 150, 240, 400] {
-            let text = message_text("C001x00007", Some("status=429;once"), chars);
-            assert_eq!(message_tag(&text), "C001x00007");
-            for segment in orpheus_test_support::relay_segments(&text) {
-                assert!(segment.contains("C001x00007"), "{segment:?}");
+            for directive in [
+                None,
+                Some("chunk=960;gap_ms=15"),
+                Some("status=429;retry_after=1;once"),
+            ] {
+                let text = message_text("C001x00007", directive, chars);
+                assert_eq!(message_tag(&text), "C001x00007");
+                let segments = orpheus_test_support::relay_segments(&text);
+                for segment in &segments {
+                    assert!(segment.contains("C001x00007"), "{segment:?}");
+                }
+                if directive.is_some() {
+                    assert!(
+                        segments[0].contains("[[fault:"),
+                        "the first request: {segments:?}"
+                    );
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ pub fn status(status: u16, retry_after_s: Option<u32>) -> UpstreamStatus {
     UpstreamStatus {
         status,
         retry_after_s,
-        error_code: None,
+        ..Default::default()
     }
 }
 
@@ -57,6 +57,8 @@ pub struct Harness {
     pub delivered: HashMap<FetchId, Vec<u8>>,
     /// The text each fetch asked the upstream to speak.
     pub inputs: HashMap<FetchId, String>,
+    /// Fetches that may be answered from the segment cache.
+    pub cacheable: Vec<FetchId>,
     /// Every text frame sent, to any socket, in order.
     pub texts: Vec<ServerMessage>,
     /// The text frames each socket received.
@@ -103,6 +105,7 @@ impl Harness {
             started: Vec::new(),
             delivered: HashMap::new(),
             inputs: HashMap::new(),
+            cacheable: Vec::new(),
             texts: Vec::new(),
             sent_to: BTreeMap::new(),
             audio: BTreeMap::new(),
@@ -251,6 +254,9 @@ impl Harness {
                     let input = body["input"].as_str().unwrap();
                     assert!(input.chars().count() <= 200);
                     self.inputs.insert(request.fetch, input.to_owned());
+                    if request.cache {
+                        self.cacheable.push(request.fetch);
+                    }
                 }
                 Effect::Abort(fetch) => {
                     assert!(
@@ -318,8 +324,13 @@ impl Harness {
 
     /// Delivers a complete upstream response for `fetch` in pieces of `piece` bytes.
     pub fn complete(&mut self, fetch: FetchId, samples: usize, piece: usize) {
+        self.answer(fetch, ok(), samples, piece);
+    }
+
+    /// Delivers a complete answer for `fetch` with this head (a cached one, for instance).
+    pub fn answer(&mut self, fetch: FetchId, head: UpstreamStatus, samples: usize, piece: usize) {
         let (body, pcm) = wav_body(fetch, samples);
-        self.feed(Input::UpstreamHead(fetch, ok()));
+        self.feed(Input::UpstreamHead(fetch, head));
         for chunk in body.chunks(piece) {
             self.feed(Input::UpstreamBody(fetch, chunk));
         }

@@ -1,5 +1,6 @@
 //! Scenario and randomized tests of the session state machine, on the host, by subject.
 
+mod cache;
 mod flow;
 mod harness;
 mod limits;

@@ -11,6 +11,7 @@ use orpheus_e2e::{Fixture, TestResult};
 
 mod admission;
 mod browser;
+mod cache;
 mod http;
 mod input;
 mod leaks;
@@ -26,6 +27,7 @@ mod voices;
 
 use admission::*;
 use browser::*;
+use cache::*;
 use http::*;
 use input::*;
 use leaks::*;
@@ -82,6 +84,7 @@ fn main() {
         http_sdks,
         http_bad_input,
         http_disconnect,
+        segment_cache,
         chaos_client_leg,
         chaos_upstream_leg,
         eviction_mid_stream,
