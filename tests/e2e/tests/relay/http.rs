@@ -234,6 +234,41 @@ pub async fn http_bad_input(fx: &Fixture) -> TestResult {
     fx.upstream_quiet(Duration::from_secs(5)).await
 }
 
+/// The upstream failing before any audio: the status that says what to do (502 for a refused
+/// key, 503 with `retry-after` for "unavailable", 504 for a timeout, 429 with `retry-after`
+/// for Groq's own rate limit), OpenAI's shape, and nothing of the upstream's error body.
+pub async fn http_upstream_errors(fx: &Fixture) -> TestResult {
+    let cases = [
+        ("status=401", 502, "upstream_auth", None),
+        (
+            "status=503;retry_after=9",
+            503,
+            "upstream_unavailable",
+            Some(9),
+        ),
+        ("status=429;retry_after=7", 429, "rate_limited", Some(7)),
+        ("stall_after=0", 504, "upstream_timeout", None),
+    ];
+    for (i, (fault, status, code, retry_after)) in cases.into_iter().enumerate() {
+        let text = format!("HTTP fault {i} [[fault:{fault}]] here.");
+        let answer = post(fx.relay_url(), RELAY_API_KEYS[0], &speech_body(&text)).await?;
+        check_error(&answer, status, code).map_err(|e| format!("{fault}: {e}"))?;
+        let got = answer
+            .header("retry-after")
+            .and_then(|r| r.parse::<u32>().ok());
+        ensure!(
+            retry_after.is_none_or(|want| got == Some(want)),
+            "{fault}: retry-after {got:?}"
+        );
+        let body = String::from_utf8_lossy(&answer.body);
+        ensure!(
+            !body.contains("org_01localsecret"),
+            "{fault}: the upstream's body leaked: {body}"
+        );
+    }
+    fx.upstream_quiet(Duration::from_secs(5)).await
+}
+
 /// A client that reads the start of a long answer and goes away: every upstream request of it
 /// is aborted.
 pub async fn http_disconnect(fx: &Fixture) -> TestResult {

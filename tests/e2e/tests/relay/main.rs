@@ -83,6 +83,7 @@ fn main() {
         streamed_endings,
         http_sdks,
         http_bad_input,
+        http_upstream_errors,
         http_disconnect,
         segment_cache,
         chaos_client_leg,

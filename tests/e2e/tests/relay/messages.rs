@@ -31,9 +31,10 @@ pub async fn second_message(fx: &Fixture) -> TestResult {
 pub async fn hundred_messages(fx: &Fixture) -> TestResult {
     let mut c = Client::connect(fx, "hundred").await?;
     let before = fx.upstream.snapshot();
-    let mut ends = 0;
+    let (mut ends, mut segments) = (0, 0);
     for i in 0..100 {
         let text = format!("Message number {i}. It carries a sentence or two of speech.");
+        segments += orpheus_test_support::relay_segments(&text).len() as u64;
         let got = c.say(&format!("m{i}"), &text, None).await?;
         ensure!(
             got.reason() == Some(EndReason::Done),
@@ -47,8 +48,8 @@ pub async fn hundred_messages(fx: &Fixture) -> TestResult {
     fx.upstream_quiet(Duration::from_secs(2)).await?;
     let after = fx.upstream.snapshot();
     ensure!(
-        after.completed_bodies - before.completed_bodies == 100,
-        "{} bodies",
+        after.completed_bodies - before.completed_bodies == segments,
+        "{} bodies for {segments} segments",
         after.completed_bodies - before.completed_bodies
     );
     Ok(())

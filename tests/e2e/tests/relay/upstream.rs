@@ -4,8 +4,7 @@ use std::time::{Duration, Instant};
 
 use orpheus_e2e::{check_bit_exact, ensure, Client, Fixture, TestResult};
 use orpheus_protocol::{EndReason, ServerMessage};
-
-use crate::texts::*;
+use orpheus_test_support::relay_segments;
 
 pub async fn upstream_faults(fx: &Fixture) -> TestResult {
     let mut c = Client::connect(fx, "faults").await?;
@@ -41,7 +40,9 @@ pub async fn upstream_faults(fx: &Fixture) -> TestResult {
         ("ok_status=204", Some("upstream_bad_audio"), None),
     ];
     for (i, (fault, code, retry)) in cases.iter().enumerate() {
-        let text = format!("Fault case {i} [[fault:{fault}]] here.");
+        // One segment, so that every request counted is this one's.
+        let text = format!("F{i} [[fault:{fault}]]");
+        ensure!(relay_segments(&text).len() == 1, "{text:?} is one segment");
         let before = fx.upstream.snapshot().requests;
         let started = Instant::now();
         let got = c
@@ -140,7 +141,8 @@ pub async fn upstream_retry(fx: &Fixture) -> TestResult {
         ("status=503", Some(("upstream_unavailable", 1)), 2),
     ];
     for (i, (fault, failure, requests)) in cases.iter().enumerate() {
-        let text = format!("Retry case {i} [[fault:{fault}]] here.");
+        let text = format!("R{i} [[fault:{fault}]]");
+        ensure!(relay_segments(&text).len() == 1, "{text:?} is one segment");
         let before = fx.upstream.snapshot().requests;
         let started = Instant::now();
         let got = c.say(&format!("r{i}"), &text, None).await?;
@@ -175,13 +177,15 @@ pub async fn upstream_retry(fx: &Fixture) -> TestResult {
         );
     }
     // Audio already sent: the second segment's 429 is not retried (that would stall playback).
-    let text = format!(
-        "{} [[fault:delay_ms=400;status=429;retry_after=1;once]] {}",
-        english(90),
-        english(60)
+    let text = "Audio first, then a refusal. [[fault:delay_ms=400;status=429;retry_after=1;once]] \
+        The rest is never spoken.";
+    let segments = relay_segments(text);
+    ensure!(
+        segments.len() == 2 && segments[1].contains("[[fault:"),
+        "two segments, the fault in the second: {segments:?}"
     );
     let before = fx.upstream.snapshot().requests;
-    let got = c.say("after-audio", &text, None).await?;
+    let got = c.say("after-audio", text, None).await?;
     ensure!(!got.pcm.is_empty(), "the first segment's audio was relayed");
     ensure!(
         got.error_code().as_deref() == Some("rate_limited"),
