@@ -10,13 +10,13 @@
 //! it the job: its upstream requests are aborted.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{ServerMessage, Version};
 use worker::{AbortController, Env, Headers, Method, Request, Response, Result};
 
+use crate::clock::{self, now};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, AudioFormat, Output, Responder, SpeechRequest};
@@ -28,10 +28,6 @@ use crate::upstream_fetch::{self, UpstreamEvent};
 
 /// The one socket generation of the job's core.
 const CLIENT: u32 = 1;
-
-fn now() -> Millis {
-    worker::js_sys::Date::now() as Millis
-}
 
 fn error_response(error: &ApiError) -> Result<Response> {
     let headers = Headers::new();
@@ -233,12 +229,7 @@ impl Job {
             if self.responder.over() {
                 return None;
             }
-            let wait = self
-                .core
-                .next_deadline()
-                .map_or(Duration::from_secs(1), |d| {
-                    Duration::from_millis(d.saturating_sub(now()) + 1)
-                });
+            let wait = clock::wait_for(self.core.next_deadline());
             let event = match select(self.incoming.next(), worker::Delay::from(wait)).await {
                 Either::Left((event, _)) => event,
                 Either::Right(_) => None,
@@ -251,12 +242,7 @@ impl Job {
                     if let UpstreamEvent::Head(status) = &event {
                         self.first_head.get_or_insert((now(), status.cached));
                     }
-                    self.drive(match &event {
-                        UpstreamEvent::Head(status) => Input::UpstreamHead(fetch, status.clone()),
-                        UpstreamEvent::Body(bytes) => Input::UpstreamBody(fetch, bytes),
-                        UpstreamEvent::End => Input::UpstreamEnd(fetch),
-                        UpstreamEvent::Failed => Input::UpstreamFailed(fetch),
-                    });
+                    self.drive(event.input(fetch));
                 }
                 None => self.drive(Input::Tick),
             }

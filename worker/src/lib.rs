@@ -25,6 +25,7 @@ pub mod unplayed;
 pub mod upstream;
 pub mod wav;
 
+mod clock;
 mod entry;
 mod http_speech;
 mod key_budget;

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 use futures_util::future::{select, Either};
@@ -23,6 +22,7 @@ use worker::{
 };
 
 use crate::budget::SpeechBudget;
+use crate::clock::{self, now};
 use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
 use crate::key_budget;
 use crate::log::{self, LogLine};
@@ -41,10 +41,6 @@ const USED_TICKETS_KEY: &str = "used_tickets";
 
 /// Storage key of the session's [`Stored`] state.
 const STORED_KEY: &str = "session";
-
-fn now() -> Millis {
-    worker::js_sys::Date::now() as Millis
-}
 
 /// The stored state as read at construction.
 enum Load {
@@ -496,9 +492,7 @@ impl RelaySession {
             incoming.push(self.start(pending));
         }
         while self.message_active() {
-            let wait = self.next_deadline().map_or(Duration::from_secs(1), |d| {
-                Duration::from_millis(d.saturating_sub(now()) + 1)
-            });
+            let wait = clock::wait_for(self.next_deadline());
             let item = match select(incoming.next(), worker::Delay::from(wait)).await {
                 Either::Left((item, _)) => item,
                 Either::Right(_) => None,
@@ -509,12 +503,7 @@ impl RelaySession {
                     if event.is_final() {
                         self.aborts.borrow_mut().remove(&fetch);
                     }
-                    self.drive(match &event {
-                        UpstreamEvent::Head(status) => Input::UpstreamHead(fetch, status.clone()),
-                        UpstreamEvent::Body(bytes) => Input::UpstreamBody(fetch, bytes),
-                        UpstreamEvent::End => Input::UpstreamEnd(fetch),
-                        UpstreamEvent::Failed => Input::UpstreamFailed(fetch),
-                    })
+                    self.drive(event.input(fetch))
                 }
                 None => self.drive(Input::Tick),
             };

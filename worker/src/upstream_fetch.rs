@@ -5,9 +5,9 @@ use futures_util::stream::{self, LocalBoxStream, StreamExt};
 use worker::wasm_bindgen::JsValue;
 use worker::{AbortSignal, ByteStream, Fetch, Headers, Method, Request, RequestInit};
 
+use crate::clock::now;
 use crate::segment_cache::{self, SegmentCache};
-use crate::session::FetchId;
-use crate::time::Millis;
+use crate::session::{FetchId, Input};
 use crate::upstream::{self, UpstreamStatus, MAX_ERROR_BODY_BYTES};
 
 /// What happened to an upstream request.
@@ -23,6 +23,16 @@ pub enum UpstreamEvent {
 }
 
 impl UpstreamEvent {
+    /// The event as the session core's input, for request `fetch`.
+    pub fn input(&self, fetch: FetchId) -> Input<'_> {
+        match self {
+            Self::Head(status) => Input::UpstreamHead(fetch, status.clone()),
+            Self::Body(bytes) => Input::UpstreamBody(fetch, bytes),
+            Self::End => Input::UpstreamEnd(fetch),
+            Self::Failed => Input::UpstreamFailed(fetch),
+        }
+    }
+
     /// Whether the request is over after this event, so its abort handle can be released.
     pub fn is_final(&self) -> bool {
         match self {
@@ -57,10 +67,6 @@ struct Keep {
     cache: SegmentCache,
     key: String,
     wav: Vec<u8>,
-}
-
-fn now() -> Millis {
-    worker::js_sys::Date::now() as Millis
 }
 
 fn build_request(base_url: &str, api_key: &str, body: &str) -> worker::Result<Request> {
