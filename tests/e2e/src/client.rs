@@ -404,9 +404,14 @@ impl Client {
                     let parsed = ServerMessage::parse(&text)
                         .map_err(|e| format!("bad server JSON {text}: {e}"))?;
                     match &parsed {
-                        ServerMessage::Start { stream, .. } => {
+                        ServerMessage::Start {
+                            stream, resumed_at, ..
+                        } => {
+                            // A restart after a resume replaces the stream the resume named.
+                            let restart = resumed_at.is_some()
+                                && self.current.is_some_and(|(s, _)| s < *stream);
                             ensure!(
-                                self.current.is_none(),
+                                self.current.is_none() || restart,
                                 "start of {stream} while {:?} active",
                                 self.current
                             );

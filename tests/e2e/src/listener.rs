@@ -19,6 +19,8 @@ pub struct Listener {
     pub pcm: Vec<u8>,
     /// The stream of the message, once started.
     pub stream: Option<u32>,
+    /// The message sample the stream starts at: 0, or a stream's `resumed_at` (a restart).
+    base: u64,
     cursor: f64,
     /// The cursor last reported.
     pub reported: u64,
@@ -68,6 +70,7 @@ impl Listener {
             speed,
             pcm: Vec::new(),
             stream: None,
+            base: 0,
             cursor: 0.0,
             reported: 0,
             reported_at: Instant::now(),
@@ -82,20 +85,25 @@ impl Listener {
     /// message `id` at its cursor. It keeps what it has; what the relay sends again must be
     /// the same audio. Returns the cursor.
     pub async fn cut_and_resume(&mut self, fx: &Fixture, sid: &str, id: &str) -> TestResult<u64> {
-        let stream = self.stream.ok_or("no stream to resume")?;
         self.client.cut().await;
         self.client = Client::connect_v2(fx, sid).await?;
+        self.resume(id).await
+    }
+
+    /// On a new socket, asks to resume message `id` at the cursor. Returns the cursor.
+    pub async fn resume(&mut self, id: &str) -> TestResult<u64> {
+        let stream = self.stream.ok_or("no stream to resume")?;
         let played = self.played();
-        self.client.resume(id, stream, played).await?;
+        self.client.resume(id, stream, played - self.base).await?;
         Ok(played)
     }
 
-    /// Samples received.
+    /// Samples of the message received.
     pub fn received(&self) -> u64 {
         self.pcm.len() as u64 / 2
     }
 
-    /// Samples played.
+    /// Samples of the message played.
     pub fn played(&self) -> u64 {
         self.cursor as u64
     }
@@ -108,7 +116,11 @@ impl Listener {
         if !self.reports {
             return Ok(());
         }
-        self.client.played(stream, played, self.received()).await?;
+        // The relay counts in the stream, which may start past the message's beginning.
+        let base = self.base;
+        self.client
+            .played(stream, played - base, self.received() - base)
+            .await?;
         self.reported = played;
         self.reported_at = Instant::now();
         Ok(())
@@ -197,7 +209,17 @@ impl Listener {
             }
             self.clock = now;
             match frame {
-                Some(Frame::Text(ServerMessage::Start { stream, .. })) => {
+                Some(Frame::Text(ServerMessage::Start {
+                    stream, resumed_at, ..
+                })) => {
+                    // A restart begins a new stream at a segment boundary at or before the
+                    // cursor: what the listener has from there on is heard again.
+                    if let Some(at) = resumed_at {
+                        self.base = at;
+                        self.pcm.truncate(at as usize * 2);
+                        self.cursor = self.cursor.min(at as f64);
+                        self.reported = self.reported.min(at);
+                    }
                     self.stream = Some(stream)
                 }
                 Some(Frame::Text(end @ ServerMessage::End { .. })) => {
@@ -210,7 +232,7 @@ impl Listener {
                 Some(Frame::Audio { offset, pcm, .. }) => {
                     // After a resume the relay sends again from the cursor: the overlap must be
                     // the audio already here, and only what is new is kept (played once).
-                    let (at, have) = (offset as usize * 2, self.pcm.len());
+                    let (at, have) = ((self.base + u64::from(offset)) as usize * 2, self.pcm.len());
                     ensure!(
                         at <= have,
                         "a gap: audio at {offset}, {} received",

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use orpheus_chaos::{Faults, Proxy, REAL_TIME_BYTES_PER_S};
-use orpheus_e2e::{check_bit_exact, ensure, Fixture, Listener, TestResult};
+use orpheus_e2e::{
+    check_bit_exact, ensure, Client, Fixture, Listener, TestResult, TEST_ORIGIN, TEST_SECRET,
+};
 use orpheus_protocol::{EndReason, ServerMessage};
 
 use crate::texts::english;
@@ -148,6 +150,43 @@ pub async fn v2_stop_on_a_slow_link(fx: &Fixture) -> TestResult {
     ensure!(
         v2.iter().max() < v1.iter().min(),
         "v2 should answer a stop sooner than v1: {v1:?} vs {v2:?}"
+    );
+    Ok(())
+}
+
+/// The relay crashes mid-message (wrangler and workerd killed, then started again on the same
+/// stored state): within the grace period the listener reconnects and resumes; the restarted
+/// object restarts the message at the segment boundary at or before the cursor, in a new
+/// stream, and it ends `done` with the upstream's audio for the whole text.
+pub async fn v2_resume_after_a_relay_restart(fx: &Fixture) -> TestResult {
+    let vars = [("ALLOWED_ORIGINS", TEST_ORIGIN)];
+    let mut relay = fx.extra_relay("restart-resume", &vars, Some(TEST_SECRET))?;
+    let (sid, text) = ("restart-resume", english(600));
+    let url = relay.session_url(sid);
+    let mut listener = Listener::connect_at(&url, sid, 4.0, true).await?;
+    listener
+        .speak_and_listen("m", &text, Duration::from_millis(2500))
+        .await?;
+    let before = listener.stream.ok_or("no start")?;
+    ensure!(listener.played() > 0, "something played before the crash");
+    let down = relay.crash_and_restart().await?;
+    listener.client = Client::connect_at(&url, sid, true).await?;
+    let played = listener.resume("m").await?;
+    let end = listener
+        .listen("m", Duration::from_secs(60))
+        .await?
+        .ok_or("no end after the restart")?;
+    let (reason, _, chars) = heard_of(&end)?;
+    ensure!(
+        reason == EndReason::Done && chars == text.chars().count() as u64,
+        "after the restart: {end:?}"
+    );
+    let after = listener.stream.ok_or("no stream")?;
+    ensure!(after != before, "the restart should begin a new stream");
+    check_bit_exact(&listener.pcm, &text)?;
+    println!(
+        "restarted {:.1} s after the crash, resumed at sample {played} in stream {after}: done, bit-exact",
+        down.as_secs_f64()
     );
     Ok(())
 }
