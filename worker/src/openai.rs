@@ -428,11 +428,6 @@ impl Responder {
         }
     }
 
-    /// Whether the response's status is decided.
-    pub fn answered(&self) -> bool {
-        self.stage != Stage::Waiting
-    }
-
     /// Whether the response is over.
     pub fn over(&self) -> bool {
         self.stage == Stage::Over

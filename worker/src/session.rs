@@ -600,6 +600,16 @@ impl Message {
         }
     }
 
+    /// Cuts every segment left of a text that is complete (it cuts the same whenever it is cut),
+    /// so that requesting them needs no further scan of the text.
+    fn cut_rest(&mut self, config: &Config, now: Millis) {
+        debug_assert_eq!(self.input, TextInput::Complete);
+        while let Some(span) = self.next_cut(config, now) {
+            self.scanned = span.end;
+            self.spans.push(span);
+        }
+    }
+
     /// When text still being written may next be cut at a word boundary, if that is to come.
     fn flush_at(&self, config: &Config, now: Millis) -> Option<Millis> {
         let TextInput::Open { last_at } = self.input else {
@@ -1126,6 +1136,11 @@ impl Session {
             first_byte_at: None,
             first_audio_at: None,
         });
+        let message = self.message.as_mut().expect("just set");
+        if message.input == TextInput::Complete {
+            // (A record of a text written in appends holds only the segments cut so far.)
+            message.cut_rest(&self.config, self.now);
+        }
         self.store(true);
         self.persist();
         self.request_more();
@@ -1365,6 +1380,7 @@ impl Session {
             let error = EndError::new(ErrorCode::EmptyText, None);
             return self.finish(EndReason::Error, Some(error));
         }
+        message.cut_rest(&self.config, self.now);
         self.store(true);
         self.relay();
     }
@@ -1507,12 +1523,16 @@ impl Session {
             if paced && !message.segments.is_empty() {
                 break;
             }
+            // A complete text has all its segments cut already; text still being written is
+            // cut as its segments are due.
+            let open = matches!(message.input, TextInput::Open { .. });
             let span = match message.spans.get(message.next_index) {
                 Some(span) => span.clone(),
-                None => match message.next_cut(config, now) {
+                None if open => match message.next_cut(config, now) {
                     Some(span) => span,
                     None => break,
                 },
+                None => break,
             };
             if paced && !message.needs_lead(span.len(), now) {
                 break;
@@ -1558,9 +1578,8 @@ impl Session {
         }
         // With flow control, `done` waits until the client has everything: a link that drops
         // before then can still resume the message.
-        let exhausted = message.input == TextInput::Complete
-            && message.next_index >= message.spans.len()
-            && message.next_cut(config, now).is_none();
+        let exhausted =
+            message.input == TextInput::Complete && message.next_index >= message.spans.len();
         let cut_more = message.spans.len() != cut_before;
         if message.segments.is_empty() && exhausted && message.delivered(now) {
             return self.finish(EndReason::Done, None);
