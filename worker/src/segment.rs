@@ -536,34 +536,28 @@ mod tests {
     fn split_growing(text: &str, piece_len: usize) -> Vec<String> {
         let chars: Vec<char> = text.chars().collect();
         let mut spans: Vec<Range<usize>> = Vec::new();
-        let mut from = 0;
-        let mut known = 0;
-        while known < chars.len() {
-            known = (known + piece_len).min(chars.len());
-            let so_far: String = chars[..known].iter().collect();
+        // Takes every segment `next_span` offers of `so_far`, as the session would.
+        let mut take_all = |so_far: &str, end: TextEnd| {
+            let mut from = spans.last().map_or(0, |s| s.end);
             while let Some(span) = next_span(
-                &so_far,
+                so_far,
                 from,
                 spans.last().map(Range::len),
                 SEGMENT_MAX_CHARS,
                 FIRST_SEGMENT_CHARS,
-                TextEnd::Open,
+                end,
             ) {
                 from = span.end;
                 spans.push(span);
             }
+        };
+        let mut known = 0;
+        while known < chars.len() {
+            known = (known + piece_len).min(chars.len());
+            let so_far: String = chars[..known].iter().collect();
+            take_all(&so_far, TextEnd::Open);
         }
-        while let Some(span) = next_span(
-            text,
-            from,
-            spans.last().map(Range::len),
-            SEGMENT_MAX_CHARS,
-            FIRST_SEGMENT_CHARS,
-            TextEnd::Complete,
-        ) {
-            from = span.end;
-            spans.push(span);
-        }
+        take_all(text, TextEnd::Complete);
         let segments: Vec<String> = spans
             .iter()
             .map(|s| chars[s.clone()].iter().collect())

@@ -157,12 +157,10 @@ impl Listener {
         self.client.open(id, "", text).await?;
         let mut at = 0;
         while at < chars.len() {
-            let len = (1 + rng.usize(..5)).min(chars.len() - at);
-            let piece: String = chars[at..at + len].iter().collect();
+            let (piece, pause) = orpheus_test_support::next_piece(&chars, at, &mut rng);
             self.client.append(id, &piece).await?;
-            at += len;
+            at += piece.chars().count();
             sent.push((at, Instant::now()));
-            let pause = Duration::from_millis(20 + rng.u64(..31));
             ensure!(
                 self.listen(id, pause).await?.is_none(),
                 "{id} ended while it was being written"

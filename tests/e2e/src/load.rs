@@ -393,11 +393,9 @@ impl Conn<'_> {
         let chars: Vec<char> = text.chars().collect();
         let mut at = 0;
         while at < chars.len() {
-            let len = (1 + rng.usize(..5)).min(chars.len() - at);
-            let piece: String = chars[at..at + len].iter().collect();
+            let (piece, pause) = orpheus_test_support::next_piece(&chars, at, rng);
             self.send(append(id, &piece, at)).await;
-            at += len;
-            let pause = Duration::from_millis(20 + rng.u64(..31));
+            at += piece.chars().count();
             if let Outcome::Lost = self.read_for(pause).await {
                 return;
             }

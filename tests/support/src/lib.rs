@@ -9,6 +9,14 @@ pub fn rng(seed: u64) -> Rng {
     Rng::with_seed(seed)
 }
 
+/// The next piece of `chars` from `at` as a language model streams its reply: 1 to 5
+/// characters, and the pause of 20 to 50 ms before the piece after it.
+pub fn next_piece(chars: &[char], at: usize, rng: &mut Rng) -> (String, std::time::Duration) {
+    let len = (1 + rng.usize(..5)).min(chars.len() - at);
+    let pause = std::time::Duration::from_millis(20 + rng.u64(..31));
+    (chars[at..at + len].iter().collect(), pause)
+}
+
 /// The segments the relay sends upstream for `text`, at its default lengths.
 #[cfg(feature = "relay")]
 pub fn relay_segments(text: &str) -> Vec<String> {

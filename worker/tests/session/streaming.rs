@@ -19,11 +19,10 @@ fn append_in_pieces(h: &mut Harness, id: &str, text: &str, step_ms: u64) {
     let mut at = 0;
     let mut rng = orpheus_test_support::rng(7);
     while at < chars.len() {
-        let len = (1 + rng.usize(..5)).min(chars.len() - at);
-        let piece: String = chars[at..at + len].iter().collect();
+        let (piece, _) = orpheus_test_support::next_piece(&chars, at, &mut rng);
         h.now += step_ms;
         h.append(id, &piece);
-        at += len;
+        at += piece.chars().count();
     }
 }
 
