@@ -18,6 +18,7 @@ pub mod load;
 pub mod patterns;
 pub mod process;
 pub mod reliability;
+pub mod scale;
 pub mod tickets;
 
 pub use audio::{

@@ -148,20 +148,52 @@ impl Relay {
 
     /// The resident memory of this relay's workerd process, in bytes.
     pub fn workerd_rss(&self) -> Option<u64> {
-        let group = self.child.id().to_string();
-        let output = Command::new("pgrep")
-            .args(["-g", &group, "workerd"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok())
+        self.workerd_pids()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
             .filter_map(|status| {
                 let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
                 let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
                 Some(kib * 1024)
             })
             .max()
+    }
+
+    /// The CPU time (user and system) this relay's workerd processes have used so far.
+    pub fn workerd_cpu(&self) -> TestResult<Duration> {
+        // Linux reports it in clock ticks of 1/100 s (USER_HZ).
+        const TICK: Duration = Duration::from_millis(10);
+        let mut ticks = 0;
+        for pid in self.workerd_pids() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_err(|e| format!("workerd {pid}: {e}"))?;
+            // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
+            ticks += field(11)
+                .zip(field(12))
+                .map(|(user, system)| user + system)
+                .ok_or_else(|| format!("workerd {pid}: unreadable stat"))?;
+        }
+        Ok(TICK * ticks)
+    }
+
+    fn workerd_pids(&self) -> Vec<String> {
+        let group = self.child.id().to_string();
+        Command::new("pgrep")
+            .args(["-g", &group, "workerd"])
+            .output()
+            .map(|output| {
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(|pid| pid.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn kill_group(&self, signal: &str) {

@@ -381,7 +381,69 @@ fn gzipped_len(bytes: &[u8]) -> usize {
     child.wait_with_output().expect("gzip").stdout.len()
 }
 
-const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)";
+const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)
+       bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,800 for 60 s each)";
+
+/// The load ramp (`scale`): for each number of sessions, one step of `seconds` against a relay
+/// whose upstream is paced like Groq (first byte after generation, then twice real time).
+/// Prints each step's figures and draws the ramp into docs/scale-ramp.svg.
+fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
+    let upstream = UpstreamConfig {
+        ms_per_char: MS_PER_CHAR,
+        fault: groq_local::Fault {
+            // 16 KiB chunks are 341 ms of audio.
+            gap_ms: 170,
+            ..Default::default()
+        },
+        ..Fixture::test_upstream()
+    };
+    let fixture = Fixture::start(root, upstream)?;
+    // Production's upstream timeouts, not the tests' short ones: under load the upstream's
+    // first byte comes late, as Groq's does.
+    let relay = fixture.extra_relay(
+        "scale",
+        &[
+            ("ALLOWED_ORIGINS", orpheus_e2e::TEST_ORIGIN),
+            ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "20000"),
+            ("UPSTREAM_STALL_TIMEOUT_MS", "10000"),
+        ],
+        Some(orpheus_e2e::TEST_SECRET),
+    )?;
+    println!("load ramp: sessions speaking one to three sentences each, one after another, {seconds} s per step");
+    println!("  sessions   done  failed   audio s   frames   late p50   late p99   workerd CPU/audio s   CPU share   workerd RSS");
+    let mut figures = Vec::new();
+    for (i, &sessions) in ramp.iter().enumerate() {
+        let step = orpheus_e2e::scale::Step {
+            sessions,
+            duration: Duration::from_secs(seconds),
+            seed: 0x5CA1E + i as u64,
+        };
+        let f = fixture
+            .runtime
+            .block_on(orpheus_e2e::scale::run_step(&relay, step))?;
+        println!(
+            "  {:8} {:6} {:7} {:9.0} {:8} {:7.1} ms {:7.1} ms {:15.1} ms {:10.0}% {:10.0} MB",
+            f.sessions,
+            f.done,
+            f.failed,
+            f.audio_s,
+            f.frames,
+            f.late_p50_ms,
+            f.late_p99_ms,
+            f.cpu_ms_per_audio_s,
+            f.cpu_share * 100.0,
+            f.rss as f64 / 1e6
+        );
+        for (reason, count) in &f.failures {
+            println!("           {count} ended {reason}");
+        }
+        figures.push(f);
+    }
+    let picture = root.join("docs/scale-ramp.svg");
+    std::fs::write(&picture, orpheus_e2e::scale::ramp_svg(&figures)).map_err(|e| e.to_string())?;
+    println!("  the ramp drawn in {}", picture.display());
+    Ok(())
+}
 
 fn main() {
     let mode = std::env::args().nth(1);
@@ -392,6 +454,24 @@ fn main() {
             println!("{addr}");
             tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         });
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if mode.as_deref() == Some("scale") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let ramp: Option<Vec<usize>> = match args.first() {
+            Some(list) => list.split(',').map(|n| n.parse().ok()).collect(),
+            None => Some(vec![50, 100, 200, 400, 800]),
+        };
+        let seconds = args.get(1).map_or(Ok(60), |s| s.parse());
+        let (Some(ramp), Ok(seconds)) = (ramp, seconds) else {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        };
+        if let Err(e) = scale(&root, &ramp, seconds) {
+            eprintln!("bench failed: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     let (relay, listen, write, player) = match mode.as_deref() {
@@ -405,7 +485,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let upstream = UpstreamConfig {
         ms_per_char: MS_PER_CHAR,
         ..Fixture::test_upstream()

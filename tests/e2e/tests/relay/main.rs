@@ -19,6 +19,7 @@ mod limits;
 mod listener;
 mod messages;
 mod reliability;
+mod scale;
 mod sessions;
 mod streaming;
 mod texts;
@@ -35,6 +36,7 @@ use limits::*;
 use listener::*;
 use messages::*;
 use reliability::*;
+use scale::*;
 use sessions::*;
 use streaming::*;
 use upstream::*;
@@ -91,6 +93,7 @@ fn main() {
         chaos_upstream_leg,
         eviction_mid_stream,
         soak_short,
+        scale_short,
         browser_player,
         browser_through_chaos,
         nothing_leaks,

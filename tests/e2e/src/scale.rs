@@ -1,0 +1,399 @@
+//! The load benchmark's engine: many protocol v2 listeners on one relay, each speaking short
+//! replies one after another, playing what arrives in real time as the player does, while the
+//! relay's workerd is measured.
+//!
+//! A listener's clock is the player's: a frame that arrives after the audio before it has
+//! finished playing starts late (an underrun the listener hears), and what follows is scheduled
+//! after it. A frame's lateness is that wait; the figures report its percentiles over every
+//! frame of every message.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL_V2};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::open_socket_as;
+use crate::{
+    percentile, protocols_with, ticket, Relay, Socket, TestResult, TEST_ORIGIN, TEST_SECRET,
+};
+
+const RATE: f64 = 24_000.0;
+/// How often a listener reports its play cursor, as the player does.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// How long a listener waits after the run's time for its last message to end.
+const DRAIN: Duration = Duration::from_secs(60);
+/// At most this many sessions connect at once.
+const CONNECTING: usize = 25;
+
+/// Sentences an agent might say; a reply is one to three of them.
+const SENTENCES: [&str; 8] = [
+    "Sure, I can help with that.",
+    "The next train leaves at a quarter past three from platform nine.",
+    "Your order has shipped and should arrive on Thursday.",
+    "I have moved the meeting to tomorrow morning at ten.",
+    "It looks like rain this afternoon, so take an umbrella.",
+    "Is there anything else you would like me to check?",
+    "The total comes to forty two dollars, including delivery.",
+    "Let me look that up for you, it will only take a moment.",
+];
+
+/// One step of the ramp.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// Sessions connected and speaking.
+    pub sessions: usize,
+    /// How long they keep starting messages, once all are connected.
+    pub duration: Duration,
+    /// Seeds the texts and pauses.
+    pub seed: u64,
+}
+
+/// What one step measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Sessions in the step.
+    pub sessions: usize,
+    /// Messages that ended `done`.
+    pub done: u64,
+    /// Messages that ended otherwise, or not at all.
+    pub failed: u64,
+    /// How those messages ended (`reason` or `reason code`), with counts.
+    pub failures: BTreeMap<String, u64>,
+    /// Seconds of audio the listeners received.
+    pub audio_s: f64,
+    /// Frames received.
+    pub frames: u64,
+    /// Frame lateness against real-time playback: p50 and p99, in milliseconds.
+    pub late_p50_ms: f64,
+    /// See `late_p50_ms`.
+    pub late_p99_ms: f64,
+    /// workerd CPU time per second of audio relayed, in milliseconds.
+    pub cpu_ms_per_audio_s: f64,
+    /// Share of one core workerd used over the step.
+    pub cpu_share: f64,
+    /// workerd's resident memory at the end of the step, in bytes.
+    pub rss: u64,
+}
+
+/// What one listener saw.
+#[derive(Default)]
+struct Tally {
+    done: u64,
+    failures: BTreeMap<String, u64>,
+    samples: u64,
+    lateness_ms: Vec<f64>,
+}
+
+/// Runs one step against `relay`: connects `step.sessions` listeners, lets them speak for
+/// `step.duration`, waits for their last messages, and measures workerd over the speaking time.
+pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
+    let base = relay.url.replace("http://", "ws://");
+    let mut sockets = Vec::with_capacity(step.sessions);
+    for batch in (0..step.sessions).collect::<Vec<_>>().chunks(CONNECTING) {
+        let opening = batch.iter().map(|&index| connect(&base, step, index));
+        for socket in futures_util::future::join_all(opening).await {
+            sockets.push(socket?);
+        }
+    }
+    let (cpu_before, started) = (relay.workerd_cpu()?, Instant::now());
+    let deadline = started + step.duration;
+    let listeners = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(index, socket)| listen(socket, step, index, deadline));
+    let tallies = futures_util::future::join_all(listeners).await;
+    let (cpu_after, elapsed) = (relay.workerd_cpu()?, started.elapsed());
+    let rss = relay
+        .workerd_rss()
+        .ok_or("workerd's memory could not be read")?;
+
+    let mut total = Tally::default();
+    for tally in tallies {
+        let tally = tally?;
+        total.done += tally.done;
+        for (reason, count) in tally.failures {
+            *total.failures.entry(reason).or_default() += count;
+        }
+        total.samples += tally.samples;
+        total.lateness_ms.extend(tally.lateness_ms);
+    }
+    total.lateness_ms.sort_by(f64::total_cmp);
+    let late = |p| {
+        if total.lateness_ms.is_empty() {
+            f64::NAN
+        } else {
+            percentile(&total.lateness_ms, p)
+        }
+    };
+    let audio_s = total.samples as f64 / RATE;
+    let cpu_ms = (cpu_after - cpu_before).as_secs_f64() * 1000.0;
+    Ok(Figures {
+        sessions: step.sessions,
+        done: total.done,
+        failed: total.failures.values().sum(),
+        failures: total.failures,
+        audio_s,
+        frames: total.lateness_ms.len() as u64,
+        late_p50_ms: late(50.0),
+        late_p99_ms: late(99.0),
+        cpu_ms_per_audio_s: cpu_ms / audio_s,
+        cpu_share: cpu_ms / (elapsed.as_secs_f64() * 1000.0),
+        rss,
+    })
+}
+
+fn session_id(step: Step, index: usize) -> String {
+    format!("scale-{}-{}-{index}", std::process::id(), step.sessions)
+}
+
+async fn connect(base: &str, step: Step, index: usize) -> TestResult<Socket> {
+    let sid = session_id(step, index);
+    let ticket = ticket(TEST_SECRET, &sid, TEST_ORIGIN, 60);
+    let protocols = format!("{SUBPROTOCOL_V2}, {}", protocols_with(&ticket));
+    let url = format!("{base}/v1/sessions/{sid}/ws");
+    let mut socket = open_socket_as(&url, &protocols, Some(TEST_ORIGIN), SUBPROTOCOL_V2).await?;
+    // The `ready`.
+    match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+        Ok(Some(Ok(Message::Text(_)))) => Ok(socket),
+        other => Err(format!("{sid}: no ready: {other:?}")),
+    }
+}
+
+/// A message being played.
+struct Playing {
+    stream: Option<u32>,
+    received: u64,
+    /// When the audio scheduled so far finishes playing; `None` before the first frame.
+    plays_until: Option<Instant>,
+    /// When the first frame arrived: the play cursor is the time since, capped by what arrived
+    /// and held back by every underrun.
+    started: Option<Instant>,
+    /// Time lost to underruns so far.
+    stalled: Duration,
+}
+
+impl Playing {
+    fn new() -> Self {
+        Self {
+            stream: None,
+            received: 0,
+            plays_until: None,
+            started: None,
+            stalled: Duration::ZERO,
+        }
+    }
+
+    /// Schedules a frame of `samples` arriving `now`; returns how late it is.
+    fn schedule(&mut self, samples: u32, now: Instant) -> Duration {
+        let late = match self.plays_until {
+            Some(until) if now > until => now - until,
+            _ => Duration::ZERO,
+        };
+        self.stalled += late;
+        self.started.get_or_insert(now);
+        let from = self.plays_until.map_or(now, |until| until.max(now));
+        self.plays_until = Some(from + Duration::from_secs_f64(f64::from(samples) / RATE));
+        self.received += u64::from(samples);
+        late
+    }
+
+    fn played(&self, now: Instant) -> u64 {
+        let Some(started) = self.started else {
+            return 0;
+        };
+        let playing = now.duration_since(started).saturating_sub(self.stalled);
+        ((playing.as_secs_f64() * RATE) as u64).min(self.received)
+    }
+}
+
+/// One listener: speaks replies until `deadline`, each after the last one ended and a pause.
+async fn listen(
+    mut socket: Socket,
+    step: Step,
+    index: usize,
+    deadline: Instant,
+) -> TestResult<Tally> {
+    let sid = session_id(step, index);
+    let mut rng = orpheus_test_support::rng(step.seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let mut tally = Tally::default();
+    // Sessions start at different moments, as users do.
+    tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
+    let mut number = 0;
+    while Instant::now() < deadline {
+        number += 1;
+        let id = format!("m{number}");
+        let text: Vec<&str> = (0..rng.usize(1..=3))
+            .map(|_| SENTENCES[rng.usize(..SENTENCES.len())])
+            .collect();
+        let speak = serde_json::json!({"type": "speak", "id": id, "text": text.join(" ")});
+        send(&mut socket, speak.to_string()).await?;
+        let ended = play(&mut socket, &mut tally, deadline + DRAIN).await;
+        match ended {
+            Ok(None) => tally.done += 1,
+            Ok(Some(reason)) => *tally.failures.entry(reason).or_default() += 1,
+            Err(e) => return Err(format!("{sid}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..1500))).await;
+    }
+    let _ = socket.close(None).await;
+    Ok(tally)
+}
+
+async fn send(socket: &mut Socket, text: String) -> TestResult {
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Plays one message to its `end`, reporting the cursor; `None` if it ended `done`, else how it
+/// ended.
+async fn play(
+    socket: &mut Socket,
+    tally: &mut Tally,
+    give_up: Instant,
+) -> TestResult<Option<String>> {
+    let mut playing = Playing::new();
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    loop {
+        tokio::select! {
+            frame = socket.next() => {
+                let now = Instant::now();
+                match frame {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let frame = AudioFrame::decode(&bytes).map_err(|e| e.to_string())?;
+                        let late = playing.schedule(frame.samples(), now);
+                        tally.samples += u64::from(frame.samples());
+                        tally.lateness_ms.push(late.as_secs_f64() * 1000.0);
+                    }
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
+                        Ok(ServerMessage::Start { stream, .. }) => playing.stream = Some(stream),
+                        Ok(ServerMessage::End { reason: EndReason::Done, .. }) => return Ok(None),
+                        Ok(ServerMessage::End { reason, error, .. }) => {
+                            let code = error.map(|e| format!(" {}", e.code.as_str()));
+                            return Ok(Some(format!("{}{}", reason.as_str(), code.unwrap_or_default())));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("unreadable: {e:?}")),
+                    },
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the relay closed the socket".into()),
+                }
+            }
+            _ = report.tick() => {
+                if let Some(stream) = playing.stream {
+                    let played = playing.played(Instant::now());
+                    let report = serde_json::json!({
+                        "type": "played", "stream": stream, "played": played,
+                        "received": playing.received,
+                    });
+                    send(socket, report.to_string()).await?;
+                }
+            }
+            _ = tokio::time::sleep_until(give_up) => return Ok(Some("never".into())),
+        }
+    }
+}
+
+/// The ramp as a picture: frame lateness (p50, p99) and workerd CPU per second of audio against
+/// the number of sessions, as an SVG document.
+pub fn ramp_svg(ramp: &[Figures]) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 60.0;
+    const TOP: f64 = 30.0;
+    let x = |i: usize| LEFT + (W - LEFT - 20.0) * i as f64 / (ramp.len().max(2) - 1) as f64;
+    let panel = |top: f64, title: &str, series: &[(&str, &str, Vec<f64>)], limit: Option<f64>| {
+        let most = series
+            .iter()
+            .flat_map(|(_, _, values)| values.iter().copied())
+            .chain(limit)
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, f64::max)
+            * 1.1;
+        let y = |v: f64| top + H - H * v.min(most) / most;
+        let mut svg = format!(
+            "<text x=\"{LEFT}\" y=\"{}\" font-weight=\"bold\">{title}</text>\n\
+             <line x1=\"{LEFT}\" y1=\"{}\" x2=\"{LEFT}\" y2=\"{}\" stroke=\"#888\"/>\n\
+             <line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{most:.0}</text>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n",
+            top - 8.0,
+            top,
+            top + H,
+            top + H,
+            W - 20.0,
+            top + H,
+            LEFT - 6.0,
+            top + 12.0,
+            LEFT - 6.0,
+            top + H,
+        );
+        if let Some(limit) = limit {
+            svg += &format!(
+                "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#c00\" \
+                 stroke-dasharray=\"4 4\"/><text x=\"{1}\" y=\"{2}\" text-anchor=\"end\" \
+                 fill=\"#c00\">target {limit:.0}</text>\n",
+                y(limit),
+                W - 20.0,
+                y(limit) - 4.0
+            );
+        }
+        for (row, (name, colour, values)) in series.iter().enumerate() {
+            let points: Vec<String> = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v)))
+                .collect();
+            svg += &format!(
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+                points.join(" "),
+                LEFT + 10.0,
+                top + 16.0 + 16.0 * row as f64
+            );
+        }
+        svg
+    };
+    let series = |f: fn(&Figures) -> f64| ramp.iter().map(f).collect::<Vec<_>>();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
+         fill=\"white\"/>\n",
+        2.0 * H + 3.0 * TOP + 30.0
+    );
+    svg += &panel(
+        TOP,
+        "Frame lateness at the listener (ms)",
+        &[
+            ("p99", "#c60", series(|f| f.late_p99_ms)),
+            ("p50", "#06c", series(|f| f.late_p50_ms)),
+        ],
+        Some(50.0),
+    );
+    svg += &panel(
+        2.0 * TOP + H,
+        "workerd CPU per second of audio (ms)",
+        &[("cpu", "#093", series(|f| f.cpu_ms_per_audio_s))],
+        None,
+    );
+    for (i, figures) in ramp.iter().enumerate() {
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            x(i),
+            2.0 * H + 2.0 * TOP + 16.0,
+            figures.sessions
+        );
+    }
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">sessions speaking on one workerd</text>\n</svg>\n",
+        W / 2.0,
+        2.0 * H + 2.0 * TOP + 34.0
+    );
+    svg
+}
