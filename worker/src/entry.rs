@@ -28,6 +28,51 @@ pub fn session_id_from_path(path: &str) -> Option<String> {
     is_valid_session_id(sid).then(|| sid.to_owned())
 }
 
+/// The parts of an absolute URL as the runtime serialises a request's (already normalised):
+/// `origin` (`scheme://authority`), `path` (at least `/`) and `query` (without `?`). Read from
+/// the string rather than through `worker::Url`, whose parser and its Unicode tables would be a
+/// tenth of the shipped Worker.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    /// `scheme://authority`.
+    pub origin: &'a str,
+    /// The path, `/` when empty.
+    pub path: &'a str,
+    /// The query, without its `?`; empty when none.
+    pub query: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    /// Splits `url`.
+    pub fn of(url: &'a str) -> Self {
+        let url = url.split_once('#').map_or(url, |(before, _)| before);
+        let authority = url.find("://").map_or(0, |at| at + 3);
+        let path_at = url[authority..]
+            .find(['/', '?'])
+            .map_or(url.len(), |at| authority + at);
+        let (path, query) = url[path_at..]
+            .split_once('?')
+            .unwrap_or((&url[path_at..], ""));
+        Self {
+            origin: &url[..path_at],
+            path: if path.is_empty() { "/" } else { path },
+            query,
+        }
+    }
+
+    /// The value of query parameter `name`, as written (no percent-decoding).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+}
+
+/// The path of `req`'s URL.
+pub fn request_path(req: &Request) -> String {
+    UrlParts::of(&req.inner().url()).path.to_owned()
+}
+
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
@@ -52,7 +97,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             &LogLine::new("orpheus-relay").word("admission", settings.policy.describe()),
         );
     }
-    let path = req.path();
+    let path = request_path(&req);
     if openai::PATHS.contains(&path.as_str()) {
         return http_speech::serve(req, &env, &settings).await;
     }
@@ -141,20 +186,19 @@ fn forwarded(req: &Request, claims: Option<&TicketClaims>) -> Result<Request> {
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    Request::new_with_init(req.url()?.as_str(), &init)
+    Request::new_with_init(&req.inner().url(), &init)
 }
 
 /// Development only: mints a ticket for `?session=SID`, bound to the caller's origin.
 fn dev_ticket(req: &Request, settings: &Settings) -> Result<Response> {
-    let url = req.url()?;
-    let sid = url
-        .query_pairs()
-        .find(|(k, _)| k == "session")
-        .map(|(_, v)| v.into_owned());
+    let url = req.inner().url();
+    let url = UrlParts::of(&url);
+    // A valid session id needs no percent-decoding.
+    let sid = url.param("session").map(str::to_owned);
     let Some(sid) = sid.filter(|s| is_valid_session_id(s)) else {
         return Response::error("use /_dev/ticket?session={session id}", 400);
     };
-    let origin = header(req, "Origin").unwrap_or_else(|| url.origin().ascii_serialization());
+    let origin = header(req, "Origin").unwrap_or_else(|| url.origin.to_owned());
     let random = || (worker::js_sys::Math::random() * 2f64.powi(52)) as u64;
     let claims = TicketClaims {
         v: 1,
@@ -192,5 +236,24 @@ mod tests {
         assert_eq!(session_id_from_path("/v1/sessions/abc"), None);
         let long = format!("/v1/sessions/{}/ws", "a".repeat(65));
         assert_eq!(session_id_from_path(&long), None);
+    }
+
+    #[test]
+    fn url_parts() {
+        let url = UrlParts::of("https://relay.example:8443/_dev/ticket?x=1&session=s-1#top");
+        assert_eq!(url.origin, "https://relay.example:8443");
+        assert_eq!(url.path, "/_dev/ticket");
+        assert_eq!(url.param("session"), Some("s-1"));
+        assert_eq!(url.param("x"), Some("1"));
+        assert_eq!(url.param("sess"), None);
+        let bare = UrlParts::of("http://127.0.0.1:8787?session=a");
+        assert_eq!(
+            (bare.origin, bare.path, bare.query),
+            ("http://127.0.0.1:8787", "/", "session=a")
+        );
+        assert_eq!(
+            UrlParts::of("http://h/v1/sessions/a/ws").path,
+            "/v1/sessions/a/ws"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! One Durable Object per session ([`relay_object::RelaySession`]) owns the session's socket and
 //! its upstream Groq requests. The logic lives in pure modules tested on the host:
 //! [`session`] (the state machine), [`segment`] (text splitting), [`wav`] (RIFF stripping),
-//! [`upstream`] (Groq's request and error mapping), [`admission`] (who may connect),
+//! [`cluster`] (where a hard cut may fall), [`upstream`] (Groq's request and error mapping), [`admission`] (who may connect),
 //! [`replay`] (single-use tickets), [`budget`] and [`frame_rate`] (limits), [`flow`],
 //! [`unplayed`] and [`heard`] (protocol v2: flow control, resume, what was heard), [`openai`]
 //! (the OpenAI-compatible speech endpoint's requests, errors and responses) and [`log`] (the one
@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod cluster;
 pub mod flow;
 pub mod frame_rate;
 pub mod heard;

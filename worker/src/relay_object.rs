@@ -23,7 +23,7 @@ use worker::{
 
 use crate::budget::SpeechBudget;
 use crate::clock::{self, now};
-use crate::entry::{refuse_in_band, session_id_from_path, TICKET_HEADER};
+use crate::entry::{refuse_in_band, request_path, session_id_from_path, TICKET_HEADER};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
@@ -141,12 +141,12 @@ impl DurableObject for RelaySession {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if req.path() == key_budget::ADMIT_PATH {
+        if request_path(&req) == key_budget::ADMIT_PATH {
             let limits = &self.settings.session.budget;
             let storage = self.state.storage();
             return key_budget::answer(&storage, &self.key_budget, limits, req, now()).await;
         }
-        let Some(session_id) = session_id_from_path(&req.path()) else {
+        let Some(session_id) = session_id_from_path(&request_path(&req)) else {
             return Response::error("invalid session id", 400);
         };
         let offered = req

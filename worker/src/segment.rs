@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use unicode_segmentation::UnicodeSegmentation;
+use crate::cluster;
 
 /// Upstream limit on characters per request.
 pub const SEGMENT_MAX_CHARS: usize = 200;
@@ -75,7 +75,7 @@ pub fn split(text: &str, max_chars: usize, first_chars: usize) -> Vec<String> {
 /// The segments of [`split`] as ranges of `text`'s characters (Unicode scalar values).
 pub fn split_spans(text: &str, max_chars: usize, first_chars: usize) -> Vec<Range<usize>> {
     let chars: Vec<char> = text.chars().collect();
-    let boundaries = classify(text, &chars);
+    let boundaries = classify(&chars);
     let mut spans = Vec::new();
     let mut start = skip_space(&chars, 0);
     while start < chars.len() {
@@ -148,7 +148,7 @@ pub fn next_span(
     }
     let tail_chars: Vec<char> = tail.chars().collect();
     let len = tail_chars.len();
-    let mut boundaries = classify(&tail, &tail_chars);
+    let mut boundaries = classify(&tail_chars);
     boundaries[len] = match end {
         _ if ends_a_sentence(&tail_chars) => Boundary::Sentence,
         TextEnd::Paused if !tail_chars[len - 1].is_alphanumeric() => boundaries[len],
@@ -267,17 +267,14 @@ fn directions(chars: &[char]) -> Vec<(usize, usize)> {
 
 /// `boundaries[i]` rates cutting just before `chars[i]`. Only a cut followed by white space (or
 /// the end) and outside any vocal direction is better than a hard cut.
-fn classify(text: &str, chars: &[char]) -> Vec<Boundary> {
+fn classify(chars: &[char]) -> Vec<Boundary> {
     let mut out = vec![Boundary::None; chars.len() + 1];
-    // Hard cuts only between grapheme clusters: mark each cluster start, in char indices.
-    let mut char_at = 0;
-    let mut byte_at = 0;
-    for (byte, _) in text.grapheme_indices(true) {
-        char_at += text[byte_at..byte].chars().count();
-        byte_at = byte;
-        out[char_at] = Boundary::Hard;
+    // Hard cuts only between grapheme clusters.
+    for (at, boundary) in out.iter_mut().enumerate() {
+        if cluster::starts_at(chars, at) {
+            *boundary = Boundary::Hard;
+        }
     }
-    out[chars.len()] = Boundary::Hard;
     for (open, close) in directions(chars) {
         out[open + 1..=close].fill(Boundary::None);
     }

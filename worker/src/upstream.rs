@@ -48,9 +48,25 @@ pub fn request_body(model: Model, voice: &str, input: &str) -> String {
 }
 
 /// Parses `retry-after` as seconds (integer or decimal); HTTP dates are not used by Groq.
+/// A fraction of a second counts as a whole one; at most a day. Parsed by hand: a float parser
+/// would ship its tables for this one header.
 pub fn parse_retry_after(value: &str) -> Option<u32> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil().min(86_400.0) as u32)
+    const DAY: u64 = 86_400;
+    let value = value.trim();
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    // Leading zeros aside, more than six digits is more than a day.
+    let whole = whole.trim_start_matches('0');
+    let seconds = if whole.len() > 6 {
+        DAY
+    } else {
+        whole.parse().unwrap_or(0)
+    };
+    let round_up = u64::from(fraction.bytes().any(|b| b != b'0'));
+    Some((seconds + round_up).min(DAY) as u32)
 }
 
 /// Reads `error.code` from a Groq error body, ignoring everything else in it.
@@ -157,6 +173,13 @@ mod tests {
         assert_eq!(parse_retry_after(" 7.66 "), Some(8));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after(".5"), Some(1));
+        assert_eq!(parse_retry_after("3.000"), Some(3));
+        assert_eq!(parse_retry_after("0"), Some(0));
+        assert_eq!(parse_retry_after("0000090000"), Some(86_400));
+        assert_eq!(parse_retry_after("99999999999999999999"), Some(86_400));
+        assert_eq!(parse_retry_after("."), None);
+        assert_eq!(parse_retry_after("1e3"), None);
     }
 
     #[test]
