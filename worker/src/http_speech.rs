@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use futures_util::future::{select, Either};
 use futures_util::stream::{self, LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{ServerMessage, Version};
 use worker::{AbortController, Env, Headers, Method, Request, Response, Result};
@@ -183,6 +182,7 @@ struct Job {
     cache: Option<SegmentCache>,
     aborts: HashMap<FetchId, AbortController>,
     incoming: SelectAll<LocalBoxStream<'static, (FetchId, UpstreamEvent)>>,
+    timer: clock::Timer,
     out: VecDeque<Output>,
     /// When the first response head came, and whether from the segment cache.
     first_head: Option<(Millis, bool)>,
@@ -204,6 +204,7 @@ impl Job {
             cache,
             aborts: HashMap::new(),
             incoming: SelectAll::new(),
+            timer: clock::Timer::default(),
             out: VecDeque::new(),
             first_head: None,
         };
@@ -229,11 +230,8 @@ impl Job {
             if self.responder.over() {
                 return None;
             }
-            let wait = clock::wait_for(self.core.next_deadline());
-            let event = match select(self.incoming.next(), worker::Delay::from(wait)).await {
-                Either::Left((event, _)) => event,
-                Either::Right(_) => None,
-            };
+            let deadline = self.core.next_deadline();
+            let event = self.timer.next_or_tick(&mut self.incoming, deadline).await;
             match event {
                 Some((fetch, event)) => {
                     if event.is_final() {

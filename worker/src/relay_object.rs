@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use futures_util::future::{select, Either};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
 use worker::{
@@ -491,12 +490,11 @@ impl RelaySession {
         for pending in started {
             incoming.push(self.start(pending));
         }
+        let mut timer = clock::Timer::default();
         while self.message_active() {
-            let wait = clock::wait_for(self.next_deadline());
-            let item = match select(incoming.next(), worker::Delay::from(wait)).await {
-                Either::Left((item, _)) => item,
-                Either::Right(_) => None,
-            };
+            let item = timer
+                .next_or_tick(&mut incoming, self.next_deadline())
+                .await;
             let started = match item {
                 Some(PumpItem::Start(pending)) => vec![pending],
                 Some(PumpItem::Upstream(fetch, event)) => {

@@ -1197,25 +1197,29 @@ impl Session {
     /// when the record changed, or when its liveness is a quarter of the grace period old.
     fn store(&mut self, always: bool) {
         let (now, grace) = (self.now, self.config.resume_grace_ms);
-        let record = self.record();
-        let Some(stored) = self.stored.as_mut() else {
+        let Some(stored) = self.stored.as_ref() else {
             return;
         };
-        let changed = match (&stored.message, &record) {
-            (Some(old), Some(new)) => {
-                old.segment_samples != new.segment_samples
-                    || old.spans.len() != new.spans.len()
-                    || old.open != new.open
-                    || old.stream != new.stream
+        // Compared without building the record: this runs on every `played` report. A
+        // complete segment's samples never change, so counting them is comparing them.
+        let active = self.message.as_ref().filter(|m| m.flow.is_some());
+        let changed = match (&stored.message, active) {
+            (Some(old), Some(m)) => {
+                old.segment_samples.len() != m.audio.iter().take_while(|a| a.complete).count()
+                    || old.spans.len() != m.spans.len()
+                    || old.open != matches!(m.input, TextInput::Open { .. })
+                    || old.stream != m.stream
                     || old.alive_at + grace / 4 <= now
             }
             (None, None) => false,
             _ => true,
         };
         if always || changed {
-            stored.message = record;
-            let snapshot = stored.clone();
-            self.effects.push(Effect::Store(Box::new(snapshot)));
+            let record = self.record();
+            if let Some(stored) = self.stored.as_mut() {
+                stored.message = record;
+                self.effects.push(Effect::Store(Box::new(stored.clone())));
+            }
         }
     }
 
