@@ -223,13 +223,17 @@ fn ends_a_sentence(chars: &[char]) -> bool {
         && !ABBREVIATIONS.contains(&word.as_str())
 }
 
-/// The word just before `chars[at]`, in lower case.
+/// The word just before `chars[at]`, with ASCII letters in lower case (enough to compare with
+/// the abbreviations; Unicode's case tables would cost the shipped Worker 10 KB).
 fn word_before(chars: &[char], at: usize) -> String {
     let start = chars[..at]
         .iter()
         .rposition(|c| c.is_whitespace())
         .map_or(0, |space| space + 1);
-    chars[start..at].iter().collect::<String>().to_lowercase()
+    chars[start..at]
+        .iter()
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// Whether the full stop at `chars[at]` ends an abbreviation such as "Dr." rather than a

@@ -1855,7 +1855,9 @@ impl Session {
                 return false;
             }
             message.sample_rate = Some(rate);
-            let pcm: Vec<u8> = front.pcm.drain(..ready).collect();
+            // Whole-slice moves: what is held back (a sample) stays, the rest goes.
+            let held = front.pcm.split_off(ready);
+            let pcm = std::mem::replace(&mut front.pcm, held);
             let last = complete && front.pcm.is_empty();
             match message.flow.as_mut() {
                 Some(flow) => flow.unplayed.push(&pcm, last),

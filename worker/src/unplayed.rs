@@ -110,7 +110,7 @@ impl Unplayed {
                 } else {
                     0
                 },
-                pcm: self.pcm.range(from..to).copied().collect(),
+                pcm: self.pcm.make_contiguous()[from..to].to_vec(),
             });
             self.cursor = stop;
         }

@@ -2,8 +2,15 @@
 //! segment cache when it can be.
 
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
-use worker::wasm_bindgen::JsValue;
-use worker::{AbortSignal, ByteStream, Fetch, Headers, Method, Request, RequestInit};
+use wasm_bindgen::prelude::wasm_bindgen;
+use web_sys::{
+    ReadableStreamByobReader, ReadableStreamGetReaderOptions, ReadableStreamReadResult,
+    ReadableStreamReaderMode,
+};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{AbortSignal, Fetch, Headers, Method, Request, RequestInit, ResponseBody};
 
 use crate::clock::now;
 use crate::segment_cache::{self, SegmentCache};
@@ -43,11 +50,83 @@ impl UpstreamEvent {
     }
 }
 
+/// Most bytes one body read takes.
+const READ_BYTES: u32 = 64 * 1024;
+
+#[wasm_bindgen]
+extern "C" {
+    /// A readable stream, for the one call web-sys binds as infallible.
+    #[wasm_bindgen(js_name = ReadableStream)]
+    type BodyStream;
+
+    /// `getReader({mode: "byob"})`, which throws for a stream that is not a byte stream.
+    #[wasm_bindgen(method, catch, js_name = getReader)]
+    fn byob_reader(
+        this: &BodyStream,
+        options: &ReadableStreamGetReaderOptions,
+    ) -> Result<ReadableStreamByobReader, JsValue>;
+}
+
+/// A response body, read through a BYOB reader in pieces as large as the runtime has ready
+/// (workerd's default reader hands out 4 KiB chunks, and each read costs a promise and a
+/// wake-up). A fetched body is always a byte stream; one that is not reads as failed.
+struct Body {
+    reader: Option<ReadableStreamByobReader>,
+    /// The buffer the next read fills (each read hands it back).
+    buffer: Option<Uint8Array>,
+}
+
+impl Body {
+    fn of(response: &worker::Response) -> Option<Self> {
+        let ResponseBody::Stream(raw) = response.body() else {
+            return None;
+        };
+        let options = ReadableStreamGetReaderOptions::new();
+        options.set_mode(ReadableStreamReaderMode::Byob);
+        let reader = raw.unchecked_ref::<BodyStream>().byob_reader(&options).ok();
+        Some(Self {
+            reader,
+            buffer: None,
+        })
+    }
+
+    /// The next piece; `None` at the end, `Some(Err)` if the body failed.
+    async fn next(&mut self) -> Option<Result<Vec<u8>, ()>> {
+        let Some(reader) = &self.reader else {
+            return Some(Err(()));
+        };
+        let view = self
+            .buffer
+            .take()
+            .unwrap_or_else(|| Uint8Array::new_with_length(READ_BYTES));
+        let read = match JsFuture::from(reader.read_with_array_buffer_view(&view)).await {
+            Ok(read) => read.unchecked_into::<ReadableStreamReadResult>(),
+            Err(_) => return Some(Err(())),
+        };
+        if read.get_done().unwrap_or(false) {
+            return None;
+        }
+        let filled = read.get_value().unchecked_into::<Uint8Array>();
+        // The read took the buffer over; the next one fills all of it again.
+        self.buffer = Some(Uint8Array::new(&filled.buffer()));
+        Some(Ok(filled.to_vec()))
+    }
+}
+
+impl Drop for Body {
+    /// Like a dropped default reader's stream: an unread rest of the body is cancelled.
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            let _ = reader.cancel();
+        }
+    }
+}
+
 enum Step {
     /// Ask the segment cache first; on a miss, send the request and keep its answer.
     Lookup(Box<Lookup>),
     Request(Request, AbortSignal, Option<Keep>),
-    Body(ByteStream, Option<Keep>),
+    Body(Body, Option<Keep>),
     /// A whole answer from the cache, then its end.
     Cached(Vec<u8>),
     /// A success with no body at all (a 204), or a cached answer sent: it ends at once.
@@ -83,9 +162,9 @@ fn build_request(base_url: &str, api_key: &str, body: &str) -> worker::Result<Re
 
 /// Reads at most [`MAX_ERROR_BODY_BYTES`] of an error body; the rest is cancelled unread when
 /// the stream is dropped.
-async fn read_capped(response: &mut worker::Response) -> Vec<u8> {
+async fn read_capped(response: &worker::Response) -> Vec<u8> {
     let mut head = Vec::new();
-    let Ok(mut body) = response.stream() else {
+    let Some(mut body) = Body::of(response) else {
         return head;
     };
     while head.len() < MAX_ERROR_BODY_BYTES {
@@ -100,7 +179,7 @@ async fn read_capped(response: &mut worker::Response) -> Vec<u8> {
 
 /// Sends the request: its head, and what comes next.
 async fn send(request: Request, signal: AbortSignal, keep: Option<Keep>) -> (UpstreamEvent, Step) {
-    let Ok(mut response) = Fetch::Request(request).send_with_signal(&signal).await else {
+    let Ok(response) = Fetch::Request(request).send_with_signal(&signal).await else {
         return (UpstreamEvent::Failed, Step::Done);
     };
     let status = response.status_code();
@@ -109,9 +188,9 @@ async fn send(request: Request, signal: AbortSignal, keep: Option<Keep>) -> (Ups
             status,
             ..Default::default()
         });
-        return match response.stream() {
-            Ok(body) => (head, Step::Body(body, keep)),
-            Err(_) => (head, Step::NoBody),
+        return match Body::of(&response) {
+            Some(body) => (head, Step::Body(body, keep)),
+            None => (head, Step::NoBody),
         };
     }
     let retry_after_s = response
@@ -120,7 +199,7 @@ async fn send(request: Request, signal: AbortSignal, keep: Option<Keep>) -> (Ups
         .ok()
         .flatten()
         .and_then(|v| upstream::parse_retry_after(&v));
-    let head = read_capped(&mut response).await;
+    let head = read_capped(&response).await;
     let error_code = std::str::from_utf8(&head)
         .ok()
         .and_then(upstream::error_code);
