@@ -299,101 +299,171 @@ async fn play(
     }
 }
 
-/// The ramp as a picture: frame lateness (p50, p99) and workerd CPU per second of audio against
-/// the number of sessions, as an SVG document.
+/// The ramp as a picture: frame lateness (p50, p99, on a log scale from 1 ms) and workerd CPU per
+/// second of audio against the number of sessions, as an SVG document.
 pub fn ramp_svg(ramp: &[Figures]) -> String {
     const W: f64 = 640.0;
     const H: f64 = 220.0;
     const LEFT: f64 = 60.0;
     const TOP: f64 = 30.0;
-    let x = |i: usize| LEFT + (W - LEFT - 20.0) * i as f64 / (ramp.len().max(2) - 1) as f64;
-    let panel = |top: f64, title: &str, series: &[(&str, &str, Vec<f64>)], limit: Option<f64>| {
-        let most = series
-            .iter()
-            .flat_map(|(_, _, values)| values.iter().copied())
-            .chain(limit)
-            .filter(|v| v.is_finite())
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let y = |v: f64| top + H - H * v.min(most) / most;
-        let mut svg = format!(
+    /// Room on the right for the last step's label.
+    const RIGHT: f64 = 60.0;
+    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (ramp.len().max(2) - 1) as f64;
+    let axes = |top: f64, title: &str| {
+        format!(
             "<text x=\"{LEFT}\" y=\"{}\" font-weight=\"bold\">{title}</text>\n\
-             <line x1=\"{LEFT}\" y1=\"{}\" x2=\"{LEFT}\" y2=\"{}\" stroke=\"#888\"/>\n\
-             <line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{most:.0}</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n",
+             <line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{}\" stroke=\"#888\"/>\n\
+             <line x1=\"{LEFT}\" y1=\"{1}\" x2=\"{}\" y2=\"{1}\" stroke=\"#888\"/>\n",
             top - 8.0,
-            top,
             top + H,
-            top + H,
-            W - 20.0,
-            top + H,
-            LEFT - 6.0,
-            top + 12.0,
-            LEFT - 6.0,
-            top + H,
-        );
-        if let Some(limit) = limit {
-            svg += &format!(
-                "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#c00\" \
-                 stroke-dasharray=\"4 4\"/><text x=\"{1}\" y=\"{2}\" text-anchor=\"end\" \
-                 fill=\"#c00\">target {limit:.0}</text>\n",
-                y(limit),
-                W - 20.0,
-                y(limit) - 4.0
-            );
-        }
-        for (row, (name, colour, values)) in series.iter().enumerate() {
-            let points: Vec<String> = values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v)))
-                .collect();
-            svg += &format!(
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
-                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
-                points.join(" "),
-                LEFT + 10.0,
-                top + 16.0 + 16.0 * row as f64
-            );
-        }
-        svg
+            W - RIGHT,
+        )
     };
-    let series = |f: fn(&Figures) -> f64| ramp.iter().map(f).collect::<Vec<_>>();
+    let tick = |y: f64, label: &str, colour: &str, dashed: bool| {
+        format!(
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"{colour}\" \
+             stroke-opacity=\"0.4\"{}/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" \
+             fill=\"{colour}\">{label}</text>\n",
+            W - RIGHT,
+            if dashed {
+                " stroke-dasharray=\"4 4\""
+            } else {
+                ""
+            },
+            LEFT - 6.0,
+            y + 4.0
+        )
+    };
+    let line = |row: usize, top: f64, name: &str, colour: &str, ys: Vec<Option<f64>>| {
+        let points: Vec<String> = ys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, y)| y.map(|y| format!("{:.1},{y:.1}", x(i))))
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+             <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+            points.join(" "),
+            LEFT + 10.0,
+            top + 16.0 + 16.0 * row as f64
+        )
+    };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" \
          font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" \
          fill=\"white\"/>\n",
         2.0 * H + 3.0 * TOP + 30.0
     );
-    svg += &panel(
+
+    // Lateness: log10 from 1 ms (0 ms is drawn at 1 ms) to the next power of ten above the worst.
+    let worst = ramp
+        .iter()
+        .map(|f| f.late_p99_ms)
+        .filter(|v| v.is_finite())
+        .fold(100.0f64, f64::max);
+    let decades = worst.log10().ceil().max(2.0);
+    let late_y = |ms: f64| TOP + H - H * ms.max(1.0).log10() / decades;
+    svg += &axes(
         TOP,
-        "Frame lateness at the listener (ms)",
-        &[
-            ("p99", "#c60", series(|f| f.late_p99_ms)),
-            ("p50", "#06c", series(|f| f.late_p50_ms)),
-        ],
-        Some(50.0),
+        "Frame lateness at the listener (ms, log scale; 0 drawn at 1)",
     );
-    svg += &panel(
-        2.0 * TOP + H,
-        "workerd CPU per second of audio (ms)",
-        &[("cpu", "#093", series(|f| f.cpu_ms_per_audio_s))],
-        None,
-    );
+    for decade in 0..=decades as i32 {
+        let ms = 10f64.powi(decade);
+        svg += &tick(late_y(ms), &format!("{ms}"), "#888", false);
+    }
+    svg += &tick(late_y(50.0), "50", "#c00", true);
+    let late = |f: fn(&Figures) -> f64| -> Vec<Option<f64>> {
+        ramp.iter()
+            .map(|r| Some(f(r)).filter(|v| v.is_finite()).map(late_y))
+            .collect()
+    };
+    svg += &line(0, TOP, "p99", "#c60", late(|f| f.late_p99_ms));
+    svg += &line(1, TOP, "p50", "#06c", late(|f| f.late_p50_ms));
+
+    // CPU: linear from 0.
+    let top = 2.0 * TOP + H;
+    let most = ramp
+        .iter()
+        .map(|f| f.cpu_ms_per_audio_s)
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let cpu_y = |ms: f64| top + H - H * ms / most;
+    svg += &axes(top, "workerd CPU per second of audio relayed (ms)");
+    for step in 0..=4 {
+        let ms = most * f64::from(step) / 4.0;
+        svg += &tick(cpu_y(ms), &format!("{ms:.0}"), "#888", false);
+    }
+    let cpu = ramp
+        .iter()
+        .map(|f| {
+            Some(f.cpu_ms_per_audio_s)
+                .filter(|v| v.is_finite())
+                .map(cpu_y)
+        })
+        .collect();
+    svg += &line(0, top, "CPU", "#093", cpu);
+
     for (i, figures) in ramp.iter().enumerate() {
+        let failed = if figures.failed > 0 {
+            format!(" ({} failed)", figures.failed)
+        } else {
+            String::new()
+        };
         svg += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}{failed}</text>\n",
             x(i),
             2.0 * H + 2.0 * TOP + 16.0,
             figures.sessions
         );
     }
     svg += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">sessions speaking on one workerd</text>\n</svg>\n",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">sessions speaking on one workerd \
+         (messages that did not end done)</text>\n</svg>\n",
         W / 2.0,
         2.0 * H + 2.0 * TOP + 34.0
     );
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(sessions: usize, late_p99_ms: f64, cpu: f64, failed: u64) -> Figures {
+        Figures {
+            sessions,
+            done: 10,
+            failed,
+            failures: BTreeMap::new(),
+            audio_s: 60.0,
+            frames: 100,
+            late_p50_ms: 0.0,
+            late_p99_ms,
+            cpu_ms_per_audio_s: cpu,
+            cpu_share: 0.5,
+            rss: 1 << 28,
+        }
+    }
+
+    #[test]
+    fn the_ramp_draws_each_step_and_the_target() {
+        let ramp = [
+            figures(50, 0.0, 11.0, 0),
+            figures(400, 737.0, 6.6, 0),
+            figures(800, f64::NAN, 70.0, 1600),
+        ];
+        let svg = ramp_svg(&ramp);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3, "p99, p50 and CPU");
+        // The unmeasured lateness at 800 leaves its point out, not the step.
+        let p99 = svg
+            .lines()
+            .find(|l| l.contains("#c60") && l.contains("polyline"));
+        assert_eq!(p99.map(|l| l.matches(',').count()), Some(2));
+        assert!(svg.contains(">50<"), "the 50 ms target");
+        assert!(svg.contains(">800 (1600 failed)<") && svg.contains(">50<"));
+        // Log scale: 0 ms sits on the axis (1 ms), 737 ms below the top decade (1000 ms).
+        assert!(svg.contains(">1000<") && !svg.contains(">10000<"));
+    }
 }

@@ -9,6 +9,10 @@
 //!    silence a listener hears at a resume.
 //! 4. (`written`) A reply written in small pieces (protocol v2 streaming text): first audio after
 //!    its first sentence's last character, against the same sentence sent as a whole `speak`.
+//!
+//! Run only when named, each taking minutes (docs/scaling.md): `scale`, the load ramp (frame
+//! lateness, CPU per second of audio and memory of one workerd for growing numbers of
+//! sessions), and `soak`, workerd's memory over a long run at a fixed number of sessions.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -382,12 +386,13 @@ fn gzipped_len(bytes: &[u8]) -> usize {
 }
 
 const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)
-       bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,800 for 60 s each)";
+       bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,800 for 60 s each)
+       bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 20 minutes)";
 
-/// The load ramp (`scale`): for each number of sessions, one step of `seconds` against a relay
-/// whose upstream is paced like Groq (first byte after generation, then twice real time).
-/// Prints each step's figures and draws the ramp into docs/scale-ramp.svg.
-fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
+/// The fixture and relay the load modes run on: the upstream paced like Groq (first byte after
+/// generation, then twice real time) and the relay with production's upstream timeouts, not the
+/// tests' short ones (under load the upstream's first byte comes late, as Groq's does).
+fn load_relay(root: &Path) -> TestResult<(Fixture, orpheus_e2e::Relay)> {
     let upstream = UpstreamConfig {
         ms_per_char: MS_PER_CHAR,
         fault: groq_local::Fault {
@@ -398,8 +403,6 @@ fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
         ..Fixture::test_upstream()
     };
     let fixture = Fixture::start(root, upstream)?;
-    // Production's upstream timeouts, not the tests' short ones: under load the upstream's
-    // first byte comes late, as Groq's does.
     let relay = fixture.extra_relay(
         "scale",
         &[
@@ -409,6 +412,13 @@ fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
         ],
         Some(orpheus_e2e::TEST_SECRET),
     )?;
+    Ok((fixture, relay))
+}
+
+/// The load ramp (`scale`): one step of `seconds` for each number of sessions in `ramp`. Prints
+/// each step's figures and draws the ramp into docs/scale-ramp.svg.
+fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
     println!("load ramp: sessions speaking one to three sentences each, one after another, {seconds} s per step");
     println!("  sessions   done  failed   audio s   frames   late p50   late p99   workerd CPU/audio s   CPU share   workerd RSS");
     let mut figures = Vec::new();
@@ -445,6 +455,65 @@ fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
     Ok(())
 }
 
+/// Most workerd's memory may grow over the second half of the soak.
+const SOAK_GROWTH_LIMIT: f64 = 0.05;
+
+/// The soak (`soak`): `sessions` sessions speaking for `minutes` one-minute rounds on one relay
+/// (each round the same sessions reconnect to their objects); prints workerd's memory after each
+/// round, and fails if it grew more than [`SOAK_GROWTH_LIMIT`] over the second half.
+fn soak(root: &Path, sessions: usize, minutes: usize) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    let idle = relay
+        .workerd_rss()
+        .ok_or("workerd's memory could not be read")?;
+    println!(
+        "soak: {sessions} sessions for {minutes} one-minute rounds; workerd idle {} MB",
+        idle / 1_000_000
+    );
+    println!("  round   done  failed   late p99   workerd RSS");
+    let (mut rss, mut messages) = (Vec::new(), Vec::new());
+    for round in 0..minutes {
+        let step = orpheus_e2e::scale::Step {
+            sessions,
+            duration: Duration::from_secs(60),
+            seed: 0x50A4 + round as u64,
+        };
+        let f = fixture
+            .runtime
+            .block_on(orpheus_e2e::scale::run_step(&relay, step))?;
+        println!(
+            "  {:5} {:6} {:7} {:7.1} ms {:10.0} MB",
+            round + 1,
+            f.done,
+            f.failed,
+            f.late_p99_ms,
+            f.rss as f64 / 1e6
+        );
+        rss.push(f.rss as f64);
+        messages.push((f.done + f.failed) as f64);
+    }
+    let half = minutes / 2;
+    let (first, middle, last) = (rss[0], rss[half.max(1) - 1], rss[minutes - 1]);
+    let growth = last / middle - 1.0;
+    let later: f64 = messages[1..].iter().sum();
+    println!(
+        "  per session (first round, over idle): {:.2} MB; per message after the first round: {:.1} KB",
+        (first - idle as f64) / sessions as f64 / 1e6,
+        (last - first) / later.max(1.0) / 1e3
+    );
+    println!(
+        "  growth over the second half: {:+.1}% (limit {:.0}%)",
+        growth * 100.0,
+        SOAK_GROWTH_LIMIT * 100.0
+    );
+    ensure!(
+        growth <= SOAK_GROWTH_LIMIT,
+        "workerd's memory grew {:.1}% over the soak's second half",
+        growth * 100.0
+    );
+    Ok(())
+}
+
 fn main() {
     let mode = std::env::args().nth(1);
     if mode.as_deref() == Some("serve") {
@@ -469,6 +538,26 @@ fn main() {
             std::process::exit(2);
         };
         if let Err(e) = scale(&root, &ramp, seconds) {
+            eprintln!("bench failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if mode.as_deref() == Some("soak") {
+        let number = |i: usize, default: usize| {
+            std::env::args()
+                .nth(i)
+                .map_or(Some(default), |s| s.parse().ok())
+        };
+        let (Some(sessions), Some(minutes)) = (number(2, 100), number(3, 20)) else {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        };
+        if minutes < 2 {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+        if let Err(e) = soak(&root, sessions, minutes) {
             eprintln!("bench failed: {e}");
             std::process::exit(1);
         }
