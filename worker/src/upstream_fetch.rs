@@ -77,6 +77,7 @@ struct Body {
 }
 
 impl Body {
+    /// The body of `response`; `None` when it has none.
     fn of(response: &worker::Response) -> Option<Self> {
         let ResponseBody::Stream(raw) = response.body() else {
             return None;
