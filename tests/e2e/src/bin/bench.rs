@@ -415,6 +415,24 @@ fn load_relay(root: &Path) -> TestResult<(Fixture, orpheus_e2e::Relay)> {
     Ok((fixture, relay))
 }
 
+/// One step of `sessions` speaking for `seconds` on `relay`.
+fn load_step(
+    fixture: &Fixture,
+    relay: &orpheus_e2e::Relay,
+    sessions: usize,
+    seconds: u64,
+    seed: u64,
+) -> TestResult<orpheus_e2e::scale::Figures> {
+    let step = orpheus_e2e::scale::Step {
+        sessions,
+        duration: Duration::from_secs(seconds),
+        seed,
+    };
+    fixture
+        .runtime
+        .block_on(orpheus_e2e::scale::run_step(relay, step))
+}
+
 /// The load ramp (`scale`): one step of `seconds` for each number of sessions in `ramp`. Prints
 /// each step's figures and draws the ramp into docs/scale-ramp.svg.
 fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
@@ -423,14 +441,7 @@ fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
     println!("  sessions   done  failed   audio s   frames   late p50   late p99   workerd CPU/audio s   CPU share   workerd RSS");
     let mut figures = Vec::new();
     for (i, &sessions) in ramp.iter().enumerate() {
-        let step = orpheus_e2e::scale::Step {
-            sessions,
-            duration: Duration::from_secs(seconds),
-            seed: 0x5CA1E + i as u64,
-        };
-        let f = fixture
-            .runtime
-            .block_on(orpheus_e2e::scale::run_step(&relay, step))?;
+        let f = load_step(&fixture, &relay, sessions, seconds, 0x5CA1E + i as u64)?;
         println!(
             "  {:8} {:6} {:7} {:9.0} {:8} {:7.1} ms {:7.1} ms {:15.1} ms {:10.0}% {:10.0} MB",
             f.sessions,
@@ -473,14 +484,7 @@ fn soak(root: &Path, sessions: usize, minutes: usize) -> TestResult {
     println!("  round   done  failed   late p99   workerd RSS");
     let (mut rss, mut messages) = (Vec::new(), Vec::new());
     for round in 0..minutes {
-        let step = orpheus_e2e::scale::Step {
-            sessions,
-            duration: Duration::from_secs(60),
-            seed: 0x50A4 + round as u64,
-        };
-        let f = fixture
-            .runtime
-            .block_on(orpheus_e2e::scale::run_step(&relay, step))?;
+        let f = load_step(&fixture, &relay, sessions, 60, 0x50A4 + round as u64)?;
         println!(
             "  {:5} {:6} {:7} {:7.1} ms {:10.0} MB",
             round + 1,
