@@ -155,7 +155,12 @@ async fn session(
 }
 
 /// Connects with a fresh ticket each attempt, backing off from 100 ms to 2 s, until `give_up`.
-async fn connect(endpoint: &Endpoint, sid: &str, v2: bool, give_up: Instant) -> TestResult<Socket> {
+pub async fn connect(
+    endpoint: &Endpoint,
+    sid: &str,
+    v2: bool,
+    give_up: Instant,
+) -> TestResult<Socket> {
     let url = format!("{}/v1/sessions/{sid}/ws", endpoint.base);
     let mut backoff = Duration::from_millis(100);
     let version = if v2 { SUBPROTOCOL_V2 } else { SUBPROTOCOL };

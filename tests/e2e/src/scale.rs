@@ -11,14 +11,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use orpheus_protocol::{AudioFrame, EndReason, ServerMessage, SUBPROTOCOL_V2};
+use orpheus_protocol::{AudioFrame, EndReason, ServerMessage};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::open_socket_as;
-use crate::{
-    percentile, protocols_with, ticket, Relay, Socket, TestResult, TEST_ORIGIN, TEST_SECRET,
-};
+use crate::load::{self, Endpoint};
+use crate::{percentile, Relay, Socket, TestResult, TEST_ORIGIN, TEST_SECRET};
 
 const RATE: f64 = 24_000.0;
 /// How often a listener reports its play cursor, as the player does.
@@ -90,10 +88,14 @@ struct Tally {
 /// Runs one step against `relay`: connects `step.sessions` listeners, lets them speak for
 /// `step.duration`, waits for their last messages, and measures workerd over the speaking time.
 pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
-    let base = relay.url.replace("http://", "ws://");
+    let endpoint = Endpoint {
+        base: relay.url.replace("http://", "ws://"),
+        secret: TEST_SECRET.to_owned(),
+        origin: TEST_ORIGIN.to_owned(),
+    };
     let mut sockets = Vec::with_capacity(step.sessions);
     for batch in (0..step.sessions).collect::<Vec<_>>().chunks(CONNECTING) {
-        let opening = batch.iter().map(|&index| connect(&base, step, index));
+        let opening = batch.iter().map(|&index| connect(&endpoint, step, index));
         for socket in futures_util::future::join_all(opening).await {
             sockets.push(socket?);
         }
@@ -149,12 +151,10 @@ fn session_id(step: Step, index: usize) -> String {
     format!("scale-{}-{}-{index}", std::process::id(), step.sessions)
 }
 
-async fn connect(base: &str, step: Step, index: usize) -> TestResult<Socket> {
+async fn connect(endpoint: &Endpoint, step: Step, index: usize) -> TestResult<Socket> {
     let sid = session_id(step, index);
-    let ticket = ticket(TEST_SECRET, &sid, TEST_ORIGIN, 60);
-    let protocols = format!("{SUBPROTOCOL_V2}, {}", protocols_with(&ticket));
-    let url = format!("{base}/v1/sessions/{sid}/ws");
-    let mut socket = open_socket_as(&url, &protocols, Some(TEST_ORIGIN), SUBPROTOCOL_V2).await?;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let mut socket = load::connect(endpoint, &sid, true, give_up).await?;
     // The `ready`.
     match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
         Ok(Some(Ok(Message::Text(_)))) => Ok(socket),
@@ -258,6 +258,8 @@ async fn play(
 ) -> TestResult<Option<String>> {
     let mut playing = Playing::new();
     let mut report = tokio::time::interval(REPORT_EVERY);
+    let too_late = tokio::time::sleep_until(give_up);
+    tokio::pin!(too_late);
     loop {
         tokio::select! {
             frame = socket.next() => {
@@ -294,7 +296,7 @@ async fn play(
                     send(socket, report.to_string()).await?;
                 }
             }
-            _ = tokio::time::sleep_until(give_up) => return Ok(Some("never".into())),
+            _ = &mut too_late => return Ok(Some("never".into())),
         }
     }
 }
