@@ -503,13 +503,18 @@ pub fn stop(id: &str) -> String {
 }
 
 /// Protocol v2: the play cursor of `stream`, and how much of it arrived.
-pub fn played(stream: u32, played: u64, received: u64) -> String {
-    Writer::default()
+pub fn played(stream: u32, played: u64, received: u64, on_receipt: bool) -> String {
+    let writer = Writer::default()
         .str("type", "played")
         .num("stream", u64::from(stream))
         .num("played", played)
-        .num("received", received)
-        .finish()
+        .num("received", received);
+    // Absent means false: the periodic report stays as it was.
+    if on_receipt {
+        writer.bool("on_receipt", true).finish()
+    } else {
+        writer.finish()
+    }
 }
 
 /// Protocol v2: continue message `id` from `played` samples into `stream` (absent: its

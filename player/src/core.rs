@@ -173,6 +173,8 @@ pub enum ReportKind {
     Started,
     /// It is playing (periodic).
     Progress,
+    /// A frame of it arrived while little was buffered: the relay paces a slow link by these.
+    Received,
     /// It ran dry.
     Underrun,
     /// Its last sample was rendered.
@@ -659,8 +661,9 @@ impl PlayerCore {
         }
     }
 
-    /// Protocol v2: reports the current message's play cursor to the relay.
-    fn ack(&mut self) {
+    /// Protocol v2: reports the current message's play cursor to the relay (`on_receipt`: as
+    /// the answer to a frame just received).
+    fn ack(&mut self, on_receipt: bool) {
         if self.link != Link::Ready || self.resume_grace.is_none() {
             return;
         }
@@ -670,7 +673,7 @@ impl PlayerCore {
         let Some(stream) = m.stream() else {
             return;
         };
-        let frame = control::played(stream, m.played, m.played + m.buffered);
+        let frame = control::played(stream, m.played, m.played + m.buffered, on_receipt);
         self.acked_at = self.now;
         self.effects.push(Effect::Send(frame));
     }
@@ -718,7 +721,7 @@ impl PlayerCore {
             }
             Input::Stop => {
                 // The relay learns how far the listener got before it hears of the stop.
-                self.ack();
+                self.ack(false);
                 if let Some(m) = self.current.take() {
                     self.retire(m, EndReason::Stopped);
                 }
@@ -1096,8 +1099,10 @@ impl PlayerCore {
         {
             m.apply(&report, now);
         }
-        if report.kind == ReportKind::Progress && self.now - self.acked_at >= 0.2 {
-            self.ack();
+        match report.kind {
+            ReportKind::Received => self.ack(true),
+            ReportKind::Progress if self.now - self.acked_at >= 0.2 => self.ack(false),
+            _ => {}
         }
     }
 

@@ -10,9 +10,11 @@ use crate::core::{
     ReportKind, SpeakOptions,
 };
 
-/// The engine's event bits (see `orpheus-player-dsp`), in the order they are reported.
-const REPORTS: [(u32, ReportKind); 5] = [
+/// The engine's event bits (see `orpheus-player-dsp`), in the order they are reported (a frame
+/// received acks at once, so a progress report in the same event needs no ack of its own).
+const REPORTS: [(u32, ReportKind); 6] = [
     (1, ReportKind::Started),
+    (32, ReportKind::Received),
     (2, ReportKind::Progress),
     (4, ReportKind::Underrun),
     (8, ReportKind::Drained),

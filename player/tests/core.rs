@@ -705,6 +705,34 @@ fn v2_reports_the_play_cursor_while_playing_and_at_once_on_stop() {
 }
 
 #[test]
+fn v2_reports_every_frame_received_on_receipt_while_little_is_buffered() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    for played in [100, 200, 300] {
+        p.now += 0.01;
+        p.report(ReportKind::Received, 1, played);
+    }
+    p.now += 0.25;
+    p.report(ReportKind::Progress, 1, 6_000);
+    let reports: Vec<(u64, bool)> = sent_of(&p, "played")
+        .into_iter()
+        .map(|m| match m {
+            ClientMessage::Played {
+                played, on_receipt, ..
+            } => (played, on_receipt),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        vec![(100, true), (200, true), (300, true), (6_000, false)],
+        "each frame at once, marked; the periodic report as before"
+    );
+}
+
+#[test]
 fn v2_a_lost_socket_parks_the_message_and_resumes_it_at_the_cursor() {
     let mut p = Page::v2();
     p.speak("a", "Hello there, how are you?");

@@ -25,6 +25,10 @@ pub const SUBPROTOCOL: &str = "orpheus.v1";
 /// flow control, `resume` after a dropped link, and what was heard in every `end`.
 pub const SUBPROTOCOL_V2: &str = "orpheus.v2";
 
+/// Protocol v2: a client with less audio than this beyond its play cursor reports every frame
+/// it receives (`played` with `on_receipt`), so that the relay can pace a slow link.
+pub const PROMPT_BELOW_MS: u64 = 500;
+
 /// A protocol version, negotiated by subprotocol at connect.
 #[derive(
     Debug,

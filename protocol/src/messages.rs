@@ -63,6 +63,10 @@ pub enum ClientMessage {
         played: u64,
         /// Samples received.
         received: u64,
+        /// Whether this report answers a frame just received (the client has under
+        /// [`crate::PROMPT_BELOW_MS`] beyond its cursor and reports every frame it receives);
+        /// absent means `false`.
+        on_receipt: bool,
     },
     /// Protocol v2: continue message `id`, whose socket dropped, from the play cursor.
     Resume {
@@ -192,6 +196,10 @@ impl ClientMessage {
                     stream: u32::try_from(number("stream")?).map_err(|_| invalid())?,
                     played: number("played")?,
                     received: number("received")?,
+                    on_receipt: match object.get("on_receipt") {
+                        None => false,
+                        Some(value) => value.as_bool().ok_or_else(invalid)?,
+                    },
                 })
             }
             "resume" => {
@@ -540,9 +548,25 @@ mod tests {
             Ok(ClientMessage::Played {
                 stream: 3,
                 played: 2400,
-                received: 4800
+                received: 4800,
+                on_receipt: false
             })
         );
+        assert_eq!(
+            ClientMessage::parse(
+                r#"{"type":"played","stream":3,"played":2400,"received":4800,"on_receipt":true}"#
+            ),
+            Ok(ClientMessage::Played {
+                stream: 3,
+                played: 2400,
+                received: 4800,
+                on_receipt: true
+            })
+        );
+        assert!(ClientMessage::parse(
+            r#"{"type":"played","stream":3,"played":2400,"received":4800,"on_receipt":1}"#
+        )
+        .is_err());
         assert_eq!(
             ClientMessage::parse(r#"{"type":"resume","id":"m","stream":3,"played":2400}"#),
             Ok(ClientMessage::Resume {

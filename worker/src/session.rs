@@ -912,7 +912,7 @@ impl Session {
     }
 
     /// A v2 client's play cursor: it frees the window and releases the audio played.
-    fn on_played(&mut self, stream: u32, played: u64, received: u64) {
+    fn on_played(&mut self, stream: u32, played: u64, received: u64, on_receipt: bool) {
         let now = self.now;
         let Some(message) = self.message.as_mut().filter(|m| m.stream == stream) else {
             return;
@@ -923,7 +923,7 @@ impl Session {
         // Nothing beyond what was sent can have been received, let alone played.
         let sent = message.samples_sent;
         flow.control
-            .on_ack(played.min(sent), received.min(sent), now);
+            .on_ack(played.min(sent), received.min(sent), on_receipt, now);
         flow.unplayed.release(flow.control.played());
         self.store(false);
         self.relay();
@@ -1298,7 +1298,8 @@ impl Session {
                 stream,
                 played,
                 received,
-            }) => self.on_played(stream, played, received),
+                on_receipt,
+            }) => self.on_played(stream, played, received, on_receipt),
             Ok(ClientMessage::Resume { id, stream, played }) => self.on_resume(id, stream, played),
             Ok(ClientMessage::Append { id, text, at }) => self.on_append(&id, &text, at),
             Ok(ClientMessage::Finish { id }) => self.on_finish(&id),
@@ -1931,12 +1932,18 @@ impl Session {
         } else {
             0
         };
+        let max = match flow.control.paced_frame(rate, now) {
+            Some(frame) => max.min(frame as usize * 2),
+            None => max,
+        };
         let pieces = flow.unplayed.take(allowed, max);
-        flow.held_back_max = flow.held_back_max.max(flow.unplayed.unsent());
+        let held = flow.unplayed.unsent();
+        flow.held_back_max = flow.held_back_max.max(held);
         if pieces.is_empty() {
             return;
         }
-        flow.control.on_sent(flow.unplayed.cursor(), now);
+        flow.control
+            .on_sent(flow.unplayed.cursor(), held > 0, rate, now);
         message.samples_sent = message.samples_sent.max(flow.unplayed.cursor());
         self.send_pieces(pieces);
     }

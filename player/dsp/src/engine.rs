@@ -42,6 +42,10 @@ pub const STOP_RAMP_S: f64 = 0.005;
 /// How often a playing stream reports its cursor.
 pub const PROGRESS_S: f64 = 0.25;
 
+/// Below this much audio buffered, every frame received is reported
+/// ([`event::RECEIVED`]): protocol v2's `PROMPT_BELOW_MS`, by which the relay paces a slow link.
+pub const PROMPT_BELOW_S: f64 = 0.5;
+
 /// Bits of [`Engine::take_events`].
 pub mod event {
     /// The stream's first sample was rendered, at the start of this render.
@@ -54,6 +58,8 @@ pub mod event {
     pub const DRAINED: u32 = 8;
     /// The stream was stopped and its fade is over.
     pub const STOPPED: u32 = 16;
+    /// A frame arrived while less than [`super::PROMPT_BELOW_S`] was buffered.
+    pub const RECEIVED: u32 = 32;
 }
 
 /// What became of a pushed frame.
@@ -280,6 +286,9 @@ impl Engine {
         }
         s.received += new;
         s.first_frame_at.get_or_insert(clock);
+        if (s.buffered() as f64) < PROMPT_BELOW_S * s.step * f64::from(self.out_rate) {
+            self.events |= event::RECEIVED;
+        }
         Push::Accepted
     }
 
@@ -582,6 +591,30 @@ mod tests {
         );
         assert_eq!(e.cursor().played, source.len() as u64);
         assert_eq!(e.cursor().underruns, 0);
+    }
+
+    #[test]
+    fn frames_are_reported_on_receipt_only_while_little_is_buffered() {
+        assert_eq!(
+            (PROMPT_BELOW_S * 1000.0) as u64,
+            orpheus_protocol::PROMPT_BELOW_MS
+        );
+        let mut e = engine(48_000);
+        e.begin(1, RATE);
+        let source = signal(24_000, 9);
+        // 100 ms frames at 24 kHz: the fifth leaves 500 ms buffered.
+        for (k, piece) in source.chunks(2_400).take(5).enumerate() {
+            assert_eq!(e.push(&frame(1, (k * 2_400) as u32, piece)), Push::Accepted);
+            let received = e.take_events() & event::RECEIVED != 0;
+            assert_eq!(received, k < 4, "frame {k}");
+        }
+        // Playing drains it below again.
+        render(&mut e, 20);
+        assert_eq!(
+            e.push(&frame(1, 12_000, &source[12_000..12_100])),
+            Push::Accepted
+        );
+        assert_eq!(e.take_events() & event::RECEIVED, event::RECEIVED);
     }
 
     #[test]

@@ -358,10 +358,17 @@ impl Client {
             .await
     }
 
-    /// Protocol v2: reports the play cursor.
-    pub async fn played(&mut self, stream: u32, played: u64, received: u64) -> TestResult {
+    /// Protocol v2: reports the play cursor (`on_receipt`: answering a frame just received).
+    pub async fn played(
+        &mut self,
+        stream: u32,
+        played: u64,
+        received: u64,
+        on_receipt: bool,
+    ) -> TestResult {
         let frame = serde_json::json!({
             "type": "played", "stream": stream, "played": played, "received": received,
+            "on_receipt": on_receipt,
         });
         self.send_text(frame.to_string()).await
     }

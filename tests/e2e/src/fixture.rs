@@ -157,6 +157,26 @@ impl Fixture {
         self.relay.session_url(sid)
     }
 
+    /// A proxy in front of the main relay that makes its link slower than real time: 0.75x of
+    /// 24 kHz PCM each way, 25 ms each way. Its URL is `ws://{addr}/v1/sessions/{sid}/ws`.
+    pub async fn slow_link(&self) -> TestResult<orpheus_chaos::Proxy> {
+        let slow = orpheus_chaos::REAL_TIME_BYTES_PER_S * 3 / 4;
+        let faults = orpheus_chaos::Faults {
+            latency_ms: Some((25, 25)),
+            throttle: 1.0,
+            bandwidth_bps: (slow, slow),
+            ..orpheus_chaos::Faults::none()
+        };
+        let target = self
+            .relay_url()
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        orpheus_chaos::Proxy::start(target, 0x510, faults)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Waits until the upstream has no open connection (the relay released everything).
     pub async fn upstream_quiet(&self, within: Duration) -> TestResult {
         let deadline = Instant::now() + within;

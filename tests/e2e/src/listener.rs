@@ -1,5 +1,6 @@
 //! A protocol v2 listener: a client that plays at a chosen speed, its cursor never passing what
-//! it received, and reports its cursor every 250 ms, as the player does.
+//! it received, and reports its cursor as the player does: every 250 ms, and every frame it
+//! receives while it has less than [`orpheus_protocol::PROMPT_BELOW_MS`] beyond its cursor.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::{ensure, Client, Fixture, Frame, TestResult};
 const RATE: f64 = 24_000.0;
 
 /// A client of protocol v2 that plays at `speed` times real time (its cursor never passing
-/// what it received) and reports its cursor every 250 ms, as the player does.
+/// what it received) and reports its cursor as the player does (see the module docs).
 pub struct Listener {
     /// Its socket.
     pub client: Client,
@@ -110,6 +111,11 @@ impl Listener {
 
     /// Reports the cursor now.
     pub async fn report(&mut self) -> TestResult {
+        self.report_as(false).await
+    }
+
+    /// Reports the cursor now (`on_receipt`: answering a frame just received).
+    async fn report_as(&mut self, on_receipt: bool) -> TestResult {
         let (Some(stream), played) = (self.stream, self.played()) else {
             return Ok(());
         };
@@ -119,7 +125,7 @@ impl Listener {
         // The relay counts in the stream, which may start past the message's beginning.
         let base = self.base;
         self.client
-            .played(stream, played - base, self.received() - base)
+            .played(stream, played - base, self.received() - base, on_receipt)
             .await?;
         self.reported = played;
         self.reported_at = Instant::now();
@@ -244,6 +250,10 @@ impl Listener {
                     self.pcm.extend_from_slice(&pcm[overlap..]);
                     self.first_audio_at.get_or_insert(now);
                     self.most_ahead = self.most_ahead.max(self.received() - self.reported);
+                    let prompt_below = orpheus_protocol::PROMPT_BELOW_MS * RATE as u64 / 1000;
+                    if self.received() - self.played() < prompt_below {
+                        self.report_as(true).await?;
+                    }
                 }
                 Some(Frame::Closed(code)) => return Err(format!("closed: {code:?}")),
                 Some(other) => return Err(format!("unexpected {other:?}")),

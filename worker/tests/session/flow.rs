@@ -148,3 +148,24 @@ fn a_client_that_never_reports_is_paced_in_real_time_and_its_message_ends_done()
         "paced by the clock: {waited_ms} ms for {audio_ms} ms of audio"
     );
 }
+
+#[test]
+fn a_report_with_a_malformed_on_receipt_is_refused_and_the_message_goes_on() {
+    let mut h = Harness::v2(Config::default());
+    h.speak("m", "Hello there.");
+    let fetch = h.fetches_of(1)[0];
+    h.complete(fetch, 4_800, 4096);
+    let received = h.received(1);
+    let frame = serde_json::json!({
+        "type": "played", "stream": 1, "played": 0, "received": received, "on_receipt": "yes",
+    });
+    h.text(&frame.to_string());
+    assert_eq!(h.errors(), vec![ErrorCode::InvalidMessage]);
+    assert!(h.ends().is_empty(), "the message goes on");
+    let frame = serde_json::json!({
+        "type": "played", "stream": 1, "played": 4_800, "received": received, "on_receipt": true,
+    });
+    h.text(&frame.to_string());
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
+    assert_eq!(h.audio[&1], h.expected_audio(1));
+}

@@ -5,8 +5,8 @@
 //!    against the upstream's own time to first byte fetched directly, p50 and p99.
 //! 2. Time to first audio for 100 and for 2,000 characters of text.
 //! 3. (`listener`) Protocol v2 against v1 in the same run: upstream audio requested per stopped
-//!    message against audio played, stop to `end`, audio held for a half-speed reader, and the
-//!    silence a listener hears at a resume.
+//!    message against audio played, stop to `end` (also on a link slower than real time), audio
+//!    held for a half-speed reader, and the silence a listener hears at a resume.
 //! 4. (`written`) A reply written in small pieces (protocol v2 streaming text): first audio after
 //!    its first sentence's last character, against the same sentence sent as a whole `speak`.
 //!
@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 const MS_PER_CHAR: u64 = 10;
 const OVERHEAD_RUNS: usize = 60;
 const LENGTH_RUNS: usize = 8;
+const SLOW_STOP_RUNS: usize = 20;
 const SHORT: &str = "Hello there, how are you doing today?";
 
 fn summary(mut ms: Vec<f64>) -> (f64, f64) {
@@ -201,6 +202,28 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             mean(&played),
             mean(&ahead),
             mean(&stop_ms)
+        );
+    }
+
+    println!(
+        "stop on a link at 0.75x real time, 25 ms each way (a 50 ms round trip), 200 characters, stopped after 1.5-3.4 s:"
+    );
+    let proxy = fx.slow_link().await?;
+    for (v2, runs) in [(false, 1), (true, SLOW_STOP_RUNS)] {
+        let mut stop_ms = vec![];
+        for run in 0..runs {
+            let sid = format!("bench-slow-v{}-{run}", 1 + u8::from(v2));
+            let url = format!("ws://{}/v1/sessions/{sid}/ws", proxy.addr());
+            let mut l = Listener::connect_at(&url, &sid, 1.0, v2).await?;
+            let listen = Duration::from_millis(1_500 + 100 * run as u64);
+            let (_, ms) = speak_and_stop(&mut l, &text_of(200), listen).await?;
+            stop_ms.push(ms);
+            l.client.close().await;
+        }
+        let (p50, p99) = summary(stop_ms);
+        println!(
+            "  protocol v{}: stop to end p50 {p50:6.0} ms   p99 {p99:6.0} ms   ({runs} runs)",
+            1 + u8::from(v2)
         );
     }
 
