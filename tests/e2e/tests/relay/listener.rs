@@ -138,11 +138,12 @@ pub async fn v2_stop_on_a_slow_link(fx: &Fixture) -> TestResult {
         v2.iter().max() < v1.iter().min(),
         "v2 should answer a stop sooner than v1: {v1:?} vs {v2:?}"
     );
-    // Paced, the `end` comes within about a round trip (50 ms) plus 50 ms; unpaced, it waited
+    // Paced, the `end` comes within about a round trip (50 ms) plus 50 ms; before the link is
+    // timed, behind up to 375 ms of audio (500 ms of this link's time); unpaced, it waited
     // behind the 1.25 s of link time that flow control alone lets into the link.
     ensure!(
-        v2.iter().all(|&ms| ms < 400),
-        "a paced link answers a stop within 400 ms: {v2:?}"
+        v2.iter().all(|&ms| ms < 1000),
+        "a paced link answers a stop within a second: {v2:?}"
     );
     Ok(())
 }
