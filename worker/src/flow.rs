@@ -13,8 +13,8 @@
 //! - **Pacing.** A client near the end of its audio reports every frame it receives
 //!   (`on_receipt`). From those reports the relay learns the link's delivery rate (a packet
 //!   train: from one reported arrival to one at least [`MIN_TRAIN_MS`] later, when the audio
-//!   between had already gone out and waited behind; the most over the last
-//!   [`RATE_WINDOW_MS`]) and its own round trip (from a send that found the link nearly
+//!   between had already gone out and waited behind; the second most over the last
+//!   [`RATE_WINDOW_MS`], so that one sample hurried by a stall does not unpace a slow link) and its own round trip (from a send that found the link nearly
 //!   empty). Until it has a rate, such a client gets at most [`MEASURING_MS`] in flight. A link
 //!   slower than real time then gets in flight only what it delivers in a round trip plus
 //!   [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end` answering a stop waits
@@ -181,21 +181,26 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// The link's delivery rate at `now`: the most measured over the last [`RATE_WINDOW_MS`],
-    /// or the last measured (a link drained or not held up measures nothing new); not before
+    /// The link's delivery rate at `now`: the second most measured over the last
+    /// [`RATE_WINDOW_MS`] (the most, with only one), or the last measured (a link drained or not held up measures nothing new); not before
     /// two were (one alone may be a stall, not the link).
     fn rate(&self, now: Millis) -> Option<u64> {
         if self.rates.len() < 2 {
             return None;
         }
-        let recent = self
+        let mut recent: Vec<u64> = self
             .rates
             .iter()
-            .filter(|&&(at, _)| now < at + RATE_WINDOW_MS);
-        recent
+            .filter(|&&(at, _)| now < at + RATE_WINDOW_MS)
             .map(|&(_, rate)| rate)
-            .max()
-            .or_else(|| self.rates.back().map(|&(_, rate)| rate))
+            .collect();
+        recent.sort_unstable();
+        // The second most: one sample made fast by a stall is not the link.
+        match recent.len() {
+            0 => self.rates.back().map(|&(_, rate)| rate),
+            1 => recent.pop(),
+            n => Some(recent[n - 2]),
+        }
     }
 
     fn add_rate(&mut self, rate: u64, now: Millis) {
@@ -737,6 +742,18 @@ mod tests {
     }
 
     #[test]
+    fn one_hurried_sample_does_not_unpace_a_slow_link() {
+        let mut pacer = Pacer::default();
+        for (at, rate) in [(0, 18_000), (300, 18_000), (600, 36_000), (900, 18_000)] {
+            pacer.add_rate(rate, at);
+        }
+        assert_eq!(pacer.rate(1000), Some(18_000));
+        // Two fast samples are the link's.
+        pacer.add_rate(36_000, 1200);
+        assert_eq!(pacer.rate(1300), Some(36_000));
+    }
+
+    #[test]
     fn a_bursty_slow_link_is_paced() {
         let mut link = Link::new(0.75, 25);
         link.burst_ms = 20.0;
@@ -778,9 +795,10 @@ mod tests {
     fn a_fast_jittery_link_keeps_the_listener_ahead() {
         let (paced, unpaced) = jittery(4.0, 250);
         assert!(paced.received >= samples(19_000, RATE), "{paced:?}");
-        // (Less only by what the first round trips hold back while the link is timed.)
+        // (Less only by what the first round trips hold back while the link is timed, and by
+        // the few stretches where its jitter made only one sample look fast.)
         assert!(
-            paced.received as f64 >= unpaced.received as f64 * 0.97,
+            paced.received as f64 >= unpaced.received as f64 * 0.95,
             "{paced:?} {unpaced:?}"
         );
     }
