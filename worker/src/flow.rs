@@ -14,9 +14,9 @@
 //!   (`on_receipt`). From those reports the relay learns the link's delivery rate (a packet
 //!   train: from one reported arrival to one at least [`MIN_TRAIN_MS`] later, when the audio
 //!   between had already gone out and waited behind; the second most over the last
-//!   [`RATE_WINDOW_MS`], so that one sample hurried by a stall does not unpace a slow link) and its own round trip (from a send that found the link nearly
-//!   empty). Until it has a rate, such a client gets at most [`MEASURING_MS`] in flight. A link
-//!   slower than real time then gets in flight only what it delivers in a round trip plus
+//!   [`RATE_WINDOW_MS`], so that one sample hurried by a stall does not unpace a slow link)
+//!   and its own round trip (from a send that found the link nearly empty). Until it has a
+//!   rate, such a client gets at most [`MEASURING_MS`] in flight. A link slower than real time then gets in flight only what it delivers in a round trip plus
 //!   [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end` answering a stop waits
 //!   behind a few tens of milliseconds of audio, not seconds. A link whose jitter bunches its
 //!   arrivals looks fast and keeps the window: pacing does not starve a listener. See [`Pace`].
@@ -182,25 +182,30 @@ struct Pacer {
 
 impl Pacer {
     /// The link's delivery rate at `now`: the second most measured over the last
-    /// [`RATE_WINDOW_MS`] (the most, with only one), or the last measured (a link drained or not held up measures nothing new); not before
-    /// two were (one alone may be a stall, not the link).
+    /// [`RATE_WINDOW_MS`] (the most, with only one), or the last measured (a link drained or
+    /// not held up measures nothing new); not before two were (one alone may be a stall, not
+    /// the link).
     fn rate(&self, now: Millis) -> Option<u64> {
         if self.rates.len() < 2 {
             return None;
         }
-        let mut recent: Vec<u64> = self
+        // The two most: one sample made fast by a stall is not the link.
+        let (mut most, mut second) = (None, None);
+        for &(_, rate) in self
             .rates
             .iter()
             .filter(|&&(at, _)| now < at + RATE_WINDOW_MS)
-            .map(|&(_, rate)| rate)
-            .collect();
-        recent.sort_unstable();
-        // The second most: one sample made fast by a stall is not the link.
-        match recent.len() {
-            0 => self.rates.back().map(|&(_, rate)| rate),
-            1 => recent.pop(),
-            n => Some(recent[n - 2]),
+        {
+            if most.is_none_or(|m| rate > m) {
+                second = most;
+                most = Some(rate);
+            } else if second.is_none_or(|s| rate > s) {
+                second = Some(rate);
+            }
         }
+        second
+            .or(most)
+            .or_else(|| self.rates.back().map(|&(_, rate)| rate))
     }
 
     fn add_rate(&mut self, rate: u64, now: Millis) {
