@@ -10,16 +10,17 @@
 //! - **Silence.** A client that has not reported for [`SILENCE_MS`] is taken to be playing in
 //!   real time since its last report (a lost report, an engine that cannot report): flow
 //!   control can delay audio, never stall a message for good.
-//! - **Pacing.** A client near the end of its audio reports every frame it receives
-//!   (`on_receipt`). From those reports the relay learns the link's delivery rate (a packet
-//!   train: from one reported arrival to one at least [`MIN_TRAIN_MS`] later, when the audio
-//!   between had already gone out and waited behind; the second most over the last
-//!   [`RATE_WINDOW_MS`], so that one sample hurried by a stall does not unpace a slow link)
-//!   and its own round trip (from a send that found the link nearly empty). Until it has a
-//!   rate, such a client gets at most [`MEASURING_MS`] in flight. A link slower than real time then gets in flight only what it delivers in a round trip plus
-//!   [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end` answering a stop waits
-//!   behind a few tens of milliseconds of audio, not seconds. A link whose jitter bunches its
-//!   arrivals looks fast and keeps the window: pacing does not starve a listener. See [`Pace`].
+//! - **Pacing.** A client near the end of its audio reports every frame it receives (`on_receipt`).
+//!   From those reports the relay learns the link's delivery rate (a packet train: from one
+//!   reported arrival to one at least [`MIN_TRAIN_MS`] later, when the audio between had already
+//!   gone out and waited behind; the second most over the last [`RATE_WINDOW_MS`], so that one
+//!   sample hurried by a stall does not unpace a slow link) and its own round trip (from a send
+//!   that found the link nearly empty). Until it has a rate, such a client gets at most
+//!   [`MEASURING_MS`] in flight. A link slower than real time then gets in flight only what it
+//!   delivers in a round trip plus [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end`
+//!   answering a stop waits behind a few tens of milliseconds of audio, not seconds. A link whose
+//!   jitter bunches its arrivals looks fast and keeps the window: pacing does not starve a
+//!   listener. See [`Pace`].
 //! - **Lead.** A later segment is requested only when the audio the relay has beyond the play
 //!   cursor falls below what the upstream needs to produce it ([`lead_needed_ms`]): a stop then
 //!   wastes at most the segment in progress.
