@@ -154,16 +154,30 @@ async fn listener(fx: &Fixture, v2: bool, sid: &str, speed: f64) -> TestResult<L
     }
 }
 
-/// Speaks `text` to `l`, listens for `for_at_most`, stops, and returns the `end` and the time
-/// from the stop to it, in milliseconds.
+/// What a stop showed the listener.
+struct Stopped {
+    end: ServerMessage,
+    /// From the stop to its `end`, in milliseconds.
+    ms: f64,
+    /// The audio that arrived between the stop and its `end` (it was on its way), in
+    /// milliseconds.
+    behind_ms: f64,
+}
+
+/// Speaks `text` to `l`, listens for `for_at_most`, stops, and waits for the `end`.
 async fn speak_and_stop(
     l: &mut Listener,
     text: &str,
     for_at_most: Duration,
-) -> TestResult<(ServerMessage, f64)> {
+) -> TestResult<Stopped> {
     l.speak_and_listen("m", text, for_at_most).await?;
+    let before = l.received();
     let (end, elapsed) = l.stop_and_wait("m", Duration::from_secs(60)).await?;
-    Ok((end, elapsed.as_secs_f64() * 1000.0))
+    Ok(Stopped {
+        end,
+        ms: elapsed.as_secs_f64() * 1000.0,
+        behind_ms: (l.received() - before) as f64 * 1000.0 / RATE,
+    })
 }
 
 /// Protocol v2's figures, each against v1 in the same run.
@@ -181,7 +195,7 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             let mut l = listener(fx, v2, &sid, 1.0).await?;
             let before = fx.upstream.inputs().len();
             let listen = Duration::from_millis(2_000 + 1_000 * run);
-            let (_, ms) = speak_and_stop(&mut l, &text, listen).await?;
+            let ms = speak_and_stop(&mut l, &text, listen).await?.ms;
             // Requests the relay started just before the stop reach the upstream.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let chars: usize = fx.upstream.inputs()[before..]
@@ -210,20 +224,24 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     );
     let proxy = fx.slow_link().await?;
     for (v2, runs) in [(false, 1), (true, SLOW_STOP_RUNS)] {
-        let mut stop_ms = vec![];
+        let (mut stop_ms, mut behind_ms) = (vec![], vec![]);
         for run in 0..runs {
             let sid = format!("bench-slow-v{}-{run}", 1 + u8::from(v2));
             let url = format!("ws://{}/v1/sessions/{sid}/ws", proxy.addr());
             let mut l = Listener::connect_at(&url, &sid, 1.0, v2).await?;
             let listen = Duration::from_millis(1_500 + 100 * run as u64);
-            let (_, ms) = speak_and_stop(&mut l, &text_of(200), listen).await?;
-            stop_ms.push(ms);
+            let stopped = speak_and_stop(&mut l, &text_of(200), listen).await?;
+            stop_ms.push(stopped.ms);
+            behind_ms.push(stopped.behind_ms);
             l.client.close().await;
         }
+        let most_behind = behind_ms.iter().copied().fold(0.0, f64::max);
         let (p50, p99) = summary(stop_ms);
         println!(
-            "  protocol v{}: stop to end p50 {p50:6.0} ms   p99 {p99:6.0} ms   ({runs} runs)",
-            1 + u8::from(v2)
+            "  protocol v{}: stop to end p50 {p50:6.0} ms   p99 {p99:6.0} ms   ({runs} runs); \
+             audio on its way at the stop mean {:5.0} ms, most {most_behind:5.0} ms",
+            1 + u8::from(v2),
+            mean(&behind_ms)
         );
     }
 
@@ -232,8 +250,8 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     for v2 in [false, true] {
         let sid = format!("bench-half-v{}", 1 + u8::from(v2));
         let mut l = listener(fx, v2, &sid, 0.5).await?;
-        let (end, _) = speak_and_stop(&mut l, &long, Duration::from_secs(10)).await?;
-        let held = match end {
+        let stopped = speak_and_stop(&mut l, &long, Duration::from_secs(10)).await?;
+        let held = match stopped.end {
             ServerMessage::End {
                 metrics: Some(m), ..
             } => format!("{:.1} s", m.held_back_ms as f64 / 1000.0),
