@@ -17,6 +17,7 @@ pub mod listener;
 pub mod load;
 pub mod patterns;
 pub mod process;
+pub mod profile;
 pub mod reliability;
 pub mod scale;
 pub mod tickets;

@@ -33,6 +33,8 @@ pub struct Relay {
     /// Where its output goes.
     pub log_path: PathBuf,
     port: u16,
+    /// Where `wrangler dev` serves the Worker's inspector (the DevTools protocol).
+    pub inspector_port: u16,
     command: Vec<String>,
     root: PathBuf,
     child: Child,
@@ -60,7 +62,7 @@ impl Relay {
         let log_path = log_dir.join(format!("{name}.log"));
         File::create(&log_path).map_err(|e| e.to_string())?;
 
-        let port = free_port();
+        let (port, inspector_port) = (free_port(), free_port());
         let mut command: Vec<String> = [
             "dev",
             "--local",
@@ -69,7 +71,7 @@ impl Relay {
             "--port",
             &port.to_string(),
             "--inspector-port",
-            &free_port().to_string(),
+            &inspector_port.to_string(),
             "--persist-to",
             &scratch.0.join("state").to_string_lossy(),
             "--env-file",
@@ -85,6 +87,7 @@ impl Relay {
             url: format!("http://127.0.0.1:{port}"),
             log_path,
             port,
+            inspector_port,
             command,
             root: root.to_owned(),
             child,

@@ -12,7 +12,8 @@
 //!
 //! Run only when named, each taking minutes (docs/scaling.md): `scale`, the load ramp (frame
 //! lateness, CPU per second of audio and memory of one workerd for growing numbers of
-//! sessions), and `soak`, workerd's memory over a long run at a fixed number of sessions.
+//! sessions), `soak`, workerd's memory over a long run at a fixed number of sessions, and
+//! `profile`, a CPU profile of workerd under load, summed up by function.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -428,7 +429,8 @@ fn gzipped_len(bytes: &[u8]) -> usize {
 
 const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)
        bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,800 for 60 s each)
-       bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 20 minutes)";
+       bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 30 minutes)
+       bench profile [SESSIONS] [SECONDS]   (where workerd's CPU goes; default 200 sessions, 20 s)";
 
 /// The fixture and relay the load modes run on: the upstream paced like Groq (first byte after
 /// generation, then twice real time) and the relay with production's upstream timeouts, not the
@@ -559,6 +561,57 @@ fn soak(root: &Path, sessions: usize, minutes: usize) -> TestResult {
     Ok(())
 }
 
+/// How long the sessions speak before the profile starts: all connected, messages under way.
+const PROFILE_WARM_S: u64 = 15;
+
+/// Functions listed by the profile, by their own time and by their total.
+const PROFILE_ROWS: usize = 25;
+
+/// The CPU profile (`profile`): `sessions` speaking on one relay as in the ramp; once they are
+/// under way, workerd is profiled for `seconds` through `wrangler dev`'s inspector. Prints the
+/// functions it spent the most time in.
+fn profile(root: &Path, sessions: usize, seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    let step = orpheus_e2e::scale::Step {
+        sessions,
+        duration: Duration::from_secs(PROFILE_WARM_S + seconds + 5),
+        seed: 0x9E0F,
+    };
+    let (figures, profile) = fixture.runtime.block_on(async {
+        let recording = async {
+            tokio::time::sleep(Duration::from_secs(PROFILE_WARM_S)).await;
+            let duration = Duration::from_secs(seconds);
+            orpheus_e2e::profile::record(relay.inspector_port, duration).await
+        };
+        tokio::join!(orpheus_e2e::scale::run_step(&relay, step), recording)
+    });
+    let (figures, profile) = (figures?, profile?);
+    println!(
+        "CPU profile of workerd, {sessions} sessions speaking, {seconds} s ({} samples); over the \
+         whole step {:.1} ms of workerd CPU per second of audio, lateness p99 {:.1} ms",
+        profile.samples, figures.cpu_ms_per_audio_s, figures.late_p99_ms
+    );
+    let lists = [
+        ("by own time", &profile.own),
+        ("by total time (with what they call)", &profile.total),
+    ];
+    for (order, list) in lists {
+        println!("  {order}:\n    own   total  function");
+        for (name, _) in list.iter().take(PROFILE_ROWS) {
+            let (own, total) = profile.shares(name);
+            println!("  {own:5.1}%  {total:5.1}%  {name}");
+        }
+    }
+    Ok(())
+}
+
+/// The `i`th command-line argument as a number, `default` when absent; `None` when it is not one.
+fn number_arg<T: std::str::FromStr>(i: usize, default: T) -> Option<T> {
+    std::env::args()
+        .nth(i)
+        .map_or(Some(default), |s| s.parse().ok())
+}
+
 fn main() {
     let mode = std::env::args().nth(1);
     if mode.as_deref() == Some("serve") {
@@ -588,13 +641,19 @@ fn main() {
         }
         return;
     }
-    if mode.as_deref() == Some("soak") {
-        let number = |i: usize, default: usize| {
-            std::env::args()
-                .nth(i)
-                .map_or(Some(default), |s| s.parse().ok())
+    if mode.as_deref() == Some("profile") {
+        let (Some(sessions), Some(seconds)) = (number_arg(2, 200), number_arg(3, 20)) else {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
         };
-        let (Some(sessions), Some(minutes)) = (number(2, 100), number(3, 20)) else {
+        if let Err(e) = profile(&root, sessions, seconds) {
+            eprintln!("bench failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if mode.as_deref() == Some("soak") {
+        let (Some(sessions), Some(minutes)) = (number_arg(2, 100), number_arg(3, 30)) else {
             eprintln!("{USAGE}");
             std::process::exit(2);
         };
