@@ -605,6 +605,22 @@ fn profile(root: &Path, sessions: usize, seconds: u64) -> TestResult {
     Ok(())
 }
 
+/// Prints how the bench is called and exits 2.
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2)
+}
+
+/// Exits 0 if `result` is fine, else prints its failure and exits 1. (Each mode's fixture and
+/// relays are dropped, and so stopped, before its result comes here.)
+fn finish(result: TestResult) -> ! {
+    if let Err(e) = result {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0)
+}
+
 /// The `i`th command-line argument as a number, `default` when absent; `None` when it is not one.
 fn number_arg<T: std::str::FromStr>(i: usize, default: T) -> Option<T> {
     std::env::args()
@@ -630,42 +646,23 @@ fn main() {
             Some(list) => list.split(',').map(|n| n.parse().ok()).collect(),
             None => Some(vec![50, 100, 200, 400, 800]),
         };
-        let seconds = args.get(1).map_or(Ok(60), |s| s.parse());
-        let (Some(ramp), Ok(seconds)) = (ramp, seconds) else {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
+        let (Some(ramp), Some(seconds)) = (ramp, number_arg(3, 60)) else {
+            usage()
         };
-        if let Err(e) = scale(&root, &ramp, seconds) {
-            eprintln!("bench failed: {e}");
-            std::process::exit(1);
-        }
-        return;
+        finish(scale(&root, &ramp, seconds));
     }
     if mode.as_deref() == Some("profile") {
         let (Some(sessions), Some(seconds)) = (number_arg(2, 200), number_arg(3, 20)) else {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
+            usage()
         };
-        if let Err(e) = profile(&root, sessions, seconds) {
-            eprintln!("bench failed: {e}");
-            std::process::exit(1);
-        }
-        return;
+        finish(profile(&root, sessions, seconds));
     }
     if mode.as_deref() == Some("soak") {
-        let (Some(sessions), Some(minutes)) = (number_arg(2, 100), number_arg(3, 30)) else {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
+        // The soak compares its second half with its first: at least two rounds.
+        let (Some(sessions), Some(minutes @ 2..)) = (number_arg(2, 100), number_arg(3, 30)) else {
+            usage()
         };
-        if minutes < 2 {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-        if let Err(e) = soak(&root, sessions, minutes) {
-            eprintln!("bench failed: {e}");
-            std::process::exit(1);
-        }
-        return;
+        finish(soak(&root, sessions, minutes));
     }
     let (relay, listen, write, player) = match mode.as_deref() {
         None => (true, true, true, true),
@@ -673,10 +670,7 @@ fn main() {
         Some("listener") => (false, true, false, false),
         Some("written") => (false, false, true, false),
         Some("player") => (false, false, false, true),
-        Some(_) => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
+        Some(_) => usage(),
     };
     let upstream = UpstreamConfig {
         ms_per_char: MS_PER_CHAR,
@@ -705,8 +699,5 @@ fn main() {
         Ok::<(), String>(())
     });
     drop(fixture);
-    if let Err(e) = result {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    finish(result);
 }
