@@ -227,7 +227,7 @@ fn glue_import(line: &str) -> Option<&str> {
     let start = line.rfind("__wbg_")? + "__wbg_".len();
     let key = &line[start..line[start..].find(':')? + start];
     let (import, hash) = key.rsplit_once('_')?;
-    (hash.len() == 16 && is_hash(hash)).then_some(import)
+    is_hash(hash).then_some(import)
 }
 
 #[cfg(test)]
