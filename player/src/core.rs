@@ -10,8 +10,9 @@
 //!   the engine drops frames of any stream but the current one;
 //! - a message completes exactly once: when the relay's `end` has arrived and the engine has
 //!   played its last sample (or stopped it, or never began it); a safety time after the audio's
-//!   expected end if the engine never reports; or, with a relay of protocol v1, at once
-//!   (`interrupted`) if the socket is lost before its `end` (v2 parks it: see below). A socket lost *after* the `end` changes nothing: the engine already has
+//!   expected end if the engine never reports (or stops moving its cursor); or, with a relay
+//!   of protocol v1, at once (`interrupted`) if the socket is lost before its `end` (v2 parks
+//!   it: see below). A socket lost *after* the `end` changes nothing: the engine already has
 //!   all the audio, plays it, and the message completes `done`;
 //! - `stop` is authoritative: the relay is told, the engine fades the stream out within 5 ms,
 //!   and nothing of it plays afterwards;
@@ -21,7 +22,8 @@
 //!   relay replaced the socket (4000), refused it (44xx/45xx) or closed it for flooding (1008):
 //!   those are reported as a fatal error and the player stays closed until `connect` again;
 //! - while a message waits for its `end`, the link is watched: after `ping_after` of silence a
-//!   ping goes out, after `dead_after` the socket is given up as dead (a half-open link);
+//!   ping goes out, after `dead_after` the socket is given up as dead (a half-open link); a
+//!   connection attempt not `ready` within `connect_timeout` is given up and tried again;
 //! - underruns are counted by the engine and reported, never hidden.
 //!
 //! With a relay of protocol v2 (`ready` carries `flow`), the player also reports its play
@@ -31,6 +33,10 @@
 //! answers with the rest of the audio (the engine drops what it already has), a new stream that
 //! restarts at a segment boundary, or the message's `end`; without an answer within the grace
 //! period plus [`Config::resume_slack`], it ends `interrupted`.
+//!
+//! A `speak` still waiting to be sent when a connection attempt fails (of either protocol: the
+//! relay never had it) waits for the next, up to [`Config::send_patience`] from the first
+//! failure; then it ends `interrupted`.
 
 use orpheus_protocol::PING_FRAME;
 use orpheus_protocol::{is_refusal, EndReason, Limits, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED};
@@ -145,8 +151,15 @@ pub struct Config {
     pub ping_after: Seconds,
     /// Silence, while a message waits for its end, after which the socket is given up.
     pub dead_after: Seconds,
+    /// How long a connection attempt may take to reach `ready` before it is given up and
+    /// tried again: a handshake lost on a half-open link would otherwise hang until the
+    /// browser's own timeout (240 s in Chromium, 20 s in Firefox).
+    pub connect_timeout: Seconds,
     /// Protocol v2: how long past the relay's grace period a message waits for a resume.
     pub resume_slack: Seconds,
+    /// How long a `speak` not sent yet waits for a socket once a connection attempt failed
+    /// (the relay never had it: it can wait for any protocol, and goes out on the next).
+    pub send_patience: Seconds,
     /// Protocol v2: text written in quick succession goes out in one `append` at most this
     /// often, so a model's token stream stays well within the relay's frame rate.
     pub append_interval: Seconds,
@@ -160,7 +173,9 @@ impl Default for Config {
             reconnect_max_ms: 8_000,
             ping_after: 3.0,
             dead_after: 9.0,
+            connect_timeout: 10.0,
             resume_slack: 5.0,
+            send_patience: 25.0,
             append_interval: 0.1,
         }
     }
@@ -325,10 +340,10 @@ enum Link {
     Idle,
     /// Waiting out a reconnect delay.
     Backoff,
-    /// A socket is opening.
-    Connecting,
-    /// Open, waiting for `ready`.
-    Open,
+    /// A socket is opening (a ticket is fetched, then the handshake), since `since`.
+    Connecting { since: Seconds },
+    /// Open, waiting for `ready`; the attempt began at `since`.
+    Open { since: Seconds },
     /// `ready` received: frames may be sent.
     Ready,
     /// Closed for good, until `connect` again.
@@ -414,11 +429,12 @@ struct Message {
     first_audio_at: Option<Seconds>,
     samples: u64,
     played: u64,
-    /// When the engine last reported `played`.
+    /// When the engine last reported the play cursor moving on.
     played_at: Seconds,
     buffered: u64,
     underruns: u32,
-    /// Protocol v2: when its socket was lost; it waits to resume on the next.
+    /// Protocol v2: when its socket was lost (or the attempt that was to carry it failed);
+    /// it waits to resume (or to be sent) on the next.
     parked_at: Option<Seconds>,
     heard_chars: Option<u64>,
     metrics: Option<Metrics>,
@@ -457,8 +473,12 @@ impl Message {
 
     /// Takes in what the engine reported about the message's stream.
     fn apply(&mut self, report: &Report, now: Seconds) {
+        // A starved stream is still reported, its cursor standing: that is no progress, and
+        // must not hold off the safety timer (audio lost for good would hang the message).
+        if report.played != self.played {
+            self.played_at = now;
+        }
         self.played = report.played;
-        self.played_at = now;
         self.buffered = report.buffered;
         self.underruns = report.underruns;
         self.playback = match (report.kind, self.playback) {
@@ -575,13 +595,30 @@ impl PlayerCore {
             };
             self.last_heard + after
         });
-        safety.chain(watch).reduce(f64::min)
+        safety
+            .chain(watch)
+            .chain(self.connect_deadline())
+            .reduce(f64::min)
     }
 
-    /// When a parked message stops waiting for a resume.
+    /// When the connection attempt under way is given up, if one is.
+    fn connect_deadline(&self) -> Option<Seconds> {
+        match self.link {
+            Link::Connecting { since } | Link::Open { since } => {
+                Some(since + self.config.connect_timeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// When a parked message stops waiting for a resume (or, not sent yet, for a socket).
     fn resume_deadline(&self) -> Option<Seconds> {
-        let parked_at = self.current.as_ref()?.parked_at?;
-        Some(parked_at + self.resume_grace? + self.config.resume_slack)
+        let m = self.current.as_ref()?;
+        let patience = match m.phase {
+            Phase::Unsent { .. } => self.config.send_patience,
+            _ => self.resume_grace? + self.config.resume_slack,
+        };
+        Some(m.parked_at? + patience)
     }
 
     /// When written text that the relay was not sent yet goes out.
@@ -694,8 +731,8 @@ impl PlayerCore {
                 }
             }
             Input::Opened => {
-                if self.link == Link::Connecting {
-                    self.link = Link::Open;
+                if let Link::Connecting { since } = self.link {
+                    self.link = Link::Open { since };
                     self.heard();
                 }
             }
@@ -758,12 +795,12 @@ impl PlayerCore {
             }
             // A pending reconnect happens now instead.
             Link::Backoff => self.open(),
-            Link::Connecting | Link::Open | Link::Ready => {}
+            Link::Connecting { .. } | Link::Open { .. } | Link::Ready => {}
         }
     }
 
     fn open(&mut self) {
-        self.link = Link::Connecting;
+        self.link = Link::Connecting { since: self.now };
         self.effects.push(Effect::Open);
     }
 
@@ -773,8 +810,14 @@ impl PlayerCore {
         self.pinged = false;
     }
 
-    /// Pings a quiet link, and gives up one that stayed silent too long.
+    /// Pings a quiet link, and gives up one that stayed silent too long, or that did not
+    /// become ready in time.
     fn watch_link(&mut self) {
+        if self.connect_deadline().is_some_and(|at| self.now >= at) {
+            self.effects.push(Effect::Disconnect);
+            self.on_closed(1006, "the relay did not answer the connection");
+            return;
+        }
         if !self.watching() {
             return;
         }
@@ -855,6 +898,8 @@ impl PlayerCore {
         if !matches!(m.phase, Phase::Unsent { .. }) {
             return;
         }
+        // It may have waited for a socket, but the relay never had it: nothing to resume.
+        m.parked_at = None;
         // A relay of protocol v1 cannot take text in appends: it gets the whole text in one
         // `speak`, once the app has finished writing it.
         if let Some(w) = m.written.take_if(|_| self.resume_grace.is_none()) {
@@ -1136,9 +1181,12 @@ impl PlayerCore {
         } else {
             EndReason::Interrupted
         };
-        // Protocol v2: the current message waits for the next socket, playing on meanwhile.
+        // The current message waits for the next socket: with protocol v2, playing on
+        // meanwhile; not sent yet, with either.
         let v2 = self.resume_grace.is_some();
-        let parked = self.current.take_if(|m| v2 && !fatal && m.awaits_end());
+        let parked = self.current.take_if(|m| {
+            !fatal && (v2 && m.awaits_end() || matches!(m.phase, Phase::Unsent { .. }))
+        });
         self.lose_messages(lost, true);
         if let Some(mut m) = parked {
             m.parked_at.get_or_insert(self.now);
@@ -1239,7 +1287,7 @@ impl PlayerCore {
     fn update_state(&mut self) {
         let state = match self.link {
             Link::Closed => PlayerState::Closed,
-            Link::Idle | Link::Backoff | Link::Connecting | Link::Open => {
+            Link::Idle | Link::Backoff | Link::Connecting { .. } | Link::Open { .. } => {
                 if self.reconnect_attempts > 1 {
                     PlayerState::Error
                 } else {

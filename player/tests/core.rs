@@ -497,6 +497,15 @@ fn what_the_relay_would_refuse_ends_at_once_unsent() {
     assert!(p.sent.is_empty());
     p.speak("c", &"q".repeat(10));
     assert_eq!(p.sent.len(), 1, "a frame within both limits goes out");
+    // Protocol v2: one that waited across a failed attempt ends the same way, not resumed.
+    let mut p = Page::v2();
+    p.drop_link();
+    p.speak("long", &"x".repeat(4001));
+    p.feed(Input::Retry);
+    p.drop_link();
+    p.reconnect_v2();
+    assert_eq!(p.reason("long"), Some(EndReason::Error));
+    assert!(sent_of(&p, "speak").is_empty() && sent_of(&p, "resume").is_empty());
 }
 
 #[test]
@@ -531,6 +540,102 @@ fn a_silent_link_is_pinged_then_given_up() {
     assert_eq!(p.disconnects, 1);
     assert_eq!(p.reason("a"), Some(EndReason::Interrupted));
     assert_eq!(p.reconnects.len(), 1);
+}
+
+#[test]
+fn a_connection_that_never_becomes_ready_is_given_up_and_tried_again() {
+    // The handshake hangs (a half-open link): a speak made meanwhile must not wait for the
+    // browser's own timeout. (With a relay of protocol v2, it waits for the next attempt.)
+    let mut p = Page::v2();
+    p.drop_link();
+    p.feed(Input::Retry);
+    p.speak("a", "Hi.");
+    let (downs, reconnects) = (p.downs.clone(), p.reconnects.len());
+    assert_eq!(p.core.next_deadline(), Some(p.now + 10.0));
+    p.tick_by(9.9);
+    assert_eq!((p.disconnects, p.reconnects.len()), (0, reconnects));
+    p.tick_by(0.2);
+    assert_eq!((p.disconnects, p.reconnects.len()), (1, reconnects + 1));
+    assert_eq!(p.downs[downs.len()..], [(1006, false)]);
+    // Opened, but `ready` never comes: the same patience, counted from the attempt.
+    p.feed(Input::Retry);
+    p.now += 4.0;
+    p.feed(Input::Opened);
+    p.tick_by(5.9);
+    assert_eq!(p.disconnects, 1);
+    p.tick_by(0.2);
+    assert_eq!((p.disconnects, p.reconnects.len()), (2, reconnects + 2));
+    // The next attempt gets through, and the speak that waited goes out, once, not resumed.
+    p.reconnect_v2();
+    assert_eq!(sent_of(&p, "speak").len(), 1);
+    assert!(sent_of(&p, "resume").is_empty());
+    assert_eq!(
+        p.core.next_deadline(),
+        Some(p.now + 3.0),
+        "now the link watch"
+    );
+    assert!(p.completions.is_empty());
+    // With no attempt getting through, it ends `interrupted` after the resume patience.
+    p.drop_link();
+    p.speak("b", "Hello.");
+    for _ in 0..34 {
+        p.tick_by(1.0);
+        p.feed(Input::Retry);
+    }
+    assert!(
+        p.reason("b").is_none(),
+        "an attempt's 10 s, then 25 s of patience"
+    );
+    assert!(
+        sent_of(&p, "resume").is_empty(),
+        "what the relay never had is not resumed"
+    );
+    for _ in 0..6 {
+        p.tick_by(1.0);
+        p.feed(Input::Retry);
+    }
+    assert_eq!(p.reason("b"), Some(EndReason::Interrupted));
+    // The very first attempt hangs, before the player knows the relay's protocol: the speak
+    // waits for the next all the same.
+    let mut p = Page::unconnected();
+    p.feed(Input::Context(ContextState::Running));
+    p.feed(Input::Connect);
+    p.speak("c", "Hi.");
+    p.tick_by(10.0);
+    assert_eq!((p.disconnects, p.reconnects.len()), (1, 1));
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.server(ServerMessage::ready(
+        "s",
+        orpheus_protocol::Limits::default(),
+        None,
+    ));
+    assert_eq!(sent_of(&p, "speak").len(), 1);
+    assert!(p.completions.is_empty());
+}
+
+#[test]
+fn a_starved_stream_after_its_end_completes_by_the_safety_timer() {
+    // The end came but part of the audio never will: the engine reports the stream starved,
+    // its cursor standing, every 250 ms; that must not hold the message open.
+    let mut p = Page::new();
+    p.speak("a", "Hi.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.now += 0.5;
+    p.report(ReportKind::Progress, 1, 12_000);
+    p.end("a", Some(1), EndReason::Done, 48_000);
+    for _ in 0..40 {
+        p.now += 0.25;
+        p.report(ReportKind::Underrun, 1, 12_000);
+    }
+    let c = p
+        .completion("a")
+        .expect("completed within audio left plus safety");
+    assert_eq!(
+        (c.reason, c.played, c.samples),
+        (EndReason::Done, 12_000, 48_000)
+    );
 }
 
 #[test]
@@ -651,6 +756,65 @@ fn randomized_sequences_complete_every_message_exactly_once() {
         let mut unique = begins.clone();
         unique.dedup();
         assert_eq!(unique, begins, "a stream is begun once");
+    }
+}
+
+/// Random sequences of protocol v2 (drops mid-message, resumes, starved streams, attempts
+/// that open and never become ready), then a world that never answers again (no socket
+/// opens, no `end` comes, the engine reports its streams starved): every speak still
+/// settles, exactly once, within the patience the player documents, without a shutdown.
+#[test]
+fn randomized_v2_sequences_settle_every_message_even_when_nothing_answers() {
+    let mut rng = orpheus_test_support::rng(0x5EED_0011);
+    for _ in 0..1000 {
+        let mut p = Page::v2();
+        let mut spoken = 0u32;
+        let mut stream = 0u32;
+        for _ in 0..rng.usize(5..60) {
+            p.now += rng.f64() * 0.5;
+            let id = format!("m{spoken}");
+            match rng.u32(..12) {
+                0 | 1 => {
+                    spoken += 1;
+                    p.speak(&format!("m{spoken}"), "Some text.");
+                }
+                2 => {
+                    stream += 1;
+                    p.start(&id, stream);
+                }
+                3 => p.end(&id, Some(stream), EndReason::Done, 48_000),
+                4 => p.feed(Input::Stop),
+                5 => p.report(ReportKind::Started, stream, 0),
+                6 => p.report(ReportKind::Progress, stream, rng.u64(..24_000)),
+                7 => p.report(ReportKind::Underrun, stream, 24_000),
+                8 => p.drop_link(),
+                9 => {
+                    p.feed(Input::Retry);
+                    p.feed(Input::Opened);
+                }
+                10 => p.reconnect_v2(),
+                _ => p.tick_by(rng.f64() * 12.0),
+            }
+        }
+        // Nothing answers from here on; reconnect timers fire, and a live stream is reported
+        // starved, as the engine does.
+        let mut waited = 0.0;
+        while p.completions.len() < spoken as usize && waited < 60.0 {
+            p.tick_by(0.25);
+            waited += 0.25;
+            p.feed(Input::Retry);
+            p.report(ReportKind::Underrun, stream, 24_000);
+        }
+        assert_eq!(
+            p.completions.len(),
+            spoken as usize,
+            "every speak settles with nothing answering: {:?}",
+            p.core
+        );
+        assert!(
+            waited <= 10.0 + 20.0 + 5.0 + 0.5,
+            "within a connect attempt plus the resume patience: {waited} s"
+        );
     }
 }
 
