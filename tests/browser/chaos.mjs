@@ -37,14 +37,16 @@ const report = await page.evaluate(async ([wsBase, texts, seed]) => {
       await sleep(seed % 1500);
       p.stop();
     }
-    const never = sleep(90000).then(() => ({ reason: "never settled" }));
+    // (Where the player was, if it hangs: the states it went through for this message.)
+    const from = states.length;
+    const never = sleep(90000).then(() => ({ reason: "never settled", states: states.slice(from) }));
     const result = await Promise.race([settled, never]);
     // Nothing of a settled message may play after it settled (stale audio after a reconnect).
     const settledAt = p.context.currentTime;
     await sleep(400);
     quiet.push([settledAt + 0.05, p.context.currentTime]);
     results.push({ id: result.id, reason: result.reason, samples: result.samples,
-      played: result.played, stopped });
+      played: result.played, stopped, states: result.states });
   }
   // Idle once every message settled; a cut in the last moments may still be reconnecting,
   // which takes well under the bound.

@@ -34,6 +34,8 @@ pub struct ChaosStats {
     pub slow_closes: u64,
     /// Connections cut by [`Proxy::cut_all`].
     pub cuts: u64,
+    /// Connections swallowed whole by [`Proxy::swallow`].
+    pub swallowed: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +48,7 @@ struct Counters {
     sliced: AtomicU64,
     slow_closes: AtomicU64,
     cuts: AtomicU64,
+    swallowed: AtomicU64,
 }
 
 struct Shared {
@@ -56,6 +59,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Bumped to cut every open connection at once.
     cut: watch::Sender<u64>,
+    /// How many of the next connections to swallow.
+    to_swallow: AtomicU64,
 }
 
 /// A running chaos proxy. Dropping it closes every connection it holds.
@@ -96,6 +101,7 @@ impl Proxy {
             counters: Counters::default(),
             shutdown: shutdown_rx,
             cut: watch::channel(0).0,
+            to_swallow: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Self {
@@ -127,6 +133,13 @@ impl Proxy {
         self.shared.cut.send_modify(|n| *n += 1);
     }
 
+    /// Swallows the next `n` connections: they are accepted, but what comes in goes nowhere,
+    /// nothing comes back and nothing closes, as when a handshake is lost on a half-open link.
+    /// Each is let go when its initiator gives up.
+    pub fn swallow(&self, n: u64) {
+        self.shared.to_swallow.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> ChaosStats {
         let c = &self.shared.counters;
@@ -140,6 +153,7 @@ impl Proxy {
             sliced: get(&c.sliced),
             slow_closes: get(&c.slow_closes),
             cuts: get(&c.cuts),
+            swallowed: get(&c.swallowed),
         }
     }
 }
@@ -157,10 +171,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        let swallow = shared
+            .to_swallow
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if swallow.is_ok() {
+            shared.counters.swallowed.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(swallowed(client, shared.shutdown.clone()));
+            continue;
+        }
         let mut rng = connection_rng(shared.seed, index);
         index += 1;
         let plan = shared.faults.lock().expect("faults").plan(&mut rng);
         tokio::spawn(connection(shared.clone(), client, plan, rng));
+    }
+}
+
+/// Holds a swallowed connection, reading and dropping what comes in, until its initiator
+/// closes it or the proxy shuts down.
+async fn swallowed(mut client: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let mut buf = [0u8; 4096];
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        _ = async { while client.read(&mut buf).await.is_ok_and(|n| n > 0) {} } => {}
     }
 }
 

@@ -107,6 +107,7 @@ fn delta(after: ChaosStats, before: ChaosStats) -> ChaosStats {
         sliced: after.sliced - before.sliced,
         slow_closes: after.slow_closes - before.slow_closes,
         cuts: after.cuts - before.cuts,
+        swallowed: after.swallowed - before.swallowed,
     }
 }
 
@@ -469,6 +470,57 @@ pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
         ..Faults::none()
     };
     let proxy = proxy_to(&rig.relay_url, rig.seed ^ 0xB0, faults).await?;
+    let (settled, stats) = browser_through(rig, &proxy, messages, Some(CUT_EVERY)).await?;
+    let summary = format!(
+        "browser: messages={messages} settled={settled:?} stale_audio=0 \
+         conns={} cuts={} resets={} half_open={} sliced={} slow_close={}",
+        stats.accepted, stats.cuts, stats.resets, stats.half_opens, stats.sliced, stats.slow_closes
+    );
+    println!("{summary}");
+    ensure!(
+        stats.cuts + stats.resets + stats.half_opens > 0,
+        "the chaos never cut the player's link: {summary}"
+    );
+    Ok(summary)
+}
+
+/// The player in headless Chromium whose first connection's handshake is lost (the proxy
+/// swallows it: nothing answers, nothing closes, as on a half-open link) while its first
+/// message waits: the player gives the attempt up, connects again, and the message plays
+/// whole, `done`, in well under the browser's own handshake timeout (240 s in Chromium).
+pub async fn browser_lost_handshake(rig: &Rig) -> TestResult<String> {
+    let proxy = proxy_to(&rig.relay_url, rig.seed ^ 0xB1, Faults::none()).await?;
+    proxy.swallow(1);
+    let started = Instant::now();
+    let (settled, stats) = browser_through(rig, &proxy, 2, None).await?;
+    let took = started.elapsed();
+    let summary = format!(
+        "lost handshake: messages=2 settled={settled:?} conns={} swallowed={} in {:.1} s",
+        stats.accepted,
+        stats.swallowed,
+        took.as_secs_f64()
+    );
+    println!("{summary}");
+    ensure!(stats.swallowed == 1, "no handshake was lost: {summary}");
+    ensure!(took < Duration::from_secs(60), "too slow: {summary}");
+    Ok(summary)
+}
+
+/// Every connection through the browser's proxy is cut this often, whatever its draw (a
+/// network change).
+const CUT_EVERY: Duration = Duration::from_secs(7);
+
+/// Runs `messages` messages of the player in headless Chromium with its socket through
+/// `proxy` (every connection cut every `cut_every`, if given) and checks every message
+/// settled `done` with all its samples played (or `stopped` when the page stopped it), that
+/// nothing played after a message settled, and that the player was idle at the end. Returns
+/// how the messages settled and the proxy's counters.
+async fn browser_through(
+    rig: &Rig,
+    proxy: &Proxy,
+    messages: usize,
+    cut_every: Option<Duration>,
+) -> TestResult<(std::collections::BTreeMap<String, u32>, ChaosStats)> {
     let texts: Vec<String> = (0..messages)
         .map(|i| load::message_text(&format!("B{i:03}x00000"), None, 40 + i * 37 % 60))
         .collect();
@@ -482,18 +534,23 @@ pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
     let browser = crate::run_browser_script("chaos.mjs", &args);
     tokio::pin!(browser);
     let report = loop {
+        let cut = async {
+            match cut_every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             report = &mut browser => break report?,
-            _ = tokio::time::sleep(Duration::from_secs(7)) => proxy.cut_all(),
+            _ = cut => proxy.cut_all(),
         }
     };
-    let stats = proxy.stats();
     let results = report["results"].as_array().ok_or("no results")?;
     ensure!(results.len() == messages, "{} results", results.len());
-    let mut reasons = std::collections::BTreeMap::<String, u32>::new();
+    let mut settled = std::collections::BTreeMap::<String, u32>::new();
     for (i, (r, text)) in results.iter().zip(&texts).enumerate() {
         let reason = r["reason"].as_str().unwrap_or("?");
-        *reasons.entry(reason.to_owned()).or_default() += 1;
+        *settled.entry(reason.to_owned()).or_default() += 1;
         let allowed = match r["stopped"].as_bool() {
             Some(true) => ["done", "stopped"].contains(&reason),
             _ => reason == "done",
@@ -523,15 +580,5 @@ pub async fn browser_chaos(rig: &Rig, messages: usize) -> TestResult<String> {
         "after the run: {}",
         report["idle"]
     );
-    let summary = format!(
-        "browser: messages={messages} settled={reasons:?} stale_audio=0 \
-         conns={} cuts={} resets={} half_open={} sliced={} slow_close={}",
-        stats.accepted, stats.cuts, stats.resets, stats.half_opens, stats.sliced, stats.slow_closes
-    );
-    println!("{summary}");
-    ensure!(
-        stats.cuts + stats.resets + stats.half_opens > 0,
-        "the chaos never cut the player's link: {summary}"
-    );
-    Ok(summary)
+    Ok((settled, proxy.stats()))
 }

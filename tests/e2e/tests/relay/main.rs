@@ -96,6 +96,7 @@ fn main() {
         scale_short,
         browser_player,
         browser_through_chaos,
+        browser_lost_handshake,
         nothing_leaks,
     ];
     if args.list {

@@ -39,3 +39,8 @@ pub async fn browser_through_chaos(fx: &Fixture) -> TestResult {
     reliability::browser_chaos(fx.rig().await?, 8).await?;
     Ok(())
 }
+
+pub async fn browser_lost_handshake(fx: &Fixture) -> TestResult {
+    reliability::browser_lost_handshake(fx.rig().await?).await?;
+    Ok(())
+}
