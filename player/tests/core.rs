@@ -695,6 +695,35 @@ fn shutdown_interrupts_everything_once() {
     assert_eq!(p.core.state(), PlayerState::Closed);
 }
 
+/// A random walk of 5 to 60 steps, time moving on by up to 0.5 s before each: a new speak
+/// (draws 0 and 1), a `start` of the latest message in a new stream (2), a tick of up to 12 s
+/// (11), or, for draws 3 to 10, what `step` does with the latest message's id and stream.
+/// Returns how many speaks it made and the last stream.
+fn random_walk(
+    p: &mut Page,
+    rng: &mut orpheus_test_support::Rng,
+    mut step: impl FnMut(&mut Page, &mut orpheus_test_support::Rng, u32, &str, u32),
+) -> (u32, u32) {
+    let (mut spoken, mut stream) = (0u32, 0u32);
+    for _ in 0..rng.usize(5..60) {
+        p.now += rng.f64() * 0.5;
+        let id = format!("m{spoken}");
+        match rng.u32(..12) {
+            0 | 1 => {
+                spoken += 1;
+                p.speak(&format!("m{spoken}"), "Some text.");
+            }
+            2 => {
+                stream += 1;
+                p.start(&id, stream);
+            }
+            11 => p.tick_by(rng.f64() * 12.0),
+            draw => step(p, rng, draw, &id, stream),
+        }
+    }
+    (spoken, stream)
+}
+
 /// Random sequences of everything a page and a relay can do: every speak completes exactly
 /// once by the end, and no stream is begun twice.
 #[test]
@@ -702,43 +731,28 @@ fn randomized_sequences_complete_every_message_exactly_once() {
     let mut rng = orpheus_test_support::rng(0x5EED_0010);
     for _ in 0..2000 {
         let mut p = Page::new();
-        let mut spoken = 0u32;
-        let mut stream = 0u32;
-        for _ in 0..rng.usize(5..60) {
-            p.now += rng.f64() * 0.5;
-            let id = format!("m{spoken}");
-            match rng.u32(..12) {
-                0 | 1 => {
-                    spoken += 1;
-                    p.speak(&format!("m{spoken}"), "Some text.");
-                }
-                2 => {
-                    stream += 1;
-                    p.start(&id, stream);
-                }
-                3 => p.end(&id, Some(stream), EndReason::Done, 1000),
-                4 => p.end(&id, None, EndReason::Error, 0),
-                5 => p.feed(Input::Stop),
-                6 => p.report(ReportKind::Started, stream, 0),
-                7 => p.report(ReportKind::Drained, stream, 1000),
-                8 => p.report(ReportKind::Stopped, stream, 10),
-                9 => p.feed(Input::Closed {
-                    code: [1006, 1000, 4000][rng.usize(..3)],
-                    reason: "",
-                }),
-                10 => {
-                    p.feed(Input::Connect);
-                    p.feed(Input::Retry);
-                    p.feed(Input::Opened);
-                    p.server(ServerMessage::ready(
-                        "s",
-                        orpheus_protocol::Limits::default(),
-                        None,
-                    ));
-                }
-                _ => p.tick_by(rng.f64() * 12.0),
+        let (spoken, _) = random_walk(&mut p, &mut rng, |p, rng, draw, id, stream| match draw {
+            3 => p.end(id, Some(stream), EndReason::Done, 1000),
+            4 => p.end(id, None, EndReason::Error, 0),
+            5 => p.feed(Input::Stop),
+            6 => p.report(ReportKind::Started, stream, 0),
+            7 => p.report(ReportKind::Drained, stream, 1000),
+            8 => p.report(ReportKind::Stopped, stream, 10),
+            9 => p.feed(Input::Closed {
+                code: [1006, 1000, 4000][rng.usize(..3)],
+                reason: "",
+            }),
+            _ => {
+                p.feed(Input::Connect);
+                p.feed(Input::Retry);
+                p.feed(Input::Opened);
+                p.server(ServerMessage::ready(
+                    "s",
+                    orpheus_protocol::Limits::default(),
+                    None,
+                ));
             }
-        }
+        });
         p.feed(Input::Shutdown);
         assert_eq!(
             p.completions.len(),
@@ -768,21 +782,9 @@ fn randomized_v2_sequences_settle_every_message_even_when_nothing_answers() {
     let mut rng = orpheus_test_support::rng(0x5EED_0011);
     for _ in 0..1000 {
         let mut p = Page::v2();
-        let mut spoken = 0u32;
-        let mut stream = 0u32;
-        for _ in 0..rng.usize(5..60) {
-            p.now += rng.f64() * 0.5;
-            let id = format!("m{spoken}");
-            match rng.u32(..12) {
-                0 | 1 => {
-                    spoken += 1;
-                    p.speak(&format!("m{spoken}"), "Some text.");
-                }
-                2 => {
-                    stream += 1;
-                    p.start(&id, stream);
-                }
-                3 => p.end(&id, Some(stream), EndReason::Done, 48_000),
+        let (spoken, stream) =
+            random_walk(&mut p, &mut rng, |p, rng, draw, id, stream| match draw {
+                3 => p.end(id, Some(stream), EndReason::Done, 48_000),
                 4 => p.feed(Input::Stop),
                 5 => p.report(ReportKind::Started, stream, 0),
                 6 => p.report(ReportKind::Progress, stream, rng.u64(..24_000)),
@@ -792,10 +794,8 @@ fn randomized_v2_sequences_settle_every_message_even_when_nothing_answers() {
                     p.feed(Input::Retry);
                     p.feed(Input::Opened);
                 }
-                10 => p.reconnect_v2(),
-                _ => p.tick_by(rng.f64() * 12.0),
-            }
-        }
+                _ => p.reconnect_v2(),
+            });
         // Nothing answers from here on; reconnect timers fire, and a live stream is reported
         // starved, as the engine does.
         let mut waited = 0.0;
