@@ -814,8 +814,7 @@ impl PlayerCore {
     /// become ready in time.
     fn watch_link(&mut self) {
         if self.connect_deadline().is_some_and(|at| self.now >= at) {
-            self.effects.push(Effect::Disconnect);
-            self.on_closed(1006, "the relay did not answer the connection");
+            self.give_up("the relay did not answer the connection");
             return;
         }
         if !self.watching() {
@@ -823,12 +822,18 @@ impl PlayerCore {
         }
         let silence = self.now - self.last_heard;
         if silence >= self.config.dead_after {
-            self.effects.push(Effect::Disconnect);
-            self.on_closed(1006, "no answer from the relay");
+            self.give_up("no answer from the relay");
         } else if silence >= self.config.ping_after && !self.pinged {
             self.pinged = true;
             self.effects.push(Effect::Send(PING_FRAME.to_owned()));
         }
+    }
+
+    /// Gives the socket up as dead (`reason`): it is closed at once, and the link goes down as
+    /// if it had closed without a code.
+    fn give_up(&mut self, reason: &str) {
+        self.effects.push(Effect::Disconnect);
+        self.on_closed(1006, reason);
     }
 
     fn on_speak(&mut self, id: String, text: &str, options: SpeakOptions) {
