@@ -162,6 +162,26 @@ impl Relay {
             .max()
     }
 
+    /// The URL of the workerd that runs the Worker itself, without wrangler's local proxy in
+    /// front (a development-only hop that relays every frame, which a deployed Worker does
+    /// not have): a port on which a workerd of this relay other than the proxy (the one on
+    /// wrangler's port) answers `/healthz`.
+    pub fn worker_url(&self) -> TestResult<String> {
+        let ports: Vec<Vec<u16>> = self
+            .workerd_pids()
+            .iter()
+            .map(|pid| listening_ports(pid))
+            .collect();
+        ports
+            .iter()
+            .filter(|ports| !ports.contains(&self.port))
+            .flatten()
+            .copied()
+            .find(|&port| healthy(port))
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .ok_or_else(|| format!("no workerd serves the Worker directly (ports {ports:?})"))
+    }
+
     /// The CPU time (user and system) this relay's workerd processes have used so far.
     pub fn workerd_cpu(&self) -> TestResult<Duration> {
         // Linux reports it in clock ticks of 1/100 s (USER_HZ).
@@ -237,6 +257,38 @@ impl Drop for Relay {
         self.kill_group("-KILL");
         let _ = self.child.wait();
     }
+}
+
+/// The TCP ports process `pid` listens on, read from `/proc` (its socket inodes against the
+/// kernel's table of listening sockets).
+fn listening_ports(pid: &str) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // sl, local address (hex ip:port), remote address, state (0A: listening), ...,
+            // inode tenth.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let port = u16::from_str_radix(local.split_once(':')?.1, 16).ok()?;
+            (*state == "0A" && inodes.iter().any(|i| i == inode)).then_some(port)
+        })
+        .collect()
 }
 
 fn healthy(port: u16) -> bool {

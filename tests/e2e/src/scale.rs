@@ -89,7 +89,7 @@ struct Tally {
 /// `step.duration`, waits for their last messages, and measures workerd over the speaking time.
 pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
     let endpoint = Endpoint {
-        base: relay.url.replace("http://", "ws://"),
+        base: relay.worker_url()?.replace("http://", "ws://"),
         secret: TEST_SECRET.to_owned(),
         origin: TEST_ORIGIN.to_owned(),
     };
