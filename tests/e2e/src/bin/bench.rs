@@ -428,7 +428,7 @@ fn gzipped_len(bytes: &[u8]) -> usize {
 }
 
 const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)
-       bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,800 for 60 s each)
+       bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,500,800 for 60 s each)
        bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 30 minutes)
        bench profile [SESSIONS] [SECONDS]   (where workerd's CPU goes; default 200 sessions, 20 s)";
 
@@ -644,7 +644,7 @@ fn main() {
         let args: Vec<String> = std::env::args().skip(2).collect();
         let ramp: Option<Vec<usize>> = match args.first() {
             Some(list) => list.split(',').map(|n| n.parse().ok()).collect(),
-            None => Some(vec![50, 100, 200, 400, 800]),
+            None => Some(vec![50, 100, 200, 400, 500, 800]),
         };
         let (Some(ramp), Some(seconds)) = (ramp, number_arg(3, 60)) else {
             usage()
