@@ -259,8 +259,8 @@ impl Drop for Relay {
     }
 }
 
-/// The TCP ports process `pid` listens on, read from `/proc` (its socket inodes against the
-/// kernel's table of listening sockets).
+/// The IPv4 TCP ports process `pid` listens on (wrangler binds 127.0.0.1), read from `/proc`:
+/// its socket inodes against the kernel's table of listening sockets.
 fn listening_ports(pid: &str) -> Vec<u16> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .into_iter()

@@ -85,8 +85,9 @@ struct Tally {
     lateness_ms: Vec<f64>,
 }
 
-/// Runs one step against `relay`: connects `step.sessions` listeners, lets them speak for
-/// `step.duration`, waits for their last messages, and measures workerd over the speaking time.
+/// Runs one step against `relay`: connects `step.sessions` listeners straight to the workerd
+/// that runs the Worker ([`Relay::worker_url`]), lets them speak for `step.duration`, waits for
+/// their last messages, and measures workerd over the speaking time.
 pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
     let endpoint = Endpoint {
         base: relay.worker_url()?.replace("http://", "ws://"),
