@@ -122,7 +122,7 @@ pub struct FlowControl {
 pub enum Pace {
     /// By the round trip and the ack interval ([`FlowControl::in_flight_ms`]): a client that
     /// reports periodically (or has 500 ms or more ahead), or a link at least as fast as real
-    /// time.
+    /// time (one that was paced: [`UNPACE_ABOVE_EIGHTHS`] of it).
     Unpaced,
     /// [`MEASURING_MS`] in frames of a quarter of that, until two packet trains have timed the
     /// link: a client that reports on receipt is not sent more before its link is known.
