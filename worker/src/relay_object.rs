@@ -16,7 +16,6 @@ use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::*;
-use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::DurableObjectStorage;
 use worker::{

@@ -212,7 +212,7 @@ pub struct Stored {
 
 impl Stored {
     /// Whether `other` differs from it at most in the active message's record.
-    fn same_but_message(&self, other: &Stored) -> bool {
+    pub fn same_but_message(&self, other: &Stored) -> bool {
         self.budget == other.budget
             && self.next_stream == other.next_stream
             && self.ended == other.ended

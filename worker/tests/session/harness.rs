@@ -285,9 +285,7 @@ impl Harness {
                     if durability == Durability::Unconfirmed {
                         let before = self.stored.as_ref().expect("a confirmed write first");
                         assert!(
-                            before.budget == stored.budget
-                                && before.next_stream == stored.next_stream
-                                && before.ended == stored.ended,
+                            before.same_but_message(&stored),
                             "only a message record's refresh goes unconfirmed"
                         );
                     }
