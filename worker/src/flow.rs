@@ -20,7 +20,8 @@
 //!   delivers in a round trip plus [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end`
 //!   answering a stop waits behind a few tens of milliseconds of audio, not seconds. A link whose
 //!   jitter bunches its arrivals looks fast and keeps the window: pacing does not starve a
-//!   listener. See [`Pace`].
+//!   listener. A paced link must measure a good eighth faster than real time to be unpaced.
+//!   See [`Pace`].
 //! - **Lead.** A later segment is requested only when the audio the relay has beyond the play
 //!   cursor falls below what the upstream needs to produce it ([`lead_needed_ms`]): a stop then
 //!   wastes at most the segment in progress.
@@ -68,6 +69,9 @@ const MIN_PACED_FRAME_MS: u64 = 10;
 /// The shortest packet train that times the link: the clock counts whole milliseconds, and a
 /// link that delivers in bursts (a token bucket, a radio) would look faster over less.
 const MIN_TRAIN_MS: u64 = 100;
+
+/// How much faster than real time a paced link must measure to be unpaced, in eighths.
+const UNPACE_ABOVE_EIGHTHS: u64 = 9;
 
 /// Sends remembered for the pacer.
 const MAX_MARKS: usize = 64;
@@ -118,7 +122,7 @@ pub struct FlowControl {
 pub enum Pace {
     /// By the round trip and the ack interval ([`FlowControl::in_flight_ms`]): a client that
     /// reports periodically (or has 500 ms or more ahead), or a link at least as fast as real
-    /// time.
+    /// time (one that was paced: [`UNPACE_ABOVE_EIGHTHS`] of it).
     Unpaced,
     /// [`MEASURING_MS`] in frames of a quarter of that, until two packet trains have timed the
     /// link: a client that reports on receipt is not sent more before its link is known.
@@ -179,6 +183,8 @@ struct Pacer {
     reports_on_receipt: bool,
     /// Samples beyond the cursor in its last report.
     ahead: u64,
+    /// Whether the last send went out [`Pace::Paced`].
+    paced: bool,
 }
 
 impl Pacer {
@@ -226,10 +232,17 @@ impl Pacer {
             return Pace::Unpaced;
         }
         // Only a link slower than real time needs pacing: a faster one soon has half a second
-        // ahead and reports periodically again.
+        // ahead and reports periodically again. A paced link is unpaced only once clearly
+        // faster: reports that a stall bunched hurry a rate, and an unpaced link may have half
+        // a second in flight, which an `end` would wait behind.
+        let faster_from = if self.paced {
+            u64::from(rate) * UNPACE_ABOVE_EIGHTHS / 8
+        } else {
+            u64::from(rate)
+        };
         let delivery = match self.rate(now) {
             None => return Pace::Measuring,
-            Some(delivery) if delivery < u64::from(rate) => delivery,
+            Some(delivery) if delivery < faster_from => delivery,
             Some(_) => return Pace::Unpaced,
         };
         // A jittery link gets its paced round trips' deviation on top, or what it delivers in
@@ -245,6 +258,7 @@ impl Pacer {
     }
 
     fn on_sent(&mut self, mark: Mark) {
+        self.paced = mark.paced;
         let full = self.marks.len() >= MAX_MARKS;
         match self.marks.back_mut() {
             // Sends of one turn are one send to the link; past the most remembered, the
@@ -757,6 +771,30 @@ mod tests {
         // Two fast samples are the link's.
         pacer.add_rate(36_000, 1200);
         assert_eq!(pacer.rate(1300), Some(36_000));
+    }
+
+    #[test]
+    fn a_paced_link_is_unpaced_only_once_clearly_faster() {
+        let mut pacer = Pacer {
+            reports_on_receipt: true,
+            quiet_rtt: Some(50),
+            paced: true,
+            ..Pacer::default()
+        };
+        // Reports a stall bunched: two trains just faster than real time.
+        pacer.add_rate(25_000, 0);
+        pacer.add_rate(25_000, 100);
+        assert!(matches!(pacer.pace(RATE, 200), Pace::Paced { .. }));
+        pacer.paced = false;
+        assert_eq!(
+            pacer.pace(RATE, 200),
+            Pace::Unpaced,
+            "not paced: as fast as real time"
+        );
+        pacer.paced = true;
+        pacer.add_rate(28_000, 300);
+        pacer.add_rate(28_000, 400);
+        assert_eq!(pacer.pace(RATE, 500), Pace::Unpaced);
     }
 
     #[test]

@@ -278,7 +278,7 @@ impl Job {
                 }
                 Effect::Log(line) => log::emit(Some(&self.name), &line),
                 // One response, no socket and no storage: the key's limits were spent already.
-                Effect::Persist(..) | Effect::Store(_) | Effect::Close { .. } => {}
+                Effect::Persist(..) | Effect::Store(..) | Effect::Close { .. } => {}
             }
         }
     }

@@ -14,6 +14,10 @@ use std::rc::Rc;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
+use worker::js_sys;
+use worker::wasm_bindgen::prelude::*;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::DurableObjectStorage;
 use worker::{
     durable_object, AbortController, AbortSignal, DurableObject, Env, Headers, Request, Response,
     Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -28,8 +32,8 @@ use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
 use crate::segment_cache::SegmentCache;
 use crate::session::{
-    serving_after_wake, Attachment, Effect, FetchId, FetchRequest, Generation, Input, Session,
-    Stored,
+    serving_after_wake, Attachment, Durability, Effect, FetchId, FetchRequest, Generation, Input,
+    Session, Stored,
 };
 use crate::settings::Settings;
 use crate::time::Millis;
@@ -50,6 +54,36 @@ enum Load {
     /// The read failed: the core starts without it and refuses new messages until a retry
     /// succeeds.
     Failed,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The object's storage, seen for `put` with options (workers-rs's `put` takes none).
+    type StorageWithOptions;
+
+    #[wasm_bindgen(method, catch, js_name = put)]
+    fn put_with_options(
+        this: &StorageWithOptions,
+        key: &str,
+        value: JsValue,
+        options: &JsValue,
+    ) -> std::result::Result<js_sys::Promise, JsValue>;
+}
+
+/// Writes the session's state; an [`Durability::Unconfirmed`] write does not hold the
+/// object's later frames back until the runtime confirms it (`allowUnconfirmed`).
+async fn put_stored(
+    storage: Result<DurableObjectStorage, JsValue>,
+    stored: &Stored,
+    durability: Durability,
+) -> std::result::Result<(), JsValue> {
+    let value = serde_wasm_bindgen::to_value(stored)?;
+    let options = js_sys::Object::new();
+    let unconfirmed = durability == Durability::Unconfirmed;
+    js_sys::Reflect::set(&options, &"allowUnconfirmed".into(), &unconfirmed.into())?;
+    let storage: StorageWithOptions = storage?.unchecked_into();
+    let put = storage.put_with_options(STORED_KEY, value, &options)?;
+    JsFuture::from(put).await.map(|_| ())
 }
 
 async fn read_stored(storage: &worker::Storage) -> Option<Stored> {
@@ -415,11 +449,11 @@ impl RelaySession {
                         }
                     }
                 }
-                Effect::Store(stored) => {
-                    let storage = self.state.storage();
+                Effect::Store(stored, durability) => {
+                    let storage = self.state.as_raw().storage();
                     let session_id = session_id.to_owned();
                     worker::wasm_bindgen_futures::spawn_local(async move {
-                        if storage.put(STORED_KEY, *stored).await.is_err() {
+                        if put_stored(storage, &stored, durability).await.is_err() {
                             let line = LogLine::new("storage").word("write", "failed");
                             log::emit(Some(&session_id), &line);
                         }

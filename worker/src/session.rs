@@ -178,8 +178,8 @@ pub enum Effect {
     Abort(FetchId),
     /// Store this as the socket's attachment (survives hibernation).
     Persist(Generation, Attachment),
-    /// Store the session's state (survives reconnection and eviction).
-    Store(Box<Stored>),
+    /// Store the session's state (survives reconnection and eviction), as durably as it says.
+    Store(Box<Stored>, Durability),
     /// Close a socket.
     Close {
         /// The socket.
@@ -208,6 +208,28 @@ pub struct Stored {
     /// [`ENDED_KEPT`].
     #[serde(default)]
     pub ended: VecDeque<EndedRecord>,
+}
+
+impl Stored {
+    /// Whether `other` differs from it at most in the active message's record.
+    pub fn same_but_message(&self, other: &Stored) -> bool {
+        self.budget == other.budget
+            && self.next_stream == other.next_stream
+            && self.ended == other.ended
+    }
+}
+
+/// Whether the runtime must confirm a write of [`Stored`] before the session's later frames
+/// leave (its output gate, which holds them meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Frames wait for the write: it holds what a client is told next (a stream number, a
+    /// budget spent, an ending), which a restarted object must not forget.
+    Confirmed,
+    /// Frames do not wait: the write only refreshes the active message's record (its finished
+    /// segments, its liveness), and audio must not stall behind a disk. Lost with the object,
+    /// it costs a restart from an earlier segment boundary, never a reused stream or a budget.
+    Unconfirmed,
 }
 
 /// How many recent endings [`Stored`] keeps.
@@ -697,6 +719,8 @@ pub struct Session {
     session: String,
     /// The stored state; `None` until it could be read.
     stored: Option<Stored>,
+    /// What the last write held outside the active message's record (`None` before one).
+    written: Option<Stored>,
     client: Option<Client>,
     message: Option<Message>,
     next_fetch: FetchId,
@@ -723,6 +747,7 @@ impl Session {
             config,
             session: session.to_owned(),
             stored,
+            written: None,
             client: None,
             message: None,
             next_fetch: 1,
@@ -1194,7 +1219,8 @@ impl Session {
     }
 
     /// Stores the session's state with the active v2 message's record (or none): when `always`,
-    /// when the record changed, or when its liveness is a quarter of the grace period old.
+    /// when the record changed, or when its liveness is a quarter of the grace period old. Only
+    /// a write that changes nothing but the record goes [`Durability::Unconfirmed`].
     fn store(&mut self, always: bool) {
         let (now, grace) = (self.now, self.config.resume_grace_ms);
         let Some(stored) = self.stored.as_ref() else {
@@ -1214,11 +1240,25 @@ impl Session {
             (None, None) => false,
             _ => true,
         };
-        if always || changed {
+        let settled = self
+            .written
+            .as_ref()
+            .is_some_and(|written| written.same_but_message(stored));
+        if always || changed || !settled {
             let record = self.record();
             if let Some(stored) = self.stored.as_mut() {
                 stored.message = record;
-                self.effects.push(Effect::Store(Box::new(stored.clone())));
+                let durability = if always || !settled {
+                    Durability::Confirmed
+                } else {
+                    Durability::Unconfirmed
+                };
+                self.written = Some(Stored {
+                    message: None,
+                    ..stored.clone()
+                });
+                let effect = Effect::Store(Box::new(stored.clone()), durability);
+                self.effects.push(effect);
             }
         }
     }

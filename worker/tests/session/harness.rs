@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use orpheus_protocol::{AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version};
 use orpheus_test_support::{pcm_bytes, wav, Quirks};
 use orpheus_worker::session::{
-    Attachment, Config, Effect, FetchId, Generation, Input, Session, Stored,
+    Attachment, Config, Durability, Effect, FetchId, Generation, Input, Session, Stored,
 };
 use orpheus_worker::upstream::UpstreamStatus;
 
@@ -70,6 +70,8 @@ pub struct Harness {
     pub attachments: BTreeMap<Generation, Attachment>,
     /// The latest stored state.
     pub stored: Option<Stored>,
+    /// How durably each write of it was asked for, in order.
+    pub writes: Vec<Durability>,
     /// How each stream ended: (id, reason, samples).
     ended_streams: HashMap<u32, (String, EndReason, u64)>,
     current_stream: Option<u32>,
@@ -112,6 +114,7 @@ impl Harness {
             closed: BTreeMap::new(),
             attachments: BTreeMap::new(),
             stored: None,
+            writes: Vec::new(),
             ended_streams: HashMap::new(),
             current_stream: None,
             reported: HashMap::new(),
@@ -278,7 +281,17 @@ impl Harness {
                     }
                     self.attachments.insert(on, attachment);
                 }
-                Effect::Store(stored) => self.stored = Some(*stored),
+                Effect::Store(stored, durability) => {
+                    if durability == Durability::Unconfirmed {
+                        let before = self.stored.as_ref().expect("a confirmed write first");
+                        assert!(
+                            before.same_but_message(&stored),
+                            "only a message record's refresh goes unconfirmed"
+                        );
+                    }
+                    self.stored = Some(*stored);
+                    self.writes.push(durability);
+                }
                 Effect::Log(line) => {
                     let text = orpheus_worker::log::format(Some("s1"), &line);
                     assert!(!text.contains("secret text"), "logs carry no text: {text}");

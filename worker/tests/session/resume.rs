@@ -3,7 +3,7 @@
 //! the grace period ends it `interrupted`, once.
 
 use orpheus_protocol::{EndReason, ServerMessage, CLOSE_REPLACED};
-use orpheus_worker::session::{Config, Input};
+use orpheus_worker::session::{Config, Durability, Input};
 
 use crate::harness::{long_text, Harness};
 
@@ -153,6 +153,31 @@ fn after_an_eviction_the_unplayed_part_restarts_at_the_segment_boundary() {
     assert_eq!(starts, vec![(1, None), (2, Some(2 * RATE))]);
     assert_eq!(h.ends(), vec![("m".into(), EndReason::Done, None)]);
     assert_eq!(h.audio[&2], h.expected_audio(2));
+}
+
+#[test]
+fn only_the_record_of_a_message_playing_is_written_without_holding_its_audio() {
+    let mut h = Harness::v2(Config::default());
+    h.speak("m", &long_text(10));
+    assert_eq!(
+        h.writes,
+        vec![Durability::Confirmed],
+        "its stream number and budget are confirmed before its first frame"
+    );
+    // Finished segments and a liveness refresh change only the record.
+    h.deliver(1, 2 * RATE as usize);
+    h.now += Config::default().resume_grace_ms / 4;
+    h.played(1, 1_000);
+    assert!(h.writes.len() >= 3, "{:?}", h.writes);
+    assert!(
+        h.writes[1..].iter().all(|&w| w == Durability::Unconfirmed),
+        "{:?}",
+        h.writes
+    );
+    // Its ending is confirmed.
+    h.text(r#"{"type":"stop","id":"m"}"#);
+    assert_eq!(h.ends(), vec![("m".into(), EndReason::Stopped, None)]);
+    assert_eq!(h.writes.last(), Some(&Durability::Confirmed));
 }
 
 #[test]

@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 const MS_PER_CHAR: u64 = 10;
 const OVERHEAD_RUNS: usize = 60;
 const LENGTH_RUNS: usize = 8;
-const SLOW_STOP_RUNS: usize = 20;
+const SLOW_STOP_RUNS: usize = 40;
 const SHORT: &str = "Hello there, how are you doing today?";
 
 fn summary(mut ms: Vec<f64>) -> (f64, f64) {
@@ -221,7 +221,8 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     }
 
     println!(
-        "stop on a link at 0.75x real time, 25 ms each way (a 50 ms round trip), 200 characters, stopped after 1.5-3.4 s:"
+        "stop on a link at 0.75x real time, 25 ms each way (a 50 ms round trip), 200 characters, stopped after 1.5-{:.1} s:",
+        1.5 + 0.1 * (SLOW_STOP_RUNS - 1) as f64
     );
     let proxy = fx.slow_link().await?;
     for (v2, runs) in [(false, 1), (true, SLOW_STOP_RUNS)] {
@@ -237,6 +238,8 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             l.client.close().await;
         }
         let most_behind = behind_ms.iter().copied().fold(0.0, f64::max);
+        let mut each: Vec<u64> = stop_ms.iter().map(|&ms| ms as u64).collect();
+        each.sort_unstable();
         let (p50, p99) = summary(stop_ms);
         println!(
             "  protocol v{}: stop to end p50 {p50:6.0} ms   p99 {p99:6.0} ms   ({runs} runs); \
@@ -244,6 +247,9 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             1 + u8::from(v2),
             mean(&behind_ms)
         );
+        if v2 {
+            println!("    each, in ms, fastest first: {each:?}");
+        }
     }
 
     let long = text_of(4000);
