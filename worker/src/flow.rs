@@ -376,11 +376,11 @@ impl FlowControl {
     }
 
     /// Whether the client has all of the first `end` samples at `now`. A client that reports
-    /// must say so (a report can be lost with a dying link, an estimate would end the message
-    /// before the client had it); one that never reported on this stream is taken to have
-    /// what the clock says it played.
-    pub fn delivered(&self, end: u64, now: Millis, rate: u32, sent: u64) -> bool {
-        let received = if self.ever_reported {
+    /// (on this stream, or on any of its session: `reports`) must say so (a report can be lost with a
+    /// dying link, an estimate would end the message before the client had it); one that
+    /// never reported is taken to have what the clock says it played.
+    pub fn delivered(&self, end: u64, reports: bool, now: Millis, rate: u32, sent: u64) -> bool {
+        let received = if self.ever_reported || reports {
             self.received
         } else {
             self.received_by(now, rate, sent)
@@ -607,20 +607,24 @@ mod tests {
     fn delivery_is_reported_once_the_client_reports_at_all() {
         let mut silent = FlowControl::new(2000);
         silent.on_sent(24_000, false, RATE, 0);
-        assert!(!silent.delivered(24_000, 500, RATE, 24_000));
+        assert!(!silent.delivered(24_000, false, 500, RATE, 24_000));
         assert!(
-            silent.delivered(24_000, 2_000, RATE, 24_000),
+            silent.delivered(24_000, false, 2_000, RATE, 24_000),
             "by the clock"
+        );
+        assert!(
+            !silent.delivered(24_000, true, 60_000, RATE, 24_000),
+            "never by the clock for a client that reports on other streams"
         );
         let mut reporting = FlowControl::new(2000);
         reporting.on_sent(24_000, false, RATE, 0);
         reporting.on_ack(1_000, 2_000, false, 100);
         assert!(
-            !reporting.delivered(24_000, 60_000, RATE, 24_000),
+            !reporting.delivered(24_000, false, 60_000, RATE, 24_000),
             "never by the clock once it reported"
         );
         reporting.on_ack(2_000, 24_000, false, 60_000);
-        assert!(reporting.delivered(24_000, 60_000, RATE, 24_000));
+        assert!(reporting.delivered(24_000, false, 60_000, RATE, 24_000));
     }
 
     #[test]

@@ -356,6 +356,9 @@ pub struct Attachment {
     pub active: Option<ActiveRecord>,
     /// Set once the session no longer serves this socket: its late frames are ignored.
     pub closed: bool,
+    /// Protocol v2: the session's client reports its play cursor.
+    #[serde(default)]
+    pub reports: bool,
 }
 
 /// Which socket a session that woke with no state in memory serves: of the sockets whose
@@ -526,13 +529,13 @@ impl Message {
     }
 
     /// With flow control: whether the client has all the audio there is (as far as the relay
-    /// can tell at `now`).
-    fn delivered(&self, now: Millis) -> bool {
+    /// can tell at `now`; `reports`: the session's client reports its cursor).
+    fn delivered(&self, reports: bool, now: Millis) -> bool {
         self.flow.as_ref().is_none_or(|f| {
             let end = f.unplayed.end();
             f.unplayed.unsent() == 0
                 && f.control
-                    .delivered(end, now, self.rate(), self.samples_sent)
+                    .delivered(end, reports, now, self.rate(), self.samples_sent)
         })
     }
 
@@ -722,6 +725,11 @@ pub struct Session {
     /// What the last write held outside the active message's record (`None` before one).
     written: Option<Stored>,
     client: Option<Client>,
+    /// Protocol v2: the session's client sent a `played`, on this socket or an earlier one. A
+    /// client that reports is expected to report on every stream: its silence means a stalled
+    /// (half-open) link, not a client that cannot report, so audio it did not report
+    /// receiving never counts as delivered.
+    client_reports: bool,
     message: Option<Message>,
     next_fetch: FetchId,
     /// The time of the input being handled.
@@ -749,6 +757,7 @@ impl Session {
             stored,
             written: None,
             client: None,
+            client_reports: false,
             message: None,
             next_fetch: 1,
             now: 0,
@@ -769,6 +778,7 @@ impl Session {
             version: attachment.version,
             frame_rate: FrameRate::default(),
         });
+        s.client_reports = attachment.reports;
         if let Some(record) = attachment.active {
             s.end(Ending {
                 id: record.id,
@@ -939,6 +949,10 @@ impl Session {
     /// A v2 client's play cursor: it frees the window and releases the audio played.
     fn on_played(&mut self, stream: u32, played: u64, received: u64, on_receipt: bool) {
         let now = self.now;
+        if !self.client_reports {
+            self.client_reports = true;
+            self.persist();
+        }
         let Some(message) = self.message.as_mut().filter(|m| m.stream == stream) else {
             return;
         };
@@ -1626,7 +1640,7 @@ impl Session {
         let exhausted =
             message.input == TextInput::Complete && message.next_index >= message.spans.len();
         let cut_more = message.spans.len() != cut_before;
-        if message.segments.is_empty() && exhausted && message.delivered(now) {
+        if message.segments.is_empty() && exhausted && message.delivered(self.client_reports, now) {
             return self.finish(EndReason::Done, None);
         }
         if cut_more {
@@ -2125,6 +2139,7 @@ impl Session {
                 version,
                 active,
                 closed: false,
+                reports: self.client_reports,
             },
         ));
     }
@@ -2139,6 +2154,7 @@ impl Session {
                 version: Version::default(),
                 active: None,
                 closed: true,
+                reports: false,
             },
         ));
     }

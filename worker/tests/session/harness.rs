@@ -406,7 +406,12 @@ impl Harness {
                 .entry(stream)
                 .or_default()
                 .truncate(played as usize * 2),
-            None => self.current_stream = None,
+            // It never saw the `start`: it has none of the stream.
+            None => {
+                if let Some(stream) = self.current_stream.take() {
+                    self.audio.remove(&stream);
+                }
+            }
         }
         let frame = serde_json::json!({
             "type": "resume", "id": id, "stream": stream, "played": played,

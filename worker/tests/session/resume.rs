@@ -83,6 +83,40 @@ fn a_resume_before_start_restates_it() {
 }
 
 #[test]
+fn a_reporting_client_whose_link_stalls_is_never_taken_to_have_heard_by_the_clock() {
+    let mut h = Harness::v2(Config::default());
+    h.speak("a", "Hello there.");
+    h.play_to_end(1, RATE as usize);
+    // The next message goes out on a new socket, which goes dark (half-open) before the
+    // client reports anything on it: its `start` and audio never arrive.
+    h.connect();
+    h.speak("b", &long_text(3));
+    for _ in 0..600 {
+        h.deliver(2, 2 * RATE as usize);
+        h.now += 100;
+        h.feed(Input::Tick);
+    }
+    assert_eq!(
+        h.ends().len(),
+        1,
+        "b waits for its client to report receiving it"
+    );
+    h.feed(Input::Disconnected(h.socket));
+    h.now += 5_000;
+    h.connect();
+    h.resume("b", None, 0);
+    h.play_to_end(2, 2 * RATE as usize);
+    assert_eq!(
+        h.ends(),
+        vec![
+            ("a".into(), EndReason::Done, None),
+            ("b".into(), EndReason::Done, None)
+        ]
+    );
+    assert_eq!(h.audio[&2], h.expected_audio(2), "all of b, once, in order");
+}
+
+#[test]
 fn the_grace_period_ends_the_message_interrupted_once() {
     // Shorter than the upstream's first-byte timeout, so that only the grace period ends it.
     let config = Config {

@@ -138,6 +138,7 @@ fn after_a_wake_only_the_newest_open_socket_is_served() {
         active: None,
         closed,
         version: Default::default(),
+        reports: false,
     };
     let all = [
         attachment(3, false),
