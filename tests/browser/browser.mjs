@@ -64,11 +64,13 @@ export async function installTap(page) {
         }
         return btoa(binary);
       };
-      const total = blocks.reduce((n, [, b]) => n + b.length, 0);
+      // Each block at its own frame: a quantum the tap did not see stays silent instead of
+      // shifting everything after it earlier.
+      const firstFrame = blocks.length ? blocks[0][0] : 0;
+      const total = blocks.reduce((n, [frame, b]) => Math.max(n, frame - firstFrame + b.length), 0);
       const all = new Float32Array(total);
-      let at = 0;
-      for (const [, b] of blocks) { all.set(b, at); at += b.length; }
-      return { firstFrame: blocks.length ? blocks[0][0] : 0, samples: encode(all) };
+      for (const [frame, b] of blocks) all.set(b, frame - firstFrame);
+      return { firstFrame, samples: encode(all) };
     };
   }, TAP_PROCESSOR);
 }
