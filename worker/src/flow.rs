@@ -376,9 +376,9 @@ impl FlowControl {
     }
 
     /// Whether the client has all of the first `end` samples at `now`. A client that reports
-    /// (on this stream, or on any of its session: `reports`) must say so (a report can be lost with a
-    /// dying link, an estimate would end the message before the client had it); one that
-    /// never reported is taken to have what the clock says it played.
+    /// (on this stream, or on any stream of its session: `reports`) must say so (a report can
+    /// be lost with a dying link, an estimate would end the message before the client had it);
+    /// one that never reported is taken to have what the clock says it played.
     pub fn delivered(&self, end: u64, reports: bool, now: Millis, rate: u32, sent: u64) -> bool {
         let received = if self.ever_reported || reports {
             self.received
