@@ -1,6 +1,6 @@
 //! Protocol v2 against real workerd: a listener that reports its play cursor, a link that drops
-//! mid-message and resumes, flow control holding a slow reader to the window, and what an
-//! `end` says was heard.
+//! mid-message (or goes dark before the message's first audio) and resumes, flow control
+//! holding a slow reader to the window, and what an `end` says was heard.
 
 use std::time::Duration;
 
@@ -51,6 +51,47 @@ pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
     );
     check_bit_exact(&listener.pcm, &text)?;
     println!("resumed at sample {played} of stream {stream}: done, bit-exact");
+    Ok(())
+}
+
+/// A link that goes dark right after a `speak` reached the relay, before the listener reported
+/// anything on that message (its `start` and audio never arrive): the listener reported on an
+/// earlier message, so the relay counts nothing of this one as delivered by the clock. The
+/// message waits, is parked when the socket goes, and the resume (without a stream: its
+/// `start` never came) plays it whole, `done`.
+pub async fn v2_resume_of_a_message_whose_link_went_dark_at_once(fx: &Fixture) -> TestResult {
+    let sid = "v2-dark";
+    let mut first = Listener::connect(fx, sid, 4.0).await?;
+    first.client.speak("a", &english(40), None).await?;
+    let end = first
+        .listen("a", Duration::from_secs(30))
+        .await?
+        .ok_or("no end of the first message")?;
+    ensure!(heard_of(&end)?.0 == EndReason::Done, "{end:?}");
+    // The next message goes out, and nothing more is read or reported on this socket, for
+    // longer than its audio lasts: the clock would say it all played.
+    let text = english(60);
+    let audio = orpheus_e2e::expected_pcm(&text).len() as f64 / 2.0 / 24_000.0;
+    first.client.speak("b", &text, None).await?;
+    tokio::time::sleep(Duration::from_secs_f64(audio + 3.0)).await;
+    first.client.cut().await;
+    let mut resumed = Listener::connect(fx, sid, 4.0).await?;
+    let resume = serde_json::json!({"type": "resume", "id": "b", "played": 0});
+    resumed.client.send_text(resume.to_string()).await?;
+    let end = resumed
+        .listen("b", Duration::from_secs(60))
+        .await?
+        .ok_or("no end after the resume")?;
+    let (reason, samples, _) = heard_of(&end)?;
+    ensure!(
+        reason == EndReason::Done && samples == resumed.received(),
+        "resumed: {end:?}, {} samples received",
+        resumed.received()
+    );
+    check_bit_exact(&resumed.pcm, &text)?;
+    println!(
+        "a message whose link went dark at once: resumed whole, done, bit-exact ({audio:.1} s)"
+    );
     Ok(())
 }
 

@@ -78,6 +78,7 @@ fn main() {
         stream_numbers_survive_a_reconnect,
         hibernation_round_trip,
         v2_resume_after_a_dropped_link,
+        v2_resume_of_a_message_whose_link_went_dark_at_once,
         v2_resume_after_a_relay_restart,
         v2_flow_control_and_heard_text,
         v2_stop_on_a_slow_link,
