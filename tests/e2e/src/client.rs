@@ -374,12 +374,14 @@ impl Client {
     }
 
     /// Protocol v2: asks to resume `id` at `played` samples of `stream`, whose audio then
-    /// continues here from that offset.
-    pub async fn resume(&mut self, id: &str, stream: u32, played: u64) -> TestResult {
-        self.current = Some((stream, played as u32));
-        let frame = serde_json::json!({
-            "type": "resume", "id": id, "stream": stream, "played": played,
-        });
+    /// continues here from that offset; without a stream (its `start` never came), from the
+    /// start, after a `start`.
+    pub async fn resume(&mut self, id: &str, stream: Option<u32>, played: u64) -> TestResult {
+        let mut frame = serde_json::json!({"type": "resume", "id": id, "played": played});
+        if let Some(stream) = stream {
+            self.current = Some((stream, played as u32));
+            frame["stream"] = stream.into();
+        }
         self.send_text(frame.to_string()).await
     }
 

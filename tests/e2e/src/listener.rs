@@ -95,7 +95,9 @@ impl Listener {
     pub async fn resume(&mut self, id: &str) -> TestResult<u64> {
         let stream = self.stream.ok_or("no stream to resume")?;
         let played = self.played();
-        self.client.resume(id, stream, played - self.base).await?;
+        self.client
+            .resume(id, Some(stream), played - self.base)
+            .await?;
         Ok(played)
     }
 

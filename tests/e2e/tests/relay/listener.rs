@@ -76,8 +76,7 @@ pub async fn v2_resume_of_a_message_whose_link_went_dark_at_once(fx: &Fixture) -
     tokio::time::sleep(Duration::from_secs_f64(audio + 3.0)).await;
     first.client.cut().await;
     let mut resumed = Listener::connect(fx, sid, 4.0).await?;
-    let resume = serde_json::json!({"type": "resume", "id": "b", "played": 0});
-    resumed.client.send_text(resume.to_string()).await?;
+    resumed.client.resume("b", None, 0).await?;
     let end = resumed
         .listen("b", Duration::from_secs(60))
         .await?
