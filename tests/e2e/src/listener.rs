@@ -188,11 +188,15 @@ impl Listener {
         self.report().await?;
         let stopped = Instant::now();
         self.client.stop(id).await?;
-        let end = self
-            .listen(id, within)
-            .await?
-            .ok_or_else(|| format!("no end for {id} within {within:?} of the stop"))?;
+        let end = self.until_end(id, within).await?;
         Ok((end, stopped.elapsed()))
+    }
+
+    /// Listens until the `end` of `id` (returned), which must come within `within`.
+    pub async fn until_end(&mut self, id: &str, within: Duration) -> TestResult<ServerMessage> {
+        self.listen(id, within)
+            .await?
+            .ok_or_else(|| format!("no end for {id} within {within:?}"))
     }
 
     /// Listens until the `end` of `id` (returned), or for `for_at_most` (then `None`).

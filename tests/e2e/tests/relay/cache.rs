@@ -37,10 +37,7 @@ async fn say(
         .texts
         .push(text.to_owned());
     l.client.send_text(speak.to_string()).await?;
-    let end = l
-        .listen("m", Duration::from_secs(30))
-        .await?
-        .ok_or("no end")?;
+    let end = l.until_end("m", Duration::from_secs(30)).await?;
     let hits = match end {
         ServerMessage::End {
             reason: EndReason::Done,

@@ -36,10 +36,7 @@ pub async fn v2_resume_after_a_dropped_link(fx: &Fixture) -> TestResult {
     let stream = listener.stream.ok_or("no start")?;
     ensure!(listener.played() > 0, "something played before the drop");
     let played = listener.cut_and_resume(fx, "v2-resume", "m").await?;
-    let end = listener
-        .listen("m", Duration::from_secs(60))
-        .await?
-        .ok_or("no end after the resume")?;
+    let end = listener.until_end("m", Duration::from_secs(60)).await?;
     let (reason, _, chars) = heard_of(&end)?;
     ensure!(
         reason == EndReason::Done,
@@ -63,10 +60,7 @@ pub async fn v2_resume_of_a_message_whose_link_went_dark_at_once(fx: &Fixture) -
     let sid = "v2-dark";
     let mut first = Listener::connect(fx, sid, 4.0).await?;
     first.client.speak("a", &english(40), None).await?;
-    let end = first
-        .listen("a", Duration::from_secs(30))
-        .await?
-        .ok_or("no end of the first message")?;
+    let end = first.until_end("a", Duration::from_secs(30)).await?;
     ensure!(heard_of(&end)?.0 == EndReason::Done, "{end:?}");
     // The next message goes out, and nothing more is read or reported on this socket, for
     // longer than its audio lasts: the clock would say it all played.
@@ -77,10 +71,7 @@ pub async fn v2_resume_of_a_message_whose_link_went_dark_at_once(fx: &Fixture) -
     first.client.cut().await;
     let mut resumed = Listener::connect(fx, sid, 4.0).await?;
     resumed.client.resume("b", None, 0).await?;
-    let end = resumed
-        .listen("b", Duration::from_secs(60))
-        .await?
-        .ok_or("no end after the resume")?;
+    let end = resumed.until_end("b", Duration::from_secs(60)).await?;
     let (reason, samples, _) = heard_of(&end)?;
     ensure!(
         reason == EndReason::Done && samples == resumed.received(),
@@ -207,10 +198,7 @@ pub async fn v2_resume_after_a_relay_restart(fx: &Fixture) -> TestResult {
     let down = relay.crash_and_restart().await?;
     listener.client = Client::connect_at(&url, sid, true).await?;
     let played = listener.resume("m").await?;
-    let end = listener
-        .listen("m", Duration::from_secs(60))
-        .await?
-        .ok_or("no end after the restart")?;
+    let end = listener.until_end("m", Duration::from_secs(60)).await?;
     let (reason, _, chars) = heard_of(&end)?;
     ensure!(
         reason == EndReason::Done && chars == text.chars().count() as u64,

@@ -26,10 +26,7 @@ pub async fn streamed_reply(fx: &Fixture) -> TestResult {
     let before = fx.upstream.inputs().len();
     let mut listener = Listener::connect(fx, "stream-reply", 8.0).await?;
     listener.write("m", REPLY, 11).await?;
-    let end = listener
-        .listen("m", Duration::from_secs(60))
-        .await?
-        .ok_or("no end")?;
+    let end = listener.until_end("m", Duration::from_secs(60)).await?;
     ensure!(
         matches!(
             end,
