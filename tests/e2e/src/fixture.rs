@@ -13,6 +13,9 @@ use crate::{
     TEST_SECRET, UPSTREAM_TIMEOUT_MS,
 };
 
+/// The speed of [`Fixture::slow_link`], against real time.
+pub const SLOW_LINK_SPEED: f64 = 0.75;
+
 /// A running relay and upstream, shared by every test of one run.
 pub struct Fixture {
     /// The tokio runtime the upstream and the clients run on.
@@ -157,10 +160,11 @@ impl Fixture {
         self.relay.session_url(sid)
     }
 
-    /// A proxy in front of the main relay that makes its link slower than real time: 0.75x of
-    /// 24 kHz PCM each way, 25 ms each way. Its URL is `ws://{addr}/v1/sessions/{sid}/ws`.
+    /// A proxy in front of the main relay that makes its link slower than real time:
+    /// [`SLOW_LINK_SPEED`] of 24 kHz PCM each way, 25 ms each way. Its URL is
+    /// `ws://{addr}/v1/sessions/{sid}/ws`.
     pub async fn slow_link(&self) -> TestResult<orpheus_chaos::Proxy> {
-        let slow = orpheus_chaos::REAL_TIME_BYTES_PER_S * 3 / 4;
+        let slow = (orpheus_chaos::REAL_TIME_BYTES_PER_S as f64 * SLOW_LINK_SPEED) as u64;
         let faults = orpheus_chaos::Faults {
             latency_ms: Some((25, 25)),
             throttle: 1.0,

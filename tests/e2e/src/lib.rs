@@ -31,7 +31,7 @@ pub use client::{
     http_exchange, http_get, http_request, open_socket, refusal, Client, Frame, HttpAnswer,
     Received, Socket,
 };
-pub use fixture::Fixture;
+pub use fixture::{Fixture, SLOW_LINK_SPEED};
 pub use listener::Listener;
 pub use process::Relay;
 pub use tickets::{protocols_with, record_ticket, ticket, Ledger, LEDGER};

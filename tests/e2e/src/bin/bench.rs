@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use groq_local::Config as UpstreamConfig;
 use orpheus_e2e::{
     ensure, percentile, Client, Fixture, Frame, Listener, TestResult, AGENT_REPLY,
-    AGENT_REPLY_FIRST, SAMPLES_PER_CHAR, TEST_KEY,
+    AGENT_REPLY_FIRST, SAMPLES_PER_CHAR, SLOW_LINK_SPEED, TEST_KEY,
 };
 use orpheus_protocol::ServerMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,6 +163,9 @@ struct Stopped {
     /// The audio that arrived between the stop and its `end` (it was on its way), in
     /// milliseconds.
     behind_ms: f64,
+    /// Audio received per second from the first frame to the stop, in samples: on a link
+    /// slower than real time, how busy the relay kept it.
+    arrival_rate: f64,
 }
 
 /// Speaks `text` to `l`, listens for `for_at_most`, stops, and waits for the `end`.
@@ -173,11 +176,15 @@ async fn speak_and_stop(
 ) -> TestResult<Stopped> {
     l.speak_and_listen("m", text, for_at_most).await?;
     let before = l.received();
+    let listened = l
+        .first_audio_at
+        .map_or(0.0, |first| first.elapsed().as_secs_f64());
     let (end, elapsed) = l.stop_and_wait("m", Duration::from_secs(60)).await?;
     Ok(Stopped {
         end,
         ms: elapsed.as_secs_f64() * 1000.0,
         behind_ms: (l.received() - before) as f64 * 1000.0 / RATE,
+        arrival_rate: before as f64 / listened,
     })
 }
 
@@ -226,7 +233,7 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
     );
     let proxy = fx.slow_link().await?;
     for (v2, runs) in [(false, 1), (true, SLOW_STOP_RUNS)] {
-        let (mut stop_ms, mut behind_ms) = (vec![], vec![]);
+        let (mut stop_ms, mut behind_ms, mut carried) = (vec![], vec![], vec![]);
         for run in 0..runs {
             let sid = format!("bench-slow-v{}-{run}", 1 + u8::from(v2));
             let url = format!("ws://{}/v1/sessions/{sid}/ws", proxy.addr());
@@ -235,6 +242,7 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             let stopped = speak_and_stop(&mut l, &text_of(200), listen).await?;
             stop_ms.push(stopped.ms);
             behind_ms.push(stopped.behind_ms);
+            carried.push(stopped.arrival_rate / (SLOW_LINK_SPEED * RATE));
             l.client.close().await;
         }
         let most_behind = behind_ms.iter().copied().fold(0.0, f64::max);
@@ -243,9 +251,11 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
         let (p50, p99) = summary(stop_ms);
         println!(
             "  protocol v{}: stop to end p50 {p50:6.0} ms   p99 {p99:6.0} ms   ({runs} runs); \
-             audio on its way at the stop mean {:5.0} ms, most {most_behind:5.0} ms",
+             audio on its way at the stop mean {:5.0} ms, most {most_behind:5.0} ms; \
+             link's rate carried until the stop mean {:.2}",
             1 + u8::from(v2),
-            mean(&behind_ms)
+            mean(&behind_ms),
+            mean(&carried)
         );
         if v2 {
             println!("    each, in ms, fastest first: {each:?}");
