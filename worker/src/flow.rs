@@ -17,7 +17,7 @@
 //!   sample hurried by a stall does not unpace a slow link) and its own round trip (from a send
 //!   that found the link nearly empty). Until it has a rate, such a client gets at most
 //!   [`MEASURING_MS`] in flight. A link slower than real time then gets in flight only what it
-//!   delivers in a round trip plus [`QUEUE_MS`] (plus its jitter) and a quarter more: the `end`
+//!   delivers in a round trip plus [`QUEUE_MS`] (plus its own jitter) and a quarter more: the `end`
 //!   answering a stop waits behind a few tens of milliseconds of audio, not seconds. A link whose
 //!   jitter bunches its arrivals looks fast and keeps the window: pacing does not starve a
 //!   listener. A paced link must measure a good eighth faster than real time to be unpaced.
@@ -130,8 +130,8 @@ pub enum Pace {
     /// [`QUIET_MS`], until a send that found the link empty has timed its round trip.
     Draining,
     /// What the link delivers in its own round trip (as a quiet send timed it, with the little
-    /// time the link took to carry that) plus [`QUEUE_MS`] (plus the deviation of its paced
-    /// round trips, on a jittery link), and a quarter more.
+    /// time the link took to carry that) plus [`QUEUE_MS`] (plus its jitter beyond the pacer's
+    /// own, on a jittery link), and a quarter more.
     Paced {
         /// Samples allowed in flight.
         in_flight: u64,
@@ -245,16 +245,27 @@ impl Pacer {
             Some(delivery) if delivery < faster_from => delivery,
             Some(_) => return Pace::Unpaced,
         };
-        // A jittery link gets its paced round trips' deviation on top, or what it delivers in
-        // its smallest round trip would leave it idle much of the time.
-        let jitter = self.paced_rtt.map_or(0, |(_, deviation)| deviation);
         match self.quiet_rtt {
             None => Pace::Draining,
             Some(rtt) => Pace::Paced {
-                in_flight: delivery * HEADROOM_QUARTERS * (rtt + QUEUE_MS + jitter) / 4000,
+                in_flight: delivery * HEADROOM_QUARTERS * (rtt + QUEUE_MS + self.jitter(rtt))
+                    / 4000,
                 frame: (delivery * MIN_PACED_FRAME_MS / 1000).max(1),
             },
         }
+    }
+
+    /// The link's jitter, for a link of round trip `rtt`: the mean deviation of its paced round
+    /// trips beyond what the pacer causes itself. A paced frame is a quarter of the cap
+    /// ([`FlowControl::paced_frame`]) and waits behind the one before it, so a frame's carrying
+    /// time is in each paced round trip's deviation on a steady link too; counting it would
+    /// grow the cap, the frames and so the deviation again, and the `end` answering a stop
+    /// would wait behind all of it. A jittery link still gets the rest on top, or what it
+    /// delivers in its smallest round trip would leave it idle much of the time.
+    fn jitter(&self, rtt: Millis) -> Millis {
+        let frame_ms = HEADROOM_QUARTERS * (rtt + QUEUE_MS) / 16;
+        self.paced_rtt
+            .map_or(0, |(_, deviation)| deviation.saturating_sub(frame_ms))
     }
 
     fn on_sent(&mut self, mark: Mark) {
@@ -799,6 +810,32 @@ mod tests {
         pacer.add_rate(28_000, 300);
         pacer.add_rate(28_000, 400);
         assert_eq!(pacer.pace(RATE, 500), Pace::Unpaced);
+    }
+
+    #[test]
+    fn the_pacer_does_not_count_its_own_frames_as_jitter() {
+        // A 50 ms link, a quarter more: 75 ms of the link's time in flight, frames of ~18 ms.
+        let mut pacer = Pacer {
+            reports_on_receipt: true,
+            quiet_rtt: Some(50),
+            paced: true,
+            paced_rtt: Some((70, 18)),
+            ..Pacer::default()
+        };
+        pacer.add_rate(18_000, 0);
+        pacer.add_rate(18_000, 100);
+        let steady = Pace::Paced {
+            in_flight: 18_000 * 75 / 1000,
+            frame: 180,
+        };
+        assert_eq!(pacer.pace(RATE, 200), steady);
+        // A jittery link's deviation beyond a frame's carrying time is on top.
+        pacer.paced_rtt = Some((70, 58));
+        let jittery = Pace::Paced {
+            in_flight: 18_000 * 5 * (60 + 40) / 4000,
+            frame: 180,
+        };
+        assert_eq!(pacer.pace(RATE, 200), jittery);
     }
 
     #[test]
