@@ -590,6 +590,15 @@ impl Message {
         })
     }
 
+    /// The text of `span`, a range of characters of the message's text.
+    fn span_text(&self, span: &Range<usize>) -> String {
+        self.text
+            .chars()
+            .skip(span.start)
+            .take(span.len())
+            .collect()
+    }
+
     /// The next segment to cut from the text not yet scanned, or `None` to wait for text (or
     /// when there is none left). Unspeakable pieces (punctuation alone) are skipped.
     fn next_cut(&mut self, config: &Config, now: Millis) -> Option<Range<usize>> {
@@ -612,13 +621,7 @@ impl Message {
                 config.first_segment_chars,
                 end,
             )?;
-            let text: String = self
-                .text
-                .chars()
-                .skip(span.start)
-                .take(span.len())
-                .collect();
-            if segment::is_speakable(&text) {
+            if segment::is_speakable(&self.span_text(&span)) {
                 return Some(span);
             }
             self.scanned = span.end;
@@ -1600,12 +1603,7 @@ impl Session {
                 message.scanned = span.end;
                 message.spans.push(span.clone());
             }
-            let text: String = message
-                .text
-                .chars()
-                .skip(span.start)
-                .take(span.len())
-                .collect();
+            let text = message.span_text(&span);
             let fetch = self.next_fetch;
             self.next_fetch += 1;
             let segment = Segment {

@@ -48,6 +48,14 @@ fn segments_of(inputs: &[String], text: &str) -> TestResult<Vec<String>> {
     Err(format!("no run of upstream requests spoke {text:?}"))
 }
 
+/// The player states a run went through, in order.
+fn states_of(run: &Value) -> Vec<&str> {
+    run["states"]
+        .as_array()
+        .map(|states| states.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn done_with_all(result: &Value, text: &str, what: &str) -> TestResult {
     let want = orpheus_e2e::expected_pcm(text).len() as u64 / 2;
     ensure!(
@@ -194,12 +202,7 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
 
     // Suspended mid-message and resumed: its own state, and the message goes on exactly.
     let suspended = &report["suspended"];
-    let states: Vec<&str> = suspended["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s.as_str())
-        .collect();
+    let states = states_of(suspended);
     ensure!(
         states.contains(&"suspended"),
         "suspension not reported: {states:?}"
@@ -299,12 +302,7 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
 
     // Suspended context: blocked-by-autoplay, never "speaking", until a gesture resumes it.
     let blocked = &report["blocked"];
-    let states: Vec<&str> = blocked["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s.as_str())
-        .collect();
+    let states = states_of(blocked);
     ensure!(
         states.contains(&"blocked-by-autoplay") && !states.contains(&"speaking"),
         "suspended: {states:?}"
