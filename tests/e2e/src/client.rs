@@ -484,36 +484,16 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left.max(Duration::from_millis(1))).await? {
-                Frame::Text(ServerMessage::Start {
-                    id: sid,
-                    stream,
-                    sample_rate,
-                    channels,
-                    encoding,
-                    resumed_at,
-                }) => {
-                    ensure!(sid == id, "start for {sid} while waiting for {id}");
-                    received.start = Some(ServerMessage::Start {
-                        id: sid,
-                        stream,
-                        sample_rate,
-                        channels,
-                        encoding,
-                        resumed_at,
-                    });
+                Frame::Text(ServerMessage::Start { id: sid, .. }) if sid != id => {
+                    return Err(format!("start for {sid} while waiting for {id}"));
                 }
-                Frame::Text(end @ ServerMessage::End { .. }) => {
-                    let ServerMessage::End {
-                        id: eid, samples, ..
-                    } = &end
-                    else {
-                        unreachable!()
-                    };
-                    if eid != id {
-                        return Err(format!("end for {eid} while waiting for {id}: {end:?}"));
-                    }
+                Frame::Text(start @ ServerMessage::Start { .. }) => received.start = Some(start),
+                Frame::Text(ServerMessage::End { id: eid, .. }) if eid != id => {
+                    return Err(format!("end for {eid} while waiting for {id}"));
+                }
+                Frame::Text(end @ ServerMessage::End { samples, .. }) => {
                     ensure!(
-                        *samples as usize == received.pcm.len() / 2,
+                        samples as usize == received.pcm.len() / 2,
                         "end says {samples} samples, got {}",
                         received.pcm.len() / 2
                     );
