@@ -31,6 +31,8 @@ pub struct Listener {
     pub most_ahead: u64,
     /// When the first audio frame arrived.
     pub first_audio_at: Option<Instant>,
+    /// The samples the first audio frame brought (they came before `first_audio_at`).
+    pub first_frame_samples: u64,
     /// Whether it reports its cursor (protocol v2); a v1 listener only plays.
     reports: bool,
 }
@@ -78,6 +80,7 @@ impl Listener {
             clock: Instant::now(),
             most_ahead: 0,
             first_audio_at: None,
+            first_frame_samples: 0,
             reports,
         }
     }
@@ -254,7 +257,10 @@ impl Listener {
                         "audio sent again at {offset} differs"
                     );
                     self.pcm.extend_from_slice(&pcm[overlap..]);
-                    self.first_audio_at.get_or_insert(now);
+                    if self.first_audio_at.is_none() {
+                        self.first_audio_at = Some(now);
+                        self.first_frame_samples = self.received();
+                    }
                     self.most_ahead = self.most_ahead.max(self.received() - self.reported);
                     let prompt_below = orpheus_protocol::PROMPT_BELOW_MS * RATE as u64 / 1000;
                     if self.received() - self.played() < prompt_below {
