@@ -50,6 +50,10 @@ const QUEUE_MS: u64 = 10;
 /// and each frame waits behind the last (a packet train that times the link).
 const HEADROOM_QUARTERS: u64 = 5;
 
+/// How many frames a paced or measuring link's allowance in flight is sent in: a frame is a
+/// fraction of it, so that the link never waits for a report.
+const FRAMES_IN_FLIGHT: u64 = 4;
+
 /// A send that leaves at most this much audio in flight times the link's own round trip (and
 /// the time to carry so little); until one has, a paced link keeps no more than this in
 /// flight, so that its queue drains.
@@ -256,14 +260,14 @@ impl Pacer {
     }
 
     /// The link's jitter, for a link of round trip `rtt`: the mean deviation of its paced round
-    /// trips beyond what the pacer causes itself. A paced frame is a quarter of the cap
-    /// ([`FlowControl::paced_frame`]) and waits behind the one before it, so a frame's carrying
-    /// time is in each paced round trip's deviation on a steady link too; counting it would
-    /// grow the cap, the frames and so the deviation again, and the `end` answering a stop
-    /// would wait behind all of it. A jittery link still gets the rest on top, or what it
-    /// delivers in its smallest round trip would leave it idle much of the time.
+    /// trips beyond what the pacer causes itself. The cap goes out in [`FRAMES_IN_FLIGHT`]
+    /// frames ([`FlowControl::paced_frame`]), each waiting behind the one before it, so a
+    /// frame's carrying time is in each paced round trip's deviation on a steady link too;
+    /// counting it would grow the cap, the frames and so the deviation again, and the `end`
+    /// answering a stop would wait behind all of it. A jittery link still gets the rest on top,
+    /// or what it delivers in its smallest round trip would leave it idle much of the time.
     fn jitter(&self, rtt: Millis) -> Millis {
-        let frame_ms = HEADROOM_QUARTERS * (rtt + QUEUE_MS) / 16;
+        let frame_ms = HEADROOM_QUARTERS * (rtt + QUEUE_MS) / 4 / FRAMES_IN_FLIGHT;
         self.paced_rtt
             .map_or(0, |(_, deviation)| deviation.saturating_sub(frame_ms))
     }
@@ -461,12 +465,12 @@ impl FlowControl {
         self.pacer.pace(rate, now)
     }
 
-    /// The largest frame for a paced link (a quarter of what may be in flight, so that the
-    /// link never waits for a report), in samples.
+    /// The largest frame for a paced link (what may be in flight, in [`FRAMES_IN_FLIGHT`]
+    /// frames), in samples.
     pub fn paced_frame(&self, rate: u32, now: Millis) -> Option<u64> {
         match self.pace(rate, now) {
-            Pace::Paced { in_flight, frame } => Some((in_flight / 4).max(frame)),
-            Pace::Measuring => Some(samples(MEASURING_MS, rate) / 4),
+            Pace::Paced { in_flight, frame } => Some((in_flight / FRAMES_IN_FLIGHT).max(frame)),
+            Pace::Measuring => Some(samples(MEASURING_MS, rate) / FRAMES_IN_FLIGHT),
             Pace::Unpaced | Pace::Draining => None,
         }
     }
