@@ -42,7 +42,9 @@ pub async fn open_socket_as(
     }
     let (ws, response) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(request),
+        // Without Nagle's algorithm, as browsers open their sockets: with it, a `stop` sent
+        // just after a report waits for that report's acknowledgement, tens of milliseconds.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     .map_err(|_| "connect timed out".to_owned())?
