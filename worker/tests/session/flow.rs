@@ -100,6 +100,41 @@ fn a_slow_reader_holds_at_most_the_window_and_every_message_ends_done() {
     );
 }
 
+/// What a reader at half speed makes the relay hold depends on its segments, not on the
+/// message's length: a 4,000-character message holds no more than one of 1,200.
+#[test]
+fn a_slow_readers_longer_message_holds_no_more_in_the_relay() {
+    let segment = 12 * RATE;
+    let held_back_ms = |chars: usize| {
+        let mut h = Harness::v2(Config::default());
+        let text: String = long_text(66).chars().take(chars).collect();
+        h.speak("m", &text);
+        let mut played = 0;
+        // A minute of reports every 250 ms, each 125 ms of audio further on.
+        for _ in 0..240 {
+            h.deliver(1, segment as usize);
+            h.now += 250;
+            played = (played + RATE / 8).min(h.received(1));
+            h.played(1, played);
+        }
+        stop(&mut h);
+        let ServerMessage::End {
+            metrics: Some(metrics),
+            ..
+        } = h.last_end()
+        else {
+            panic!("a v2 end reports its metrics");
+        };
+        metrics.held_back_ms
+    };
+    let (short, long) = (held_back_ms(1200), held_back_ms(4000));
+    assert!(long <= short, "held {long} ms against {short} ms");
+    assert!(
+        long <= 2 * segment * 1000 / RATE,
+        "at most the first two segments, requested together: {long} ms"
+    );
+}
+
 #[test]
 fn version_1_clients_see_nothing_of_version_2() {
     let mut h = Harness::new(Config::default());

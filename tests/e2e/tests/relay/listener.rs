@@ -130,7 +130,7 @@ pub async fn v2_flow_control_and_heard_text(fx: &Fixture) -> TestResult {
 /// every second of audio the relay pushed into the link; with v2, whose listener reports on
 /// receipt as the player does, the relay paces the link and the `end` usually waits behind a
 /// few milliseconds of audio. No upstream request starts once the `end` is out. Prints both
-/// (`scripts/bench listener` measures the p99 over 20 stops).
+/// (`scripts/bench listener` measures the p99 over 40 stops).
 pub async fn v2_stop_on_a_slow_link(fx: &Fixture) -> TestResult {
     let proxy = fx.slow_link().await?;
     let text = english(200);
