@@ -426,6 +426,18 @@ struct Segment {
 }
 
 impl Segment {
+    /// Asks the runtime for this segment's audio as `fetch`, in `stream` (`cache`: the answer
+    /// may come from the segment cache): the first request and its retry alike.
+    fn request(&self, fetch: FetchId, stream: u32, cache: bool) -> Effect {
+        Effect::Fetch(FetchRequest {
+            fetch,
+            stream,
+            segment: self.index,
+            body: self.body.clone(),
+            cache,
+        })
+    }
+
     /// The request the runtime holds for this segment, if any.
     fn held(&self) -> Option<FetchId> {
         match self.phase {
@@ -1624,13 +1636,8 @@ impl Session {
                 samples: 0,
                 complete: false,
             });
-            self.effects.push(Effect::Fetch(FetchRequest {
-                fetch,
-                stream: message.stream,
-                segment: segment.index,
-                body: segment.body.clone(),
-                cache: message.cache,
-            }));
+            self.effects
+                .push(segment.request(fetch, message.stream, message.cache));
             message.segments.push_back(segment);
         }
         // With flow control, `done` waits until the client has everything: a link that drops
@@ -1839,19 +1846,14 @@ impl Session {
                     let fetch = self.next_fetch;
                     self.next_fetch += 1;
                     let message = self.message.as_mut().expect("checked above");
+                    let (stream, cache) = (message.stream, message.cache);
                     let segment = &mut message.segments[index];
                     segment.requested_at = now;
                     segment.phase = Phase::Awaiting {
                         fetch,
                         deadline: now + first_byte,
                     };
-                    self.effects.push(Effect::Fetch(FetchRequest {
-                        fetch,
-                        stream: message.stream,
-                        segment: segment.index,
-                        body: segment.body.clone(),
-                        cache: message.cache,
-                    }));
+                    self.effects.push(segment.request(fetch, stream, cache));
                 }
             }
         }
