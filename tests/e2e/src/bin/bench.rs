@@ -164,8 +164,9 @@ struct Stopped {
     /// milliseconds.
     behind_ms: f64,
     /// Audio received per second from the first frame's arrival to the stop (what came after
-    /// it), in samples: on a link slower than real time, how busy the relay kept it.
-    arrival_rate: f64,
+    /// it), in samples: on a link slower than real time, how busy the relay kept it. None
+    /// when no audio came before the stop.
+    arrival_rate: Option<f64>,
 }
 
 /// Speaks `text` to `l`, listens for `for_at_most`, stops, and waits for the `end`.
@@ -176,15 +177,13 @@ async fn speak_and_stop(
 ) -> TestResult<Stopped> {
     l.speak_and_listen("m", text, for_at_most).await?;
     let before = l.received();
-    let listened = l
-        .first_audio_at
-        .map_or(0.0, |first| first.elapsed().as_secs_f64());
+    let listened = l.first_audio_at.map(|first| first.elapsed().as_secs_f64());
     let (end, elapsed) = l.stop_and_wait("m", Duration::from_secs(60)).await?;
     Ok(Stopped {
         end,
         ms: elapsed.as_secs_f64() * 1000.0,
         behind_ms: (l.received() - before) as f64 * 1000.0 / RATE,
-        arrival_rate: before.saturating_sub(l.first_frame_samples) as f64 / listened,
+        arrival_rate: listened.map(|s| before.saturating_sub(l.first_frame_samples) as f64 / s),
     })
 }
 
@@ -242,7 +241,7 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             let stopped = speak_and_stop(&mut l, &text_of(200), listen).await?;
             stop_ms.push(stopped.ms);
             behind_ms.push(stopped.behind_ms);
-            carried.push(stopped.arrival_rate / (SLOW_LINK_SPEED * RATE));
+            carried.extend(stopped.arrival_rate.map(|r| r / (SLOW_LINK_SPEED * RATE)));
             l.client.close().await;
         }
         let most_behind = behind_ms.iter().copied().fold(0.0, f64::max);
@@ -260,8 +259,9 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             // (Paced links only: v1's one run sends frames of up to 16 KiB, a third of a
             // second each, too coarse to time this way.)
             println!(
-                "    the link's rate carried from the first frame to the stop: mean {:.2}",
-                mean(&carried)
+                "    the link's rate carried from the first frame to the stop: mean {:.2} ({} stops with audio before them)",
+                mean(&carried),
+                carried.len()
             );
         }
     }
