@@ -259,7 +259,8 @@ async fn listener_figures(fx: &Fixture) -> TestResult {
             // (Paced links only: v1's one run sends frames of up to 16 KiB, a third of a
             // second each, too coarse to time this way.)
             println!(
-                "    the link's rate carried from the first frame to the stop: mean {:.2} ({} stops with audio before them)",
+                "    the link's rate carried from the first frame to the stop: mean {:.2} \
+                 ({} stops with audio before them)",
                 mean(&carried),
                 carried.len()
             );
