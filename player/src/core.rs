@@ -163,6 +163,10 @@ pub struct Config {
     /// Protocol v2: text written in quick succession goes out in one `append` at most this
     /// often, so a model's token stream stays well within the relay's frame rate.
     pub append_interval: Seconds,
+    /// Protocol v2: while a message waits for its end and the engine reports nothing (a
+    /// suspended AudioContext does not render), its cursor is still reported this often, so
+    /// that the relay does not take the link for dead.
+    pub keepalive: Seconds,
 }
 
 impl Default for Config {
@@ -177,6 +181,7 @@ impl Default for Config {
             resume_slack: 5.0,
             send_patience: 25.0,
             append_interval: 0.1,
+            keepalive: 1.0,
         }
     }
 }
@@ -586,7 +591,8 @@ impl PlayerCore {
             .messages()
             .filter_map(|m| m.safety_deadline(self.config.safety))
             .chain(self.resume_deadline())
-            .chain(self.append_deadline());
+            .chain(self.append_deadline())
+            .chain(self.keepalive_deadline());
         let watch = self.watching().then(|| {
             let after = if self.pinged {
                 self.config.dead_after
@@ -619,6 +625,14 @@ impl PlayerCore {
             _ => self.resume_grace? + self.config.resume_slack,
         };
         Some(m.parked_at? + patience)
+    }
+
+    /// Protocol v2: when the play cursor is reported again if the engine has not reported
+    /// by then.
+    fn keepalive_deadline(&self) -> Option<Seconds> {
+        self.reportable()
+            .is_some()
+            .then_some(self.acked_at + self.config.keepalive)
     }
 
     /// When written text that the relay was not sent yet goes out.
@@ -698,16 +712,20 @@ impl PlayerCore {
         }
     }
 
+    /// Protocol v2: the current message and its stream, when its play cursor is reported: the
+    /// session is ready, and the message's audio began and waits for its end.
+    fn reportable(&self) -> Option<(&Message, u32)> {
+        if self.link != Link::Ready || self.resume_grace.is_none() {
+            return None;
+        }
+        let m = self.current.as_ref().filter(|m| m.awaits_end())?;
+        Some((m, m.stream()?))
+    }
+
     /// Protocol v2: reports the current message's play cursor to the relay (`on_receipt`: as
     /// the answer to a frame just received).
     fn ack(&mut self, on_receipt: bool) {
-        if self.link != Link::Ready || self.resume_grace.is_none() {
-            return;
-        }
-        let Some(m) = self.current.as_ref().filter(|m| m.awaits_end()) else {
-            return;
-        };
-        let Some(stream) = m.stream() else {
+        let Some((m, stream)) = self.reportable() else {
             return;
         };
         let frame = control::played(stream, m.played, m.played + m.buffered, on_receipt);
@@ -767,6 +785,9 @@ impl PlayerCore {
             Input::Tick => {
                 self.watch_link();
                 self.expire_parked();
+                if self.now >= self.acked_at + self.config.keepalive {
+                    self.ack(false);
+                }
             }
             Input::Context(state) => {
                 self.context = state;

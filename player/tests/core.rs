@@ -869,6 +869,44 @@ fn v2_reports_the_play_cursor_while_playing_and_at_once_on_stop() {
 }
 
 #[test]
+fn v2_reports_the_cursor_while_the_engine_is_silent_so_the_link_is_not_taken_for_dead() {
+    let mut p = Page::v2();
+    p.speak("a", "Hello there.");
+    p.start("a", 1);
+    p.report(ReportKind::Started, 1, 0);
+    p.now += 0.25;
+    p.report(ReportKind::Progress, 1, 6_000);
+    // The context is suspended: the engine renders nothing and reports nothing.
+    p.feed(Input::Context(ContextState::Suspended));
+    let before = sent_of(&p, "played").len();
+    for _ in 0..40 {
+        match p.core.next_deadline() {
+            Some(at) if at <= p.now + 0.1 => p.now = p.now.max(at),
+            _ => p.now += 0.1,
+        }
+        p.feed(Input::Tick);
+    }
+    let keepalives = &sent_of(&p, "played")[before..];
+    assert!(
+        (3..=5).contains(&keepalives.len()),
+        "about one a second: {keepalives:?}"
+    );
+    assert!(keepalives.iter().all(|m| matches!(
+        m,
+        ClientMessage::Played {
+            stream: 1,
+            played: 6_000,
+            ..
+        }
+    )));
+    // Once the message ended, nothing more is reported.
+    p.end("a", Some(1), EndReason::Done, 24_000);
+    let after_end = p.sent.len();
+    p.tick_by(3.0);
+    assert_eq!(p.sent.len(), after_end);
+}
+
+#[test]
 fn v2_reports_every_frame_received_on_receipt_while_little_is_buffered() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");

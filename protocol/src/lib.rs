@@ -80,6 +80,10 @@ impl Version {
 /// Close code sent to a socket that another connection to the same session replaced.
 pub const CLOSE_REPLACED: u16 = 4000;
 
+/// Protocol v2: close code for a socket whose client stopped reporting its play cursor while
+/// the relay waited on it (a link dead half-open). Its message is parked: reconnect and resume.
+pub const CLOSE_LINK_SILENT: u16 = 4008;
+
 /// Close code for a client that keeps flooding the relay with frames.
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 

@@ -1,11 +1,10 @@
 //! The runtime's clock, for the glue (the pure modules take the time as an argument).
 
-use std::pin::{pin, Pin};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use futures_util::Stream;
-use futures_util::StreamExt;
 use worker::Delay;
 
 use crate::time::Millis;
@@ -27,16 +26,9 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// The next item of `incoming`, or `None` once `deadline` (just past it; a second from now
-    /// when there is none) or an earlier one armed before has passed: then the caller ticks.
-    pub async fn next_or_tick<S, T>(
-        &mut self,
-        incoming: &mut S,
-        deadline: Option<Millis>,
-    ) -> Option<T>
-    where
-        S: Stream<Item = T> + Unpin,
-    {
+    /// Ready once `deadline` (just past it; a second from now when there is none) or an earlier
+    /// one armed before has passed: then the caller ticks. The timer is spent by it.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Option<Millis>) -> Poll<()> {
         let deadline = deadline.unwrap_or_else(|| now() + IDLE_LOOK_MS);
         if self.armed.as_ref().is_some_and(|(at, _)| deadline < *at) {
             self.armed = None;
@@ -45,12 +37,12 @@ impl Timer {
             let wait = Duration::from_millis(deadline.saturating_sub(now()) + 1);
             (deadline, Box::pin(Delay::from(wait)))
         });
-        match select(incoming.next(), pin!(delay.as_mut())).await {
-            Either::Left((item, _)) => item,
-            Either::Right(_) => {
+        match delay.as_mut().poll(cx) {
+            Poll::Ready(()) => {
                 self.armed = None;
-                None
+                Poll::Ready(())
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

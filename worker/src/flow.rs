@@ -374,6 +374,16 @@ impl FlowControl {
         self.played
     }
 
+    /// Stream samples the client reported received.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// When the client last reported (or, before any report, when audio first went out).
+    pub fn reported_at(&self) -> Option<Millis> {
+        self.reported_at
+    }
+
     /// The play cursor to pace by at `now`: as reported, or after [`SILENCE_MS`] without a
     /// report, as if the client played in real time since its last one (never beyond `sent`).
     pub fn cursor(&self, now: Millis, rate: u32, sent: u64) -> u64 {

@@ -4,26 +4,27 @@
 //! upstream requests for exactly as long as the response streams: no Durable Object holds
 //! them, so nothing outlives the response, and a key's many requests run side by side. The
 //! message itself runs through the same [`Session`] core as a `speak` (segments, retries,
-//! timeouts, WAV stripping), fed as a protocol v1 client; the [`Responder`] turns its frames
-//! into the HTTP response. The key's limits are checked first with the key's Durable Object
+//! timeouts, WAV stripping), handed a typed request as a protocol v1 client's; the
+//! [`Responder`] turns the messages and audio it emits into the HTTP response. The key's limits are checked first with the key's Durable Object
 //! ([`crate::key_budget`]). When the client goes away, the response body is dropped, and with
 //! it the job: its upstream requests are aborted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use futures_util::stream::{self, LocalBoxStream, SelectAll, StreamExt};
-use orpheus_protocol::{ServerMessage, Version};
-use worker::{AbortController, Env, Headers, Method, Request, Response, Result};
+use futures_util::stream::{self, StreamExt};
+use orpheus_protocol::Version;
+use worker::{Env, Headers, Method, Request, Response, Result};
 
-use crate::clock::{self, now};
+use crate::clock::now;
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, AudioFormat, Output, Responder, SpeechRequest};
 use crate::segment_cache::SegmentCache;
-use crate::session::{Effect, FetchId, Input, Session, Stored};
+use crate::session::{Effect, Input, Session, Speak, Stored};
 use crate::settings::Settings;
 use crate::time::Millis;
-use crate::upstream_fetch::{self, UpstreamEvent};
+use crate::upstream_fetch::UpstreamEvent;
+use crate::upstreams::{Next, Target, Upstreams};
 
 /// The one socket generation of the job's core.
 const CLIENT: u32 = 1;
@@ -177,12 +178,7 @@ struct Job {
     name: String,
     core: Session,
     responder: Responder,
-    base_url: String,
-    api_key: String,
-    cache: Option<SegmentCache>,
-    aborts: HashMap<FetchId, AbortController>,
-    incoming: SelectAll<LocalBoxStream<'static, (FetchId, UpstreamEvent)>>,
-    timer: clock::Timer,
+    upstreams: Upstreams,
     out: VecDeque<Output>,
     /// When the first response head came, and whether from the segment cache.
     first_head: Option<(Millis, bool)>,
@@ -195,29 +191,29 @@ impl Job {
             (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
         );
         let core = Session::new(settings.session.clone(), &name, Some(Stored::default()));
+        let upstreams = Upstreams::new(Target {
+            base_url: settings.base_url.clone(),
+            api_key: settings.api_key.clone().unwrap_or_default(),
+            cache,
+        });
         let mut job = Self {
             name,
             core,
             responder: Responder::new(request.format),
-            base_url: settings.base_url.clone(),
-            api_key: settings.api_key.clone().unwrap_or_default(),
-            cache,
-            aborts: HashMap::new(),
-            incoming: SelectAll::new(),
-            timer: clock::Timer::default(),
+            upstreams,
             out: VecDeque::new(),
             first_head: None,
         };
-        let speak = serde_json::json!({
-            "type": "speak",
-            "id": "speech",
-            "text": request.input,
-            "voice": request.voice,
-            "model": request.model.id(),
-            "cache": request.cache,
-        });
+        let speak = Speak {
+            id: "speech".to_owned(),
+            text: request.input,
+            voice: Some(request.voice.to_owned()),
+            model: Some(request.model.id().to_owned()),
+            more: false,
+            cache: request.cache,
+        };
         job.drive(Input::Connected(CLIENT, Version::V1));
-        job.drive(Input::Text(CLIENT, &speak.to_string()));
+        job.drive(Input::Speak(CLIENT, speak));
         job
     }
 
@@ -230,19 +226,15 @@ impl Job {
             if self.responder.over() {
                 return None;
             }
-            let deadline = self.core.next_deadline();
-            let event = self.timer.next_or_tick(&mut self.incoming, deadline).await;
-            match event {
-                Some((fetch, event)) => {
-                    if event.is_final() {
-                        self.aborts.remove(&fetch);
-                    }
+            match self.upstreams.next(self.core.next_deadline()).await {
+                Next::Event(fetch, event) => {
                     if let UpstreamEvent::Head(status) = &event {
                         self.first_head.get_or_insert((now(), status.cached));
                     }
                     self.drive(event.input(fetch));
                 }
-                None => self.drive(Input::Tick),
+                Next::Deadline => self.drive(Input::Tick),
+                Next::Look => {}
             }
         }
     }
@@ -252,30 +244,12 @@ impl Job {
         self.core.handle(input, now());
         for effect in self.core.take_effects() {
             match effect {
-                Effect::SendText(_, json) => {
-                    if let Ok(message) = ServerMessage::parse(&json) {
-                        self.out.extend(self.responder.on_text(&message));
-                    }
+                Effect::Send(_, message) => self.out.extend(self.responder.on_message(&message)),
+                Effect::Audio(_, audio) => {
+                    self.out.extend(self.responder.on_audio(audio.piece.pcm))
                 }
-                Effect::SendBinary(_, frame) => self.out.extend(self.responder.on_audio(&frame)),
-                Effect::Fetch(request) => {
-                    let controller = AbortController::default();
-                    let events = upstream_fetch::events(
-                        request.fetch,
-                        &self.base_url,
-                        &self.api_key,
-                        &request.body,
-                        controller.signal(),
-                        self.cache.clone().filter(|_| request.cache),
-                    );
-                    self.aborts.insert(request.fetch, controller);
-                    self.incoming.push(events);
-                }
-                Effect::Abort(fetch) => {
-                    if let Some(controller) = self.aborts.remove(&fetch) {
-                        controller.abort();
-                    }
-                }
+                Effect::Fetch(request) => self.upstreams.start(&request),
+                Effect::Abort(fetch) => self.upstreams.abort(fetch),
                 Effect::Log(line) => log::emit(Some(&self.name), &line),
                 // One response, no socket and no storage: the key's limits were spent already.
                 Effect::Persist(..) | Effect::Store(..) | Effect::Close { .. } => {}
@@ -289,8 +263,6 @@ impl Drop for Job {
     /// every upstream request still held is aborted.
     fn drop(&mut self) {
         self.drive(Input::Disconnected(CLIENT));
-        for (_, controller) in self.aborts.drain() {
-            controller.abort();
-        }
+        self.upstreams.abort_all();
     }
 }

@@ -33,6 +33,8 @@ mod key_budget;
 pub mod relay_object;
 mod segment_cache;
 mod settings;
+mod upgrade;
 mod upstream_fetch;
+mod upstreams;
 
-pub use entry::session_id_from_path;
+pub use upgrade::session_id_from_path;

@@ -9,7 +9,7 @@
 //! failure of the first segment is an honest 4xx/5xx; a failure after audio has begun can only
 //! break the stream off (the client sees a truncated body, never a silent gap).
 
-use orpheus_protocol::{resolve_voice, AudioFrame, EndReason, ErrorCode, Model, ServerMessage};
+use orpheus_protocol::{resolve_voice, EndReason, ErrorCode, Model, ServerMessage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -411,8 +411,8 @@ enum Stage {
     Over,
 }
 
-/// Turns the relay's messages for one message (its `start`, audio frames and `end`, as a
-/// protocol v1 client would get them) into one HTTP response.
+/// Turns what the session core emits for one message (its `start`, its audio and its `end`, as
+/// a protocol v1 client would get them) into one HTTP response.
 #[derive(Debug)]
 pub struct Responder {
     format: AudioFormat,
@@ -433,8 +433,8 @@ impl Responder {
         self.stage == Stage::Over
     }
 
-    /// A JSON control message of the message.
-    pub fn on_text(&mut self, message: &ServerMessage) -> Vec<Output> {
+    /// A control message of the message.
+    pub fn on_message(&mut self, message: &ServerMessage) -> Vec<Output> {
         match (self.stage, message) {
             (Stage::Waiting, ServerMessage::Start { sample_rate, .. }) => {
                 self.stage = Stage::Streaming;
@@ -470,10 +470,10 @@ impl Responder {
         }
     }
 
-    /// An audio frame of the message.
-    pub fn on_audio(&mut self, frame: &[u8]) -> Vec<Output> {
-        match (self.stage, AudioFrame::decode(frame)) {
-            (Stage::Streaming, Ok(frame)) => vec![Output::Body(frame.pcm.to_vec())],
+    /// PCM of the message, in order.
+    pub fn on_audio(&mut self, pcm: Vec<u8>) -> Vec<Output> {
+        match self.stage {
+            Stage::Streaming => vec![Output::Body(pcm)],
             _ => Vec::new(),
         }
     }
@@ -622,7 +622,7 @@ mod tests {
             metrics: None,
         };
         let mut r = Responder::new(AudioFormat::Wav);
-        let refused = r.on_text(&end(
+        let refused = r.on_message(&end(
             EndReason::Error,
             Some(EndError::new(ErrorCode::RateLimited, Some(7))),
         ));
@@ -632,7 +632,7 @@ mod tests {
         assert!(r.over());
 
         let mut r = Responder::new(AudioFormat::Wav);
-        let head = r.on_text(&start);
+        let head = r.on_message(&start);
         assert_eq!(
             head[0],
             Output::Head {
@@ -640,29 +640,26 @@ mod tests {
             }
         );
         assert_eq!(head[1], Output::Body(streaming_wav_header(24_000)));
-        let frame = AudioFrame {
-            flags: 0,
-            stream: 1,
-            offset: 0,
-            pcm: &[1, 2, 3, 4],
-        }
-        .encode();
-        assert_eq!(r.on_audio(&frame), vec![Output::Body(vec![1, 2, 3, 4])]);
-        let over = r.on_text(&end(
+        let pcm = vec![1, 2, 3, 4];
+        assert_eq!(r.on_audio(pcm.clone()), vec![Output::Body(pcm.clone())]);
+        let over = r.on_message(&end(
             EndReason::Error,
             Some(EndError::new(ErrorCode::UpstreamInterrupted, None)),
         ));
         assert_eq!(over, vec![Output::BreakOff]);
-        assert!(r.on_audio(&frame).is_empty(), "nothing after the end");
+        assert!(r.on_audio(pcm).is_empty(), "nothing after the end");
 
         let mut r = Responder::new(AudioFormat::Pcm);
         assert_eq!(
-            r.on_text(&start),
+            r.on_message(&start),
             vec![Output::Head {
                 sample_rate: 24_000
             }]
         );
-        assert_eq!(r.on_text(&end(EndReason::Done, None)), vec![Output::Finish]);
+        assert_eq!(
+            r.on_message(&end(EndReason::Done, None)),
+            vec![Output::Finish]
+        );
 
         for (code, status) in [
             (ErrorCode::UpstreamTimeout, 504),

@@ -8,36 +8,35 @@
 //! socket can never take the session over.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures_channel::mpsc::{unbounded, UnboundedSender};
-use futures_util::stream::{LocalBoxStream, SelectAll, StreamExt};
 use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::DurableObjectStorage;
 use worker::{
-    durable_object, AbortController, AbortSignal, DurableObject, Env, Headers, Request, Response,
-    Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
-    WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Headers, Request, Response, Result, ScheduledTime, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use crate::budget::SpeechBudget;
-use crate::clock::{self, now};
-use crate::entry::{refuse_in_band, request_path, session_id_from_path, TICKET_HEADER};
+use crate::clock::now;
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
 use crate::segment_cache::SegmentCache;
 use crate::session::{
-    serving_after_wake, Attachment, Durability, Effect, FetchId, FetchRequest, Generation, Input,
-    Session, Stored,
+    serving_after_wake, Attachment, Durability, Effect, Generation, Input, Session, Stored,
 };
 use crate::settings::Settings;
 use crate::time::Millis;
-use crate::upstream_fetch::{self, UpstreamEvent};
+use crate::upgrade::{refuse_in_band, request_path, session_id_from_path, TICKET_HEADER};
+use crate::upstreams::{Next, Target, Upstreams};
+
+/// A deadline further away than this is left to the object's alarm once no upstream request
+/// runs, so that the object can hibernate meanwhile; a nearer one keeps its pump waiting.
+const ALARM_BEYOND_MS: Millis = 2_000;
 
 /// Storage key of the ids of tickets already used on this session.
 const USED_TICKETS_KEY: &str = "used_tickets";
@@ -114,31 +113,16 @@ pub struct RelaySession {
     sockets: RefCell<Vec<(Generation, WebSocket)>>,
     /// The generation the next accepted socket gets.
     next_generation: Cell<Generation>,
-    /// Abort handles of upstream requests in flight, owned here so any handler can abort them.
-    aborts: RefCell<HashMap<FetchId, AbortController>>,
-    /// The inbox of the running pump, if one runs: the single loop that owns every upstream
-    /// request of the active message. Requests other handlers start are handed to it.
-    pump: RefCell<Option<UnboundedSender<Pending>>>,
+    /// The upstream requests of the session, owned here so that any handler can start or
+    /// abort them; one handler at a time waits on them (the pump).
+    upstreams: Upstreams,
+    /// Whether a handler runs the pump.
+    pumping: Cell<bool>,
+    /// The alarm time this instance last set.
+    alarm_at: Cell<Option<Millis>>,
     loaded: Rc<RefCell<Load>>,
     /// For an API key's object: the key's budget, once read.
     key_budget: RefCell<Option<SpeechBudget>>,
-    /// The segment cache, unless it is off.
-    cache: Option<SegmentCache>,
-}
-
-/// An upstream request the core asked for, with its abort handle already registered (so an
-/// abort that comes before the pump starts it still takes effect).
-struct Pending {
-    request: FetchRequest,
-    signal: AbortSignal,
-}
-
-/// What wakes the pump.
-enum PumpItem {
-    /// An event of an upstream request it runs.
-    Upstream(FetchId, UpstreamEvent),
-    /// A request another handler started.
-    Start(Pending),
 }
 
 impl DurableObject for RelaySession {
@@ -159,15 +143,20 @@ impl DurableObject for RelaySession {
         // Shows in the log when the object is (re-)created, e.g. on waking from hibernation.
         log::emit(None, &LogLine::new("object").word("event", "constructed"));
         let settings = Settings::from_env(&env);
+        let upstreams = Upstreams::new(Target {
+            base_url: settings.base_url.clone(),
+            api_key: settings.api_key.clone().unwrap_or_default(),
+            cache: SegmentCache::from_env(&env, settings.segment_cache_ttl_s),
+        });
         Self {
             state,
-            cache: SegmentCache::from_env(&env, settings.segment_cache_ttl_s),
             settings,
             core: RefCell::new(None),
             sockets: RefCell::new(Vec::new()),
             next_generation: Cell::new(1),
-            aborts: RefCell::new(HashMap::new()),
-            pump: RefCell::new(None),
+            upstreams,
+            pumping: Cell::new(false),
+            alarm_at: Cell::new(None),
             loaded,
             key_budget: RefCell::new(None),
         }
@@ -214,10 +203,9 @@ impl DurableObject for RelaySession {
         self.sockets
             .borrow_mut()
             .push((generation, pair.server.clone()));
-        // The session releases the socket it served before it serves the new one. (A connect
-        // never starts an upstream request: a `resume` does.)
-        let started = self.drive(Input::Connected(generation, version));
-        debug_assert!(started.is_empty());
+        // The session releases the socket it served before it serves the new one.
+        self.drive(Input::Connected(generation, version));
+        self.settle().await;
         let headers = Headers::new();
         headers.set("Sec-WebSocket-Protocol", version.subprotocol())?;
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
@@ -232,11 +220,11 @@ impl DurableObject for RelaySession {
             return Ok(());
         };
         self.reload_stored().await;
-        let started = match &message {
+        match &message {
             WebSocketIncomingMessage::String(text) => self.drive(Input::Text(generation, text)),
             WebSocketIncomingMessage::Binary(_) => self.drive(Input::Binary(generation)),
-        };
-        self.pump(started).await;
+        }
+        self.pump().await;
         Ok(())
     }
 
@@ -250,16 +238,25 @@ impl DurableObject for RelaySession {
         self.socket_gone(&ws);
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("closed"));
+        self.pump().await;
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         self.socket_gone(&ws);
+        self.pump().await;
         Ok(())
     }
 
+    /// A deadline of the core's that came while nothing kept the object awake: the core,
+    /// woken from its socket's attachment and its stored state if the object lost it, is
+    /// ticked, and runs on as from any other event.
     async fn alarm(&self) -> Result<Response> {
-        Response::ok("no alarms are used")
+        self.alarm_at.set(None);
+        self.wake();
+        self.drive(Input::Tick);
+        self.pump().await;
+        Response::ok("ticked")
     }
 }
 
@@ -356,7 +353,7 @@ impl RelaySession {
         }
         let current = current.expect("the serving socket is among the open ones");
         let stored = self.take_loaded();
-        let session = Session::restore(self.settings.session.clone(), current, stored);
+        let session = Session::restore(self.settings.session.clone(), current, stored, now());
         self.core.replace(Some(session));
     }
 
@@ -394,19 +391,19 @@ impl RelaySession {
             .map(|(_, ws)| ws.clone())
     }
 
-    /// Feeds an input to the core, executes the effects, and returns the upstream requests to
-    /// start. Does nothing when there is no core (no socket served).
-    fn drive(&self, input: Input<'_>) -> Vec<Pending> {
+    /// Feeds an input to the core and executes the effects. Does nothing when there is no core
+    /// (no socket served).
+    fn drive(&self, input: Input<'_>) {
         let (effects, session_id) = {
             let mut core = self.core.borrow_mut();
             let Some(core) = core.as_mut() else {
-                return Vec::new();
+                return;
             };
             core.handle(input, now());
             (core.take_effects(), core.session_id().to_owned())
         };
         // The borrow is released: aborting may re-enter this object.
-        self.execute(&session_id, effects)
+        self.execute(&session_id, effects);
     }
 
     fn persist_failed(&self, session_id: &str, _error: worker::Error) {
@@ -416,32 +413,22 @@ impl RelaySession {
         );
     }
 
-    /// Executes effects in order; returns the upstream requests to start.
-    fn execute(&self, session_id: &str, effects: Vec<Effect>) -> Vec<Pending> {
-        let mut started = Vec::new();
+    /// Executes effects in order: messages and frames are encoded here, as they leave.
+    fn execute(&self, session_id: &str, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::SendText(to, text) => {
+                Effect::Send(to, message) => {
                     if let Some(ws) = self.socket(to) {
-                        let _ = ws.send_with_str(text);
+                        let _ = ws.send_with_str(message.to_json());
                     }
                 }
-                Effect::SendBinary(to, bytes) => {
+                Effect::Audio(to, audio) => {
                     if let Some(ws) = self.socket(to) {
-                        let _ = ws.send_with_bytes(bytes);
+                        let _ = ws.send_with_bytes(audio.encode());
                     }
                 }
-                Effect::Fetch(request) => {
-                    let controller = AbortController::default();
-                    let signal = controller.signal();
-                    self.aborts.borrow_mut().insert(request.fetch, controller);
-                    started.push(Pending { request, signal });
-                }
-                Effect::Abort(fetch) => {
-                    if let Some(controller) = self.aborts.borrow_mut().remove(&fetch) {
-                        controller.abort();
-                    }
-                }
+                Effect::Fetch(request) => self.upstreams.start(&request),
+                Effect::Abort(fetch) => self.upstreams.abort(fetch),
                 Effect::Persist(on, attachment) => {
                     if let Some(ws) = self.socket(on) {
                         if let Err(e) = ws.serialize_attachment(attachment) {
@@ -471,78 +458,63 @@ impl RelaySession {
                 Effect::Log(line) => log::emit(Some(session_id), &line),
             }
         }
-        started
-    }
-
-    fn start(&self, pending: Pending) -> LocalBoxStream<'static, PumpItem> {
-        let key = self.settings.api_key.as_deref().unwrap_or_default();
-        upstream_fetch::events(
-            pending.request.fetch,
-            &self.settings.base_url,
-            key,
-            &pending.request.body,
-            pending.signal,
-            self.cache.clone().filter(|_| pending.request.cache),
-        )
-        .map(|(fetch, event)| PumpItem::Upstream(fetch, event))
-        .boxed_local()
-    }
-
-    fn message_active(&self) -> bool {
-        self.core
-            .borrow()
-            .as_ref()
-            .and_then(Session::active_stream)
-            .is_some()
     }
 
     fn next_deadline(&self) -> Option<Millis> {
         self.core.borrow().as_ref().and_then(Session::next_deadline)
     }
 
-    /// Runs the upstream requests `started` asked for. If a pump already runs, they are handed
-    /// to it and this returns at once; otherwise this handler becomes the pump: it relays the
-    /// requests' events to the core, and ticks it at its deadlines, until no message is active
-    /// (a parked message stays active until its grace period ends). Running inside a handler
-    /// keeps the object awake meanwhile; dropping the remaining requests when it returns
-    /// cancels their bodies.
-    async fn pump(&self, started: Vec<Pending>) {
-        if started.is_empty() {
+    /// Serves the core's upstream requests and deadlines. If another handler already does,
+    /// this returns at once (a request started here wakes that one). Otherwise this handler
+    /// becomes the pump: it relays the requests' events to the core and ticks it at its
+    /// deadlines, for as long as a request runs or the next deadline is near (running inside a
+    /// handler keeps the object awake meanwhile); then it leaves a far deadline to the alarm.
+    async fn pump(&self) {
+        if self.pumping.replace(true) {
+            // The core may have a nearer deadline now.
+            self.upstreams.wake();
             return;
         }
-        if let Some(inbox) = self.pump.borrow().as_ref() {
-            for pending in started {
-                // The pump takes the inbox away in the same turn it stops reading it.
-                let _ = inbox.unbounded_send(pending);
+        loop {
+            let deadline = self.next_deadline();
+            let near = deadline.is_some_and(|at| at <= now() + ALARM_BEYOND_MS);
+            if !self.upstreams.in_flight() && !near {
+                break;
             }
+            match self.upstreams.next(deadline).await {
+                Next::Event(fetch, event) => self.drive(event.input(fetch)),
+                Next::Deadline => self.drive(Input::Tick),
+                Next::Look => {}
+            }
+        }
+        self.upstreams.clear();
+        self.pumping.set(false);
+        self.settle().await;
+    }
+
+    /// Leaves the core's next deadline, if any, to the object's alarm, which wakes the object
+    /// (from hibernation, or after an eviction) to tick the core then. An alarm already set for
+    /// that time is left as it is; one set for a later time fires early, and finds nothing due.
+    /// Awaited by the handler, which must not end before the alarm is set.
+    async fn settle(&self) {
+        let Some(at) = self.next_deadline() else {
+            return;
+        };
+        if self.pumping.get() || self.alarm_at.get() == Some(at) {
             return;
         }
-        let (inbox, requests) = unbounded();
-        self.pump.replace(Some(inbox));
-        let mut incoming: SelectAll<LocalBoxStream<'static, PumpItem>> = SelectAll::new();
-        incoming.push(requests.map(PumpItem::Start).boxed_local());
-        for pending in started {
-            incoming.push(self.start(pending));
+        self.alarm_at.set(Some(at));
+        // (An `i64` would be an offset from now: the alarm is at a time.)
+        let time = ScheduledTime::new(js_sys::Date::new(&(at as f64).into()));
+        if self.state.storage().set_alarm(time).await.is_err() {
+            self.alarm_at.set(None);
+            let session = self
+                .core
+                .borrow()
+                .as_ref()
+                .map(|c| c.session_id().to_owned());
+            let line = LogLine::new("storage").word("alarm", "failed");
+            log::emit(session.as_deref(), &line);
         }
-        let mut timer = clock::Timer::default();
-        while self.message_active() {
-            let item = timer
-                .next_or_tick(&mut incoming, self.next_deadline())
-                .await;
-            let started = match item {
-                Some(PumpItem::Start(pending)) => vec![pending],
-                Some(PumpItem::Upstream(fetch, event)) => {
-                    if event.is_final() {
-                        self.aborts.borrow_mut().remove(&fetch);
-                    }
-                    self.drive(event.input(fetch))
-                }
-                None => self.drive(Input::Tick),
-            };
-            for pending in started {
-                incoming.push(self.start(pending));
-            }
-        }
-        self.pump.replace(None);
     }
 }

@@ -5,7 +5,9 @@
 //! it: frames go out up to what flow control allows ([`Unplayed::take`]), and a `resume` moves
 //! the cursor back to the client's play cursor ([`Unplayed::rewind`]) so that the rest goes out
 //! again, each frame at its own sample offset. Segment ends are remembered, so a frame sent
-//! again still carries the `LAST_IN_SEGMENT` flag where the first one did.
+//! again still carries the `LAST_IN_SEGMENT` flag where the first one did. A stream that goes
+//! on after the object lost what it held starts again empty at its next sample
+//! ([`Unplayed::skip_to`]).
 
 use std::collections::VecDeque;
 
@@ -38,6 +40,16 @@ impl Unplayed {
     /// Nothing held; the stream starts at sample 0.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Nothing held, and the stream continues from sample `at` (everything before it was
+    /// sent and played).
+    pub fn skip_to(&mut self, at: u64) {
+        *self = Self {
+            start: at,
+            cursor: at,
+            ..Self::default()
+        };
     }
 
     /// The stream sample after the last one held.
@@ -190,5 +202,23 @@ mod tests {
         unplayed.rewind(1);
         assert_eq!(unplayed.cursor(), 4);
         assert_eq!(unplayed.take(100, 1024)[0].pcm, samples(4..10));
+    }
+
+    #[test]
+    fn a_stream_that_goes_on_after_a_skip_keeps_its_offsets() {
+        let mut unplayed = Unplayed::new();
+        unplayed.push(&samples(0..4), true);
+        unplayed.skip_to(1_000);
+        assert_eq!(
+            (unplayed.end(), unplayed.cursor(), unplayed.unsent()),
+            (1_000, 1_000, 0)
+        );
+        unplayed.push(&samples(0..3), true);
+        let pieces = unplayed.take(100, 1024);
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(
+            (pieces[0].offset, pieces[0].flags),
+            (1_000, LAST_IN_SEGMENT)
+        );
     }
 }

@@ -59,6 +59,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Bumped to cut every open connection at once.
     cut: watch::Sender<u64>,
+    /// Bumped to make every open connection half-open at once.
+    dark: watch::Sender<u64>,
     /// How many of the next connections to swallow.
     to_swallow: AtomicU64,
 }
@@ -101,6 +103,7 @@ impl Proxy {
             counters: Counters::default(),
             shutdown: shutdown_rx,
             cut: watch::channel(0).0,
+            dark: watch::channel(0).0,
             to_swallow: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
@@ -131,6 +134,13 @@ impl Proxy {
     /// them (a phone moving from Wi-Fi to mobile data). New connections are not affected.
     pub fn cut_all(&self) {
         self.shared.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Makes every connection open now half-open: from now on nothing passes either way, not
+    /// even a close, until its initiator gives up (a link that died without a word, as a
+    /// phone's does when it loses its network). New connections are not affected.
+    pub fn half_open_all(&self) {
+        self.shared.dark.send_modify(|n| *n += 1);
     }
 
     /// Swallows the next `n` connections: they are accepted, but what comes in goes nowhere,
@@ -276,6 +286,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
     ));
     let mut shutdown = shared.shutdown.clone();
     let mut cut = shared.cut.subscribe();
+    let mut dark = shared.dark.subscribe();
     let started = Instant::now();
     let strike = async {
         let Some((strike, trigger)) = plan.trigger() else {
@@ -295,6 +306,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
             None
         }
         strike = strike => Some(strike),
+        _ = dark.changed() => Some(Strike::HalfOpen),
     };
     match strike {
         Some(Strike::Reset) => {

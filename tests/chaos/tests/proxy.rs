@@ -170,6 +170,31 @@ async fn cut_all_closes_open_connections_only() {
 }
 
 #[tokio::test]
+async fn half_open_all_silences_open_connections_only() {
+    let proxy = Proxy::start(echo().await, 7, Faults::none()).await.unwrap();
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    stream.write_all(b"hi").await.unwrap();
+    let mut buf = [0u8; 2];
+    stream.read_exact(&mut buf).await.unwrap();
+    proxy.half_open_all();
+    // Give the proxy a moment to strike before talking again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(b"again").await.unwrap();
+    let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+    assert!(
+        read.is_err(),
+        "nothing, not even a close, comes back: {read:?}"
+    );
+    assert_eq!(proxy.stats().half_opens, 1);
+    let data = payload(1000);
+    assert_eq!(
+        round_trip(proxy.addr(), &data).await.unwrap(),
+        data,
+        "new ones work"
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_proxy_closes_its_connections() {
     let proxy = Proxy::start(echo().await, 5, Faults::none()).await.unwrap();
     let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();

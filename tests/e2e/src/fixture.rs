@@ -165,12 +165,18 @@ impl Fixture {
     /// `ws://{addr}/v1/sessions/{sid}/ws`.
     pub async fn slow_link(&self) -> TestResult<orpheus_chaos::Proxy> {
         let slow = (orpheus_chaos::REAL_TIME_BYTES_PER_S as f64 * SLOW_LINK_SPEED) as u64;
-        let faults = orpheus_chaos::Faults {
+        self.proxy(orpheus_chaos::Faults {
             latency_ms: Some((25, 25)),
             throttle: 1.0,
             bandwidth_bps: (slow, slow),
             ..orpheus_chaos::Faults::none()
-        };
+        })
+        .await
+    }
+
+    /// A chaos proxy in front of the main relay with `faults`. Its URL is
+    /// `ws://{addr}/v1/sessions/{sid}/ws`.
+    pub async fn proxy(&self, faults: orpheus_chaos::Faults) -> TestResult<orpheus_chaos::Proxy> {
         let target = self
             .relay_url()
             .trim_start_matches("http://")

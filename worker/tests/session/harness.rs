@@ -77,6 +77,8 @@ pub struct Harness {
     current_stream: Option<u32>,
     /// Protocol v2: the play cursor last reported, per stream.
     reported: HashMap<u32, u64>,
+    /// How many objects the session had before this one (each hands out fetch ids anew).
+    objects_gone: u64,
 }
 
 impl Harness {
@@ -118,6 +120,7 @@ impl Harness {
             ended_streams: HashMap::new(),
             current_stream: None,
             reported: HashMap::new(),
+            objects_gone: 0,
         };
         h.connect();
         h
@@ -206,7 +209,7 @@ impl Harness {
     /// Executes effects as the runtime would, checking the client-visible invariants.
     pub fn drain(&mut self) {
         for effect in self.session.take_effects() {
-            if let Effect::SendText(to, _) | Effect::SendBinary(to, _) = &effect {
+            if let Effect::Send(to, _) | Effect::Audio(to, _) = &effect {
                 assert!(
                     !self.closed.contains_key(to),
                     "nothing is sent after close: {effect:?}"
@@ -217,13 +220,16 @@ impl Harness {
                 );
             }
             match effect {
-                Effect::SendText(to, json) => {
-                    let message = ServerMessage::parse(&json).expect("valid server JSON");
+                Effect::Send(to, message) => {
+                    // As the client reads it: encoded, then parsed.
+                    let message =
+                        ServerMessage::parse(&message.to_json()).expect("valid server JSON");
                     self.check_text(&message);
                     self.sent_to.entry(to).or_default().push(message.clone());
                     self.texts.push(message);
                 }
-                Effect::SendBinary(_, bytes) => {
+                Effect::Audio(_, audio) => {
+                    let bytes = audio.encode();
                     let frame = AudioFrame::decode(&bytes).expect("valid frame");
                     assert_eq!(
                         Some(frame.stream),
@@ -465,6 +471,56 @@ impl Harness {
         self.delivered.clear();
         self.current_stream = None;
         self.closed.insert(self.socket, 1006);
+    }
+
+    /// The object hibernates and loses its memory, the socket staying open (the runtime keeps
+    /// it, with its attachment): a new session wakes from the socket's attachment and what was
+    /// stored. Nothing may be in flight: only an idle object hibernates.
+    pub fn hibernate(&mut self, config: Config) {
+        assert!(self.open_fetches.is_empty(), "an object hibernates idle");
+        let attachment = self.attachments[&self.socket].clone();
+        self.session = Session::restore(config, attachment, self.stored.clone(), self.now);
+        self.archive_fetches();
+        self.drain();
+    }
+
+    /// Fetch ids name requests of one object, and a new one starts over: the requests of the
+    /// object gone keep their records under ids the new one never hands out.
+    fn archive_fetches(&mut self) {
+        let started = std::mem::take(&mut self.started);
+        self.objects_gone += 1;
+        let object = self.objects_gone;
+        let archived = |fetch: FetchId| {
+            if started.contains(&fetch) {
+                fetch + (object << 40)
+            } else {
+                fetch
+            }
+        };
+        for &fetch in &started {
+            if let Some(pcm) = self.delivered.remove(&fetch) {
+                self.delivered.insert(archived(fetch), pcm);
+            }
+            if let Some(input) = self.inputs.remove(&fetch) {
+                self.inputs.insert(archived(fetch), input);
+            }
+        }
+        for fetches in self.fetch_order.values_mut() {
+            for fetch in fetches.values_mut() {
+                *fetch = archived(*fetch);
+            }
+        }
+        self.cacheable = self.cacheable.iter().map(|&f| archived(f)).collect();
+    }
+
+    /// Time passes until `until`, the core ticked at each of its deadlines on the way, as the
+    /// runtime does (a timer while it is awake, the alarm while it hibernates).
+    pub fn wait_until(&mut self, until: u64) {
+        while let Some(at) = self.session.next_deadline().filter(|&at| at <= until) {
+            self.now = self.now.max(at);
+            self.feed(Input::Tick);
+        }
+        self.now = until;
     }
 
     /// The latest fetch of each segment of `stream`, in segment order.

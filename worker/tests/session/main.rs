@@ -1,6 +1,7 @@
 //! Scenario and randomized tests of the session state machine, on the host, by subject.
 
 mod cache;
+mod deadlines;
 mod flow;
 mod harness;
 mod limits;

@@ -2,7 +2,7 @@
 //! from the play cursor, or restarts it at a segment boundary after the object lost its memory;
 //! the grace period ends it `interrupted`, once.
 
-use orpheus_protocol::{EndReason, ServerMessage, CLOSE_REPLACED};
+use orpheus_protocol::{EndReason, ServerMessage, CLOSE_LINK_SILENT, CLOSE_REPLACED};
 use orpheus_worker::session::{Config, Durability, Input};
 
 use crate::harness::{long_text, Harness};
@@ -84,14 +84,17 @@ fn a_resume_before_start_restates_it() {
 
 #[test]
 fn a_reporting_client_whose_link_stalls_is_never_taken_to_have_heard_by_the_clock() {
-    let mut h = Harness::v2(Config::default());
+    let config = Config::default();
+    let dead_after = config.dead_link_ms();
+    let mut h = Harness::v2(config);
     h.speak("a", "Hello there.");
     h.play_to_end(1, RATE as usize);
     // The next message goes out on a new socket, which goes dark (half-open) before the
     // client reports anything on it: its `start` and audio never arrive.
-    h.connect();
+    let dark = h.connect();
     h.speak("b", &long_text(3));
-    for _ in 0..600 {
+    let first_audio = h.now;
+    while h.now < first_audio + dead_after - 100 {
         h.deliver(2, 2 * RATE as usize);
         h.now += 100;
         h.feed(Input::Tick);
@@ -101,7 +104,18 @@ fn a_reporting_client_whose_link_stalls_is_never_taken_to_have_heard_by_the_cloc
         1,
         "b waits for its client to report receiving it"
     );
-    h.feed(Input::Disconnected(h.socket));
+    assert!(
+        !h.closed.contains_key(&dark),
+        "the link is not given up yet"
+    );
+    // Past the bound, the link is taken for dead: the socket is closed and b parked, never
+    // ended by the clock.
+    while h.now < first_audio + dead_after + 500 {
+        h.now += 100;
+        h.feed(Input::Tick);
+    }
+    assert_eq!(h.closed.get(&dark), Some(&CLOSE_LINK_SILENT));
+    assert_eq!(h.ends().len(), 1, "b is parked, not ended");
     h.now += 5_000;
     h.connect();
     h.resume("b", None, 0);

@@ -95,13 +95,13 @@ fn restore_after_eviction_ends_the_lost_message_once() {
     h.speak("m", "Hi.");
     let last = h.attachments[&h.socket].clone();
     assert_eq!(last.active.as_ref().unwrap().id, "m");
-    let mut restored = Session::restore(Config::default(), last.clone(), h.stored.clone());
+    let mut restored = Session::restore(Config::default(), last.clone(), h.stored.clone(), h.now);
     assert_eq!(restored.serving(), Some(h.socket));
     let effects = restored.take_effects();
     let ends: Vec<_> = effects
         .iter()
         .filter_map(|e| match e {
-            Effect::SendText(_, t) => Some(ServerMessage::parse(t).unwrap()),
+            Effect::Send(_, message) => Some(message.clone()),
             _ => None,
         })
         .collect();

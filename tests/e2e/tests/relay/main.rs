@@ -12,6 +12,7 @@ use orpheus_e2e::{Fixture, TestResult};
 mod admission;
 mod browser;
 mod cache;
+mod deadlines;
 mod http;
 mod input;
 mod leaks;
@@ -29,6 +30,7 @@ mod voices;
 use admission::*;
 use browser::*;
 use cache::*;
+use deadlines::*;
 use http::*;
 use input::*;
 use leaks::*;
@@ -85,6 +87,8 @@ fn main() {
         streamed_reply,
         streamed_first_audio,
         streamed_endings,
+        deadlines_without_requests,
+        v2_a_half_open_link_is_given_up_and_resumed,
         http_sdks,
         http_bad_input,
         http_upstream_errors,
