@@ -24,9 +24,10 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const { module, allowanceMs } = options.processorOptions;
     this.dsp = new WebAssembly.Instance(module, {}).exports;
     this.dsp.orpheus_configure(sampleRate, allowanceMs);
-    this.staging = this.dsp.orpheus_staging();
-    this.stagingBytes = this.dsp.orpheus_staging_bytes();
-    this.output = this.dsp.orpheus_output();
+    // Views of the engine's memory, made once: it never grows (the engine allocates nothing).
+    const memory = this.dsp.memory.buffer;
+    this.staging = new Uint8Array(memory, this.dsp.orpheus_staging(), this.dsp.orpheus_staging_bytes());
+    this.output = new Float32Array(memory, this.dsp.orpheus_output(), 128);
     // Frames waiting for room in the engine's ring, still as the relay's Int16 bytes.
     this.waiting = [];
     // Frames of a stream that has not begun yet (its `begin` comes by another route).
@@ -63,8 +64,8 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     while (this.waiting.length) {
       const frame = this.waiting[0];
       let result = ACCEPTED;
-      if (frame.length <= this.stagingBytes) {
-        new Uint8Array(dsp.memory.buffer, this.staging, frame.length).set(frame);
+      if (frame.length <= this.staging.length) {
+        this.staging.set(frame);
         result = dsp.orpheus_push(frame.length);
       }
       if (result === FULL) return;
@@ -78,7 +79,11 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const out = outputs[0][0];
     const dsp = this.dsp;
     let events = dsp.orpheus_render(out.length);
-    out.set(new Float32Array(dsp.memory.buffer, this.output, out.length));
+    // (A render quantum is 128 frames; a browser that renders another size gets its own view.)
+    if (this.output.length !== out.length) {
+      this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);
+    }
+    out.set(this.output);
     if (!events && this.live && currentTime - this.reportedAt >= REPORT_EVERY_S) events = PROGRESS;
     if (events & OVER) this.live = false;
     if (events) {

@@ -41,8 +41,8 @@
 use orpheus_protocol::PING_FRAME;
 use orpheus_protocol::{is_refusal, EndReason, Limits, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED};
 
-pub use crate::control::SpeakOptions;
-use crate::control::{self, Incoming, Metrics, RelayError};
+pub use orpheus_protocol::codec::SpeakOptions;
+use orpheus_protocol::codec::{self, Incoming, Metrics, RelayError};
 
 /// Seconds on the AudioContext clock.
 pub type Seconds = f64;
@@ -201,6 +201,20 @@ pub enum ReportKind {
     Drained,
     /// It was stopped and has faded out.
     Stopped,
+}
+
+impl ReportKind {
+    /// Each kind with its event bit from the engine (`orpheus_player_dsp::event`), in the
+    /// order the kinds of one event are taken in: a frame received acks at once, so a progress
+    /// report in the same event needs no ack of its own.
+    pub const BITS: [(u32, ReportKind); 6] = [
+        (1, ReportKind::Started),
+        (32, ReportKind::Received),
+        (2, ReportKind::Progress),
+        (4, ReportKind::Underrun),
+        (8, ReportKind::Drained),
+        (16, ReportKind::Stopped),
+    ];
 }
 
 /// A report from the engine.
@@ -671,12 +685,12 @@ impl PlayerCore {
         if w.sent < w.chars && due {
             let rest: String = w.text.chars().skip(w.sent as usize).collect();
             self.effects
-                .push(Effect::Send(control::append(&m.id, &rest, w.sent)));
+                .push(Effect::Send(codec::append(&m.id, &rest, w.sent)));
             w.sent = w.chars;
             w.sent_at = now;
         }
         if w.end == TextEnd::Finished && w.sent == w.chars {
-            self.effects.push(Effect::Send(control::finish(&m.id)));
+            self.effects.push(Effect::Send(codec::finish(&m.id)));
             w.end = TextEnd::Told;
         }
     }
@@ -728,7 +742,7 @@ impl PlayerCore {
         let Some((m, stream)) = self.reportable() else {
             return;
         };
-        let frame = control::played(stream, m.played, m.played + m.buffered, on_receipt);
+        let frame = codec::played(stream, m.played, m.played + m.buffered, on_receipt);
         self.acked_at = self.now;
         self.effects.push(Effect::Send(frame));
     }
@@ -861,7 +875,7 @@ impl PlayerCore {
         if let Some(old) = self.current.take() {
             self.retire(old, EndReason::Superseded);
         }
-        let frame = control::speak(&id, text, &options);
+        let frame = codec::speak(&id, text, &options);
         let chars = text.chars().count();
         let written = options.more.then(|| Written {
             text: text.to_owned(),
@@ -937,7 +951,7 @@ impl PlayerCore {
                 more: false,
                 ..w.options
             };
-            let frame = control::speak(&m.id, &w.text, &whole);
+            let frame = codec::speak(&m.id, &w.text, &whole);
             let chars = w.chars as usize;
             m.phase = Phase::Unsent { frame, chars };
         }
@@ -974,7 +988,7 @@ impl PlayerCore {
                 m.phase = self.ended(reason, None);
             }
             Phase::Sent { .. } | Phase::Streaming { .. } => {
-                self.effects.push(Effect::Send(control::stop(&m.id)));
+                self.effects.push(Effect::Send(codec::stop(&m.id)));
             }
             // All of it arrived but not all of it played: the listener cut it short.
             Phase::Ended {
@@ -1008,7 +1022,7 @@ impl PlayerCore {
                     self.current = Some(m);
                 }
                 if let Some(id) = self.stop_on_ready.take() {
-                    self.effects.push(Effect::Send(control::stop(&id)));
+                    self.effects.push(Effect::Send(codec::stop(&id)));
                 }
                 self.resume_parked();
             }
@@ -1043,7 +1057,7 @@ impl PlayerCore {
             if let Phase::Sent { resumed, .. } = &mut m.phase {
                 *resumed = true;
             }
-            let frame = control::resume(&m.id, m.stream(), m.played);
+            let frame = codec::resume(&m.id, m.stream(), m.played);
             self.effects.push(Effect::Send(frame));
             // Appends may have been lost with the link: the relay takes what it lacks.
             Self::resend_text(m, false);
@@ -1151,7 +1165,7 @@ impl PlayerCore {
         }
         let unanswered = |m: &&mut Message| matches!(m.phase, Phase::Sent { .. });
         if let Some(m) = self.current.as_mut().filter(unanswered) {
-            self.effects.push(Effect::Send(control::stop(&m.id)));
+            self.effects.push(Effect::Send(codec::stop(&m.id)));
             m.phase = Phase::Ended {
                 reason: EndReason::Error,
                 error: Some(error),

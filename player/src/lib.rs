@@ -1,12 +1,12 @@
 //! Orpheus Relay's browser player: the main-thread half.
 //!
 //! The logic is pure Rust, tested on the host: [`core`] (the state machine: the link, messages,
-//! completion) and [`control`] (the control messages, without serde). [`web`] is the
+//! completion), reading and writing the control messages with the protocol crate's serde-free
+//! codec (`orpheus_protocol::codec`). [`web`] is the
 //! wasm-bindgen face the JavaScript glue (`player/js/index.js`) drives. Audio never passes
 //! through here: it goes from the socket to the AudioWorklet engine (the `orpheus-player-dsp`
 //! crate) as the relay sent it.
 
-pub mod control;
 pub mod core;
 mod web;
 

@@ -4,22 +4,11 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::control::{RelayError, Writer};
 use crate::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, Progress, Report,
     ReportKind, SpeakOptions,
 };
-
-/// The engine's event bits (see `orpheus-player-dsp`), in the order they are reported (a frame
-/// received acks at once, so a progress report in the same event needs no ack of its own).
-const REPORTS: [(u32, ReportKind); 6] = [
-    (1, ReportKind::Started),
-    (32, ReportKind::Received),
-    (2, ReportKind::Progress),
-    (4, ReportKind::Underrun),
-    (8, ReportKind::Drained),
-    (16, ReportKind::Stopped),
-];
+use orpheus_protocol::codec::{RelayError, Writer};
 
 fn ms(seconds: f64) -> u64 {
     (seconds * 1000.0).round().max(0.0) as u64
@@ -219,7 +208,7 @@ impl Core {
         at: f64,
         now: f64,
     ) -> String {
-        for (bit, kind) in REPORTS {
+        for (bit, kind) in ReportKind::BITS {
             if events & bit != 0 {
                 let report = Report {
                     kind,

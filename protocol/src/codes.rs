@@ -1,10 +1,12 @@
 //! Why a message ended, and the error codes a client can act on.
 
-use serde::{Deserialize, Serialize};
-
 /// Why a message's stream ended. Every `speak` gets exactly one `end` carrying one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum EndReason {
     /// All audio was sent.
     Done,
@@ -51,8 +53,12 @@ impl EndReason {
 
 /// A machine-readable error code. The accompanying text is fixed per code, so nothing a user
 /// typed and nothing the upstream said ever reaches a client through an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ErrorCode {
     /// The frame is not valid JSON.
     InvalidJson,
@@ -193,7 +199,7 @@ impl ErrorCode {
     ];
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;
 

@@ -1,21 +1,30 @@
-//! Wire protocol v1 between the Orpheus Relay worker and its clients.
+//! The wire protocol between the Orpheus Relay worker and its clients, versions 1 and 2.
 //!
-//! This crate is the executable form of `docs/protocol.md`: the JSON control messages, the binary
-//! audio frame header, the voice catalogue, the session-id rule and connection tickets. It is pure Rust with no runtime
-//! dependencies, so the worker, the player and the tests all speak exactly the same protocol.
+//! This crate is the executable form of `docs/protocol.md`, and the one owner of its schema:
+//! the constants, the error codes, the binary audio frame header, the voice catalogue and the
+//! session-id rule; with the `serde` feature (the default), the JSON control messages as serde
+//! types ([`messages`]) and connection tickets ([`ticket`]); and, without serde, the codec a
+//! small client needs ([`codec`]: a reader of the relay's messages and a writer of its own),
+//! which the player ships. The worker, the player and the tests all speak exactly the same
+//! protocol.
 
+pub mod codec;
 pub mod codes;
 pub mod frame;
+mod limits;
+#[cfg(feature = "serde")]
 pub mod messages;
+#[cfg(feature = "serde")]
 pub mod surrogates;
+#[cfg(feature = "serde")]
 pub mod ticket;
 pub mod voices;
 
 pub use codes::{EndReason, ErrorCode};
 pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
-pub use messages::{
-    ClientMessage, EndError, EndMetrics, Flow, Heard, Limits, ParseError, ServerMessage,
-};
+pub use limits::Limits;
+#[cfg(feature = "serde")]
+pub use messages::{ClientMessage, EndError, EndMetrics, Flow, Heard, ParseError, ServerMessage};
 pub use voices::{resolve as resolve_voice, Model, DEFAULT_MODEL};
 
 /// The WebSocket subprotocol of protocol version 1.
@@ -29,20 +38,16 @@ pub const SUBPROTOCOL_V2: &str = "orpheus.v2";
 /// it receives (`played` with `on_receipt`), so that the relay can pace a slow link.
 pub const PROMPT_BELOW_MS: u64 = 500;
 
+/// Protocol v2: how often a client reports its play cursor while a message plays.
+pub const REPORT_INTERVAL_MS: u64 = 250;
+
 /// A protocol version, negotiated by subprotocol at connect.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
 )]
-#[serde(rename_all = "lowercase")]
 pub enum Version {
     /// `orpheus.v1`.
     #[default]

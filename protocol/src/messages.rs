@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{EndReason, ErrorCode, Model, MAX_MESSAGE_ID_LEN};
+use crate::{EndReason, ErrorCode, Limits, Model, MAX_MESSAGE_ID_LEN};
 
 /// A message from client to relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -223,30 +223,6 @@ impl ClientMessage {
     /// Serialises the message as a JSON text frame.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("client messages serialise")
-    }
-}
-
-/// Limits announced in `ready`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Longest `text` of one `speak`, in Unicode scalar values.
-    pub max_text_chars: u32,
-    /// Largest client text frame, in bytes.
-    pub max_frame_bytes: u32,
-    /// Longest text sent to the upstream in one request (Groq's limit).
-    pub segment_chars: u32,
-    /// Longest message id, in characters.
-    pub max_id_chars: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_text_chars: 4000,
-            max_frame_bytes: 32 * 1024,
-            segment_chars: 200,
-            max_id_chars: MAX_MESSAGE_ID_LEN as u32,
-        }
     }
 }
 

@@ -46,7 +46,7 @@ pub const SILENCE_MS: u64 = 1000;
 const ESTIMATE_EVERY_MS: u64 = 100;
 
 /// How often a client reports its cursor while audio arrives (docs/protocol.md).
-pub const ACK_INTERVAL_MS: u64 = 250;
+pub const ACK_INTERVAL_MS: u64 = orpheus_protocol::REPORT_INTERVAL_MS;
 
 /// How many frames a paced or measuring link's allowance in flight is sent in: a frame is a
 /// fraction of it, so that the link never waits for a report.

@@ -1,0 +1,156 @@
+//! What crosses between Rust and the player's JavaScript, held to its Rust source: the
+//! worklet's constants (the engine's event bits and push codes, the report period, the frame
+//! header it reads), the layout of an engine report on its way from the worklet through the
+//! page to the core, the effects the core emits and the page executes, and the engine's copy of
+//! the protocol's constants. A change on one side fails here until the other follows.
+
+use orpheus_player::core::ReportKind;
+use orpheus_player_dsp::{engine, event, Push};
+use orpheus_protocol::AudioFrame;
+
+const WORKLET: &str = include_str!("../js/worklet.js");
+const INDEX: &str = include_str!("../js/index.js");
+const WEB: &str = include_str!("../src/web.rs");
+
+/// The value of `const NAME = …;` in `source`: whole numbers, joined by `|`, or one decimal.
+fn js_const(source: &str, name: &str) -> f64 {
+    let start = format!("const {name} = ");
+    let line = source
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&start))
+        .unwrap_or_else(|| panic!("no `const {name}` in the script"));
+    let expr = line.split(';').next().unwrap_or_default();
+    if expr.contains('.') {
+        return expr.trim().parse().expect("a number");
+    }
+    expr.split('|')
+        .map(|n| n.trim().parse::<u32>().expect("a whole number"))
+        .fold(0, |bits, n| bits | n)
+        .into()
+}
+
+/// The comma-separated items between `open` (found after `after`) and the next `close`.
+fn list_after<'a>(source: &'a str, after: &str, open: char, close: char) -> Vec<&'a str> {
+    let at = source
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after:?} in the source"));
+    let rest = &source[at + after.len()..];
+    let rest = &rest[rest.find(open).expect("an opening") + 1..];
+    rest[..rest.find(close).expect("a closing")]
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_worklets_constants_are_the_engines() {
+    assert_eq!(js_const(WORKLET, "PROGRESS"), f64::from(event::PROGRESS));
+    assert_eq!(
+        js_const(WORKLET, "OVER"),
+        f64::from(event::DRAINED | event::STOPPED)
+    );
+    assert_eq!(
+        js_const(WORKLET, "ACCEPTED"),
+        f64::from(Push::Accepted as u32)
+    );
+    assert_eq!(js_const(WORKLET, "FULL"), f64::from(Push::Full as u32));
+    assert_eq!(js_const(WORKLET, "AHEAD"), f64::from(Push::Ahead as u32));
+    assert_eq!(
+        js_const(WORKLET, "REPORT_EVERY_S") * 1000.0,
+        orpheus_protocol::REPORT_INTERVAL_MS as f64,
+        "a live stream is reported as often as the protocol asks"
+    );
+}
+
+#[test]
+fn the_worklet_reads_a_frames_stream_where_the_protocol_puts_it() {
+    assert!(
+        WORKLET.contains("new DataView(frame.buffer, frame.byteOffset, 8).getUint32(4, true)"),
+        "the worklet's streamOf changed: check it against the frame header"
+    );
+    let frame = AudioFrame {
+        flags: 0,
+        stream: 0x0102_0304,
+        offset: 0,
+        pcm: &[0, 0],
+    }
+    .encode();
+    assert_eq!(frame[4..8], 0x0102_0304u32.to_le_bytes());
+}
+
+#[test]
+fn the_core_reads_the_engines_event_bits() {
+    let engine_bit = |kind| match kind {
+        ReportKind::Started => event::STARTED,
+        ReportKind::Progress => event::PROGRESS,
+        ReportKind::Received => event::RECEIVED,
+        ReportKind::Underrun => event::UNDERRUN,
+        ReportKind::Drained => event::DRAINED,
+        ReportKind::Stopped => event::STOPPED,
+    };
+    for (bit, kind) in ReportKind::BITS {
+        assert_eq!(bit, engine_bit(kind), "{kind:?}");
+    }
+}
+
+#[test]
+fn an_engine_report_keeps_its_layout_from_the_worklet_to_the_core() {
+    // What the worklet posts, what the page takes apart and hands on, what the core takes.
+    let posted = list_after(WORKLET, "this.port.postMessage(", '[', ']');
+    let taken = list_after(INDEX, "\n  #report(", '[', ']');
+    let handed = list_after(INDEX, "this.#core.engine", '(', ')');
+    let signature = list_after(WEB, "pub fn engine", '(', ')');
+    let expected = ["events", "stream", "played", "buffered", "underruns", "at"];
+    assert_eq!(taken, expected);
+    assert_eq!(&handed[..6], expected);
+    let parameters: Vec<&str> = signature
+        .iter()
+        .filter_map(|p| p.split(':').next().map(str::trim))
+        .filter(|p| *p != "&mut self")
+        .collect();
+    assert_eq!(&parameters[..6], expected);
+    // The worklet's values, by the engine export each comes from.
+    let sources = [
+        "events",
+        "dsp.orpheus_stream()",
+        "dsp.orpheus_played()",
+        "dsp.orpheus_buffered()",
+        "dsp.orpheus_underruns()",
+        "currentTime",
+    ];
+    assert_eq!(posted, sources);
+}
+
+#[test]
+fn the_page_executes_every_effect_the_core_emits() {
+    let emitted: Vec<&str> = WEB
+        .match_indices("kind(\"")
+        .map(|(at, _)| {
+            let rest = &WEB[at + 6..];
+            &rest[..rest.find('"').expect("a closing quote")]
+        })
+        .chain(["complete"])
+        .collect();
+    assert!(emitted.len() >= 9, "{emitted:?}");
+    for kind in emitted {
+        assert!(
+            INDEX.contains(&format!("case \"{kind}\":")),
+            "the page does not execute the core's {kind:?} effect"
+        );
+    }
+}
+
+#[test]
+fn the_engines_copies_of_the_protocols_constants_agree() {
+    assert_eq!(engine::FRAME_HEADER_LEN, orpheus_protocol::FRAME_HEADER_LEN);
+    assert_eq!(engine::FRAME_VERSION, orpheus_protocol::FRAME_VERSION);
+    assert_eq!(
+        (engine::PROMPT_BELOW_S * 1000.0) as u64,
+        orpheus_protocol::PROMPT_BELOW_MS
+    );
+    assert_eq!(
+        (engine::PROGRESS_S * 1000.0) as u64,
+        orpheus_protocol::REPORT_INTERVAL_MS
+    );
+}
