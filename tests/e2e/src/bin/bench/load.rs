@@ -1,0 +1,185 @@
+//! The load modes, each taking minutes (docs/scaling.md): `scale`, the ramp (frame lateness,
+//! CPU per second of audio and memory of one workerd for growing numbers of sessions), `soak`,
+//! workerd's memory over a long run, and `profile`, a CPU profile of workerd under load, summed
+//! up by function.
+
+use std::path::Path;
+use std::time::Duration;
+
+use groq_local::Config as UpstreamConfig;
+use orpheus_e2e::{ensure, Fixture, TestResult};
+
+use crate::MS_PER_CHAR;
+
+/// The fixture and relay the load modes run on: the upstream paced like Groq (first byte after
+/// generation, then twice real time) and the relay with production's upstream timeouts, not the
+/// tests' short ones (under load the upstream's first byte comes late, as Groq's does).
+fn load_relay(root: &Path) -> TestResult<(Fixture, orpheus_e2e::Relay)> {
+    let upstream = UpstreamConfig {
+        ms_per_char: MS_PER_CHAR,
+        fault: groq_local::Fault {
+            // 16 KiB chunks are 341 ms of audio.
+            gap_ms: 170,
+            ..Default::default()
+        },
+        ..Fixture::test_upstream()
+    };
+    let fixture = Fixture::start(root, upstream)?;
+    let relay = fixture.extra_relay(
+        "scale",
+        &[
+            ("ALLOWED_ORIGINS", orpheus_e2e::TEST_ORIGIN),
+            ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "20000"),
+            ("UPSTREAM_STALL_TIMEOUT_MS", "10000"),
+        ],
+        Some(orpheus_e2e::TEST_SECRET),
+    )?;
+    Ok((fixture, relay))
+}
+
+/// One step of `sessions` speaking for `seconds` on `relay`.
+fn load_step(
+    fixture: &Fixture,
+    relay: &orpheus_e2e::Relay,
+    sessions: usize,
+    seconds: u64,
+    seed: u64,
+) -> TestResult<orpheus_e2e::scale::Figures> {
+    let step = orpheus_e2e::scale::Step {
+        sessions,
+        duration: Duration::from_secs(seconds),
+        seed,
+    };
+    fixture
+        .runtime
+        .block_on(orpheus_e2e::scale::run_step(relay, step))
+}
+
+/// The load ramp (`scale`): one step of `seconds` for each number of sessions in `ramp`. Prints
+/// each step's figures and draws the ramp into docs/scale-ramp.svg.
+pub fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    println!("load ramp: sessions speaking one to three sentences each, one after another, {seconds} s per step");
+    println!("  sessions   done  failed   audio s   frames   late p50   late p99   workerd CPU/audio s   CPU share   workerd RSS");
+    let mut figures = Vec::new();
+    for (i, &sessions) in ramp.iter().enumerate() {
+        let f = load_step(&fixture, &relay, sessions, seconds, 0x5CA1E + i as u64)?;
+        println!(
+            "  {:8} {:6} {:7} {:9.0} {:8} {:7.1} ms {:7.1} ms {:15.1} ms {:10.0}% {:10.0} MB",
+            f.sessions,
+            f.done,
+            f.failed,
+            f.audio_s,
+            f.frames,
+            f.late_p50_ms,
+            f.late_p99_ms,
+            f.cpu_ms_per_audio_s,
+            f.cpu_share * 100.0,
+            f.rss as f64 / 1e6
+        );
+        for (reason, count) in &f.failures {
+            println!("           {count} ended {reason}");
+        }
+        figures.push(f);
+    }
+    let picture = root.join("docs/scale-ramp.svg");
+    std::fs::write(&picture, orpheus_e2e::scale::ramp_svg(&figures)).map_err(|e| e.to_string())?;
+    println!("  the ramp drawn in {}", picture.display());
+    Ok(())
+}
+
+/// Most workerd's memory may grow over the second half of the soak.
+const SOAK_GROWTH_LIMIT: f64 = 0.05;
+
+/// The soak (`soak`): `sessions` sessions speaking for `minutes` one-minute rounds on one relay
+/// (each round the same sessions reconnect to their objects); prints workerd's memory after each
+/// round, and fails if it grew more than [`SOAK_GROWTH_LIMIT`] over the second half.
+pub fn soak(root: &Path, sessions: usize, minutes: usize) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    let idle = relay
+        .workerd_rss()
+        .ok_or("workerd's memory could not be read")?;
+    println!(
+        "soak: {sessions} sessions for {minutes} one-minute rounds; workerd idle {} MB",
+        idle / 1_000_000
+    );
+    println!("  round   done  failed   late p99   workerd RSS");
+    let (mut rss, mut messages) = (Vec::new(), Vec::new());
+    for round in 0..minutes {
+        let f = load_step(&fixture, &relay, sessions, 60, 0x50A4 + round as u64)?;
+        println!(
+            "  {:5} {:6} {:7} {:7.1} ms {:10.0} MB",
+            round + 1,
+            f.done,
+            f.failed,
+            f.late_p99_ms,
+            f.rss as f64 / 1e6
+        );
+        rss.push(f.rss as f64);
+        messages.push((f.done + f.failed) as f64);
+    }
+    let half = minutes / 2;
+    let (first, middle, last) = (rss[0], rss[half.max(1) - 1], rss[minutes - 1]);
+    let growth = last / middle - 1.0;
+    let later: f64 = messages[1..].iter().sum();
+    println!(
+        "  per session (first round, over idle): {:.2} MB; per message after the first round: {:.1} KB",
+        (first - idle as f64) / sessions as f64 / 1e6,
+        (last - first) / later.max(1.0) / 1e3
+    );
+    println!(
+        "  growth over the second half: {:+.1}% (limit {:.0}%)",
+        growth * 100.0,
+        SOAK_GROWTH_LIMIT * 100.0
+    );
+    ensure!(
+        growth <= SOAK_GROWTH_LIMIT,
+        "workerd's memory grew {:.1}% over the soak's second half",
+        growth * 100.0
+    );
+    Ok(())
+}
+
+/// How long the sessions speak before the profile starts: all connected, messages under way.
+const PROFILE_WARM_S: u64 = 15;
+
+/// Functions listed by the profile, by their own time and by their total.
+const PROFILE_ROWS: usize = 25;
+
+/// The CPU profile (`profile`): `sessions` speaking on one relay as in the ramp; once they are
+/// under way, workerd is profiled for `seconds` through `wrangler dev`'s inspector. Prints the
+/// functions it spent the most time in.
+pub fn profile(root: &Path, sessions: usize, seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    let step = orpheus_e2e::scale::Step {
+        sessions,
+        duration: Duration::from_secs(PROFILE_WARM_S + seconds + 5),
+        seed: 0x9E0F,
+    };
+    let (figures, profile) = fixture.runtime.block_on(async {
+        let recording = async {
+            tokio::time::sleep(Duration::from_secs(PROFILE_WARM_S)).await;
+            let duration = Duration::from_secs(seconds);
+            orpheus_e2e::profile::record(relay.inspector_port, duration).await
+        };
+        tokio::join!(orpheus_e2e::scale::run_step(&relay, step), recording)
+    });
+    let (figures, profile) = (figures?, profile?);
+    println!(
+        "CPU profile of workerd, {sessions} sessions speaking, {seconds} s ({} samples); over the \
+         whole step {:.1} ms of workerd CPU per second of audio, lateness p99 {:.1} ms",
+        profile.samples, figures.cpu_ms_per_audio_s, figures.late_p99_ms
+    );
+    let lists = [
+        ("by own time", &profile.own),
+        ("by total time (with what they call)", &profile.total),
+    ];
+    for (order, list) in lists {
+        println!("  {order}:\n    own   total  function");
+        for (name, _) in list.iter().take(PROFILE_ROWS) {
+            let (own, total) = profile.shares(name);
+            println!("  {own:5.1}%  {total:5.1}%  {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! `bench relay`: the overhead the relay adds (time from `speak` to the first audio frame
+//! through the relay, against the upstream's own time to first byte fetched directly, p50 and
+//! p99), and time to first audio for 100 and for 2,000 characters of text.
+
+use std::time::{Duration, Instant};
+
+use orpheus_e2e::{Client, Fixture, Frame, TestResult, TEST_KEY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{summary, text_of, MS_PER_CHAR};
+
+const OVERHEAD_RUNS: usize = 60;
+
+const LENGTH_RUNS: usize = 8;
+
+const SHORT: &str = "Hello there, how are you doing today?";
+
+/// Time from sending a speech request straight to the upstream to its first body byte.
+async fn upstream_first_byte(upstream_url: &str, input: &str) -> TestResult<f64> {
+    let host = upstream_url.trim_start_matches("http://");
+    let body = serde_json::json!({
+        "model": "canopylabs/orpheus-v1-english", "voice": "troy", "input": input, "response_format": "wav"
+    })
+    .to_string();
+    let request = format!(
+        "POST /openai/v1/audio/speech HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TEST_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("upstream closed before the body".into());
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if let Some(head_end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            // The first chunk-size line plus at least one body byte.
+            if seen[head_end + 4..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .is_some_and(|at| seen.len() > head_end + 4 + at + 2)
+            {
+                return Ok(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+}
+
+/// Time from sending `speak` to the first audio frame; then waits for the end.
+async fn relay_first_audio(client: &mut Client, id: &str, text: &str) -> TestResult<f64> {
+    let started = Instant::now();
+    client.speak(id, text, None).await?;
+    let mut first = None;
+    loop {
+        match client.next(Duration::from_secs(120)).await? {
+            Frame::Audio { .. } if first.is_none() => {
+                first = Some(started.elapsed().as_secs_f64() * 1000.0)
+            }
+            Frame::Text(orpheus_protocol::ServerMessage::End { .. }) => break,
+            Frame::Closed(code) => return Err(format!("closed ({code:?})")),
+            _ => {}
+        }
+    }
+    first.ok_or_else(|| format!("{id}: no audio"))
+}
+
+pub async fn run(fx: &Fixture) -> TestResult {
+    let mut client = Client::connect(fx, "bench").await?;
+    // Warm up both paths once (worker instantiation, connection set-up).
+    upstream_first_byte(&fx.upstream_url, SHORT).await?;
+    relay_first_audio(&mut client, "warm", SHORT).await?;
+
+    let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+    for i in 0..OVERHEAD_RUNS {
+        direct.push(upstream_first_byte(&fx.upstream_url, SHORT).await?);
+        relayed.push(relay_first_audio(&mut client, &format!("o{i}"), SHORT).await?);
+    }
+    let (d50, d99) = summary(direct);
+    let (r50, r99) = summary(relayed);
+    println!("time to first audio, {} chars, {OVERHEAD_RUNS} runs each (upstream at {MS_PER_CHAR} ms/char):", SHORT.len());
+    println!("  upstream direct, first body byte   p50 {d50:7.1} ms   p99 {d99:7.1} ms");
+    println!("  through the relay, first audio     p50 {r50:7.1} ms   p99 {r99:7.1} ms");
+    println!(
+        "  overhead added by the relay        p50 {:7.1} ms   p99 {:7.1} ms",
+        r50 - d50,
+        r99 - d99
+    );
+
+    println!("time to first audio by text length, {LENGTH_RUNS} runs each:");
+    for chars in [100, 2000] {
+        let text = text_of(chars);
+        let mut times = Vec::new();
+        for i in 0..LENGTH_RUNS {
+            times.push(relay_first_audio(&mut client, &format!("l{chars}-{i}"), &text).await?);
+        }
+        let (p50, p99) = summary(times);
+        println!("  {chars:5} chars                        p50 {p50:7.1} ms   p99 {p99:7.1} ms");
+    }
+    Ok(())
+}
