@@ -127,9 +127,9 @@ pub struct Config {
     /// Protocol v2: text written in quick succession goes out in one `append` at most this
     /// often, so a model's token stream stays well within the relay's frame rate.
     pub append_interval: Seconds,
-    /// Protocol v2: while a message waits for its end and the engine reports nothing (a
-    /// suspended AudioContext does not render), its cursor is still reported this often, so
-    /// that the relay does not take the link for dead.
+    /// Protocol v2: while a message waits for its end and the AudioContext does not run (so the
+    /// engine renders and reports nothing), its cursor is still reported this often, so that the
+    /// relay does not take the link for dead.
     pub keepalive: Seconds,
 }
 

@@ -8,7 +8,7 @@ use orpheus_protocol::codec::{self, Metrics, RelayError};
 use orpheus_protocol::EndReason;
 
 use super::api::{
-    Command, Completion, Effect, Progress, Report, ReportKind, Seconds, SpeakOptions,
+    Command, Completion, ContextState, Effect, Progress, Report, ReportKind, Seconds, SpeakOptions,
 };
 use super::link::Link;
 use super::written::{TextEnd, Written};
@@ -152,11 +152,13 @@ impl PlayerCore {
         Some(m.parked_at? + patience)
     }
 
-    /// Protocol v2: when the play cursor is reported again if the engine has not reported
-    /// by then.
+    /// Protocol v2: while the AudioContext does not run (and so the engine renders and reports
+    /// nothing), when the play cursor, as the engine last reported it, is reported again: the
+    /// client is alive, and the relay must not take its link for dead. (An engine that never
+    /// reports while its context runs is not covered for: what it has is not known.)
     pub(super) fn keepalive_deadline(&self) -> Option<Seconds> {
-        self.reportable()
-            .is_some()
+        let idle_engine = self.context != ContextState::Running;
+        (idle_engine && self.reportable().is_some())
             .then_some(self.acked_at + self.config.keepalive)
     }
 

@@ -199,7 +199,7 @@ impl PlayerCore {
             Input::Tick => {
                 self.watch_link();
                 self.expire_parked();
-                if self.now >= self.acked_at + self.config.keepalive {
+                if self.keepalive_deadline().is_some_and(|at| self.now >= at) {
                     self.ack(false);
                 }
             }

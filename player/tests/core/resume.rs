@@ -79,6 +79,12 @@ fn v2_reports_the_cursor_while_the_engine_is_silent_so_the_link_is_not_taken_for
             ..
         }
     )));
+    // A running context whose engine reports nothing is not covered for: what it has is not
+    // known, and the relay goes by its clock.
+    p.feed(Input::Context(ContextState::Running));
+    let running = p.sent.len();
+    p.tick_by(3.0);
+    assert_eq!(p.sent.len(), running, "no keepalive while the context runs");
     // Once the message ended, nothing more is reported.
     p.end("a", Some(1), EndReason::Done, 24_000);
     let after_end = p.sent.len();
