@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt};
 use orpheus_protocol::Version;
 use worker::{Env, Headers, Method, Request, Response, Result};
 
-use crate::clock::now;
+use crate::clock::{now, Timer};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, AudioFormat, Output, Responder, SpeechRequest};
@@ -179,6 +179,7 @@ struct Job {
     core: Session,
     responder: Responder,
     upstreams: Upstreams,
+    timer: Timer,
     out: VecDeque<Output>,
     /// When the first response head came, and whether from the segment cache.
     first_head: Option<(Millis, bool)>,
@@ -201,6 +202,7 @@ impl Job {
             core,
             responder: Responder::new(request.format),
             upstreams,
+            timer: Timer::default(),
             out: VecDeque::new(),
             first_head: None,
         };
@@ -226,7 +228,8 @@ impl Job {
             if self.responder.over() {
                 return None;
             }
-            match self.upstreams.next(self.core.next_deadline()).await {
+            let deadline = self.core.next_deadline();
+            match self.upstreams.next(&mut self.timer, deadline).await {
                 Next::Event(fetch, event) => {
                     if let UpstreamEvent::Head(status) = &event {
                         self.first_head.get_or_insert((now(), status.cached));

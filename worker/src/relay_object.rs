@@ -21,7 +21,7 @@ use worker::{
 };
 
 use crate::budget::SpeechBudget;
-use crate::clock::now;
+use crate::clock::{now, Timer};
 use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::replay::UsedTickets;
@@ -475,13 +475,15 @@ impl RelaySession {
             self.upstreams.wake();
             return;
         }
+        // This handler's own timer: a runtime timer wakes the task that armed it.
+        let mut timer = Timer::default();
         loop {
             let deadline = self.next_deadline();
             let near = deadline.is_some_and(|at| at <= now() + ALARM_BEYOND_MS);
             if !self.upstreams.in_flight() && !near {
                 break;
             }
-            match self.upstreams.next(deadline).await {
+            match self.upstreams.next(&mut timer, deadline).await {
                 Next::Event(fetch, event) => self.drive(event.input(fetch)),
                 Next::Deadline => self.drive(Input::Tick),
                 Next::Look => {}

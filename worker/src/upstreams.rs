@@ -48,7 +48,6 @@ struct Inner {
     /// Abort handles of the requests held: started, and neither final nor aborted.
     held: HashMap<FetchId, AbortController>,
     running: SelectAll<LocalBoxStream<'static, (FetchId, UpstreamEvent)>>,
-    timer: Timer,
     /// The wait in progress, woken when a request starts.
     waiting: Option<Waker>,
     /// Whether the wait was woken to look at the deadline again.
@@ -69,7 +68,6 @@ impl Upstreams {
                 target,
                 held: HashMap::new(),
                 running: SelectAll::new(),
-                timer: Timer::default(),
                 waiting: None,
                 woken: false,
             })),
@@ -143,9 +141,10 @@ impl Upstreams {
     }
 
     /// The next event of a request, [`Next::Deadline`] once `deadline` passed (a second from
-    /// now when there is none), or [`Next::Look`] if woken meanwhile. A final event releases
-    /// its request.
-    pub async fn next(&self, deadline: Option<Millis>) -> Next {
+    /// now when there is none; on `timer`, which belongs to the waiting task: a runtime timer
+    /// wakes the task that armed it), or [`Next::Look`] if woken meanwhile. A final event
+    /// releases its request.
+    pub async fn next(&self, timer: &mut Timer, deadline: Option<Millis>) -> Next {
         poll_fn(|cx| {
             let mut inner = self.inner.borrow_mut();
             if let Poll::Ready(Some((fetch, event))) = inner.running.poll_next_unpin(cx) {
@@ -157,7 +156,7 @@ impl Upstreams {
             if std::mem::take(&mut inner.woken) {
                 return Poll::Ready(Next::Look);
             }
-            if inner.timer.poll_expired(cx, deadline).is_ready() {
+            if timer.poll_expired(cx, deadline).is_ready() {
                 return Poll::Ready(Next::Deadline);
             }
             inner.waiting = Some(cx.waker().clone());
