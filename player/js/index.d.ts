@@ -36,17 +36,51 @@ export interface SpeakResult {
   underruns: number;
   /** From `speak` to the first sample played, or null when nothing played. */
   firstAudioSeconds: number | null;
+  /** The `AudioContext` time its first sample played at, or null when nothing played: a
+   * word's `startSeconds` after it is when the word played. */
+  startedAt: number | null;
   /** From `speak` to completion. */
   totalSeconds: number;
   error?: SpeakError;
   /** With a relay of protocol v2: the text the listener heard, a prefix of the text ending on
-   * a word (all of it when `done`). An estimate: Orpheus gives no word timings. */
+   * the last word whose start was played, with the marks that close it (all of it when
+   * `done`). The relay estimates word timings from the audio (Orpheus gives none). */
   heardText?: string;
   /** The rest of the text: what the listener did not hear. */
   unheardText?: string;
   /** With a relay of protocol v2: how the message went. */
   metrics?: SpeakMetrics;
+  /** With a relay of protocol v2: where each word said was, as the relay estimated it from
+   * the audio: its characters in the text passed to `speak` and its time in the message. */
+  words?: SpokenWord[];
 }
+
+/** A word said: its characters in the text the app passed, and when it was said. */
+export interface SpokenWord {
+  charIndex: number;
+  charLength: number;
+  startSeconds: number;
+  endSeconds: number;
+}
+
+/** A word starts at the output (from the engine's play cursor), as the Web Speech API's
+ * `SpeechSynthesisUtterance` reports a `boundary`: its properties are on the event itself and
+ * in `detail`. */
+export interface BoundaryDetail {
+  /** The message's id (as in its `SpeakResult`). */
+  id: string;
+  name: "word";
+  /** The word's first character in the text passed to `speak`. */
+  charIndex: number;
+  charLength: number;
+  /** Where in the message's audio the word begins, in seconds. */
+  elapsedTime: number;
+}
+
+export type BoundaryEvent = CustomEvent<BoundaryDetail> & BoundaryDetail;
+
+/** How the relay reads text: Markdown (the default; its markup is not said) or as it is. */
+export type Markup = "markdown" | "plain";
 
 /** How a message went, as the relay saw it (protocol v2). */
 export interface SpeakMetrics {
@@ -73,6 +107,16 @@ export interface SpeakOptions {
   signal?: AbortSignal;
   /** `false` asks the relay for fresh audio of every segment, never its segment cache. */
   cache?: boolean;
+  /** How the relay reads the text (default: the session's, itself Markdown by default). */
+  markup?: Markup;
+}
+
+export interface ConfigureOptions {
+  /** How the relay reads this session's messages unless `speak` says otherwise. */
+  markup?: Markup;
+  /** Whole words said another way, e.g. `{ "Groq": "grok", "SQL": "sequel" }`: at most 200,
+   * each one word of 1 to 48 characters said as 1 to 128. `{}` clears it. */
+  lexicon?: Record<string, string>;
 }
 
 export interface OrpheusPlayerOptions {
@@ -113,6 +157,7 @@ export interface OrpheusPlayerEventMap {
   ready: Event;
   progress: CustomEvent<ProgressDetail>;
   error: CustomEvent<ErrorDetail>;
+  boundary: BoundaryEvent;
 }
 
 export declare class OrpheusPlayer extends EventTarget {
@@ -131,6 +176,9 @@ export declare class OrpheusPlayer extends EventTarget {
     chunks: AsyncIterable<string> | Iterable<string>,
     options?: SpeakOptions,
   ): Promise<SpeakResult>;
+  /** Sets the session's defaults for the messages that start after; resolves with the
+   * session's settings, rejects with the relay's error (nothing changed). */
+  configure(options: ConfigureOptions): Promise<{ markup: Markup; lexicon: number }>;
   stop(): void;
   unlock(): void;
   close(): void;

@@ -43,12 +43,15 @@ export class OrpheusPlayer extends EventTarget {
   #socket; // the Worker that owns the WebSocket
   #generation = 0;
   #pending = new Map();
+  // Boundaries waiting for their word to reach the output: { id, timer, fire }.
+  #outputSoon = new Set();
   #nextId = 0;
   #tick = 0;
   #deadline = NaN;
   #retry = 0;
   #closed = false;
   #progressListeners = 0;
+  #configuring = []; // configure() calls waiting for the relay's answer
   #onVisible;
 
   /**
@@ -138,11 +141,13 @@ export class OrpheusPlayer extends EventTarget {
    * time, so the browser lets audio start.
    * @returns {Promise<SpeakResult>} settles once, when the message has completely finished
    */
-  speak(text, { voice, model, signal, cache = true } = {}) {
+  speak(text, { voice, model, signal, cache = true, markup } = {}) {
     this.unlock();
+    // Whatever plays is replaced: its words still on their way to the output are not said.
+    this.#settleBoundaries(undefined, false);
     const id = `m${++this.#nextId}`;
     const result = new Promise((resolve) => this.#pending.set(id, { resolve, text: String(text) }));
-    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, cache !== false, this.#now()));
+    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, cache !== false, markup ?? undefined, this.#now()));
     this.#stopOnAbort(id, signal);
     return result;
   }
@@ -154,15 +159,17 @@ export class OrpheusPlayer extends EventTarget {
    * If the iterable throws, what it gave so far is spoken to the end.
    * @returns {Promise<SpeakResult>} settles once, when the message has completely finished
    */
-  speakStream(chunks, { voice, model, signal, cache = true } = {}) {
+  speakStream(chunks, { voice, model, signal, cache = true, markup } = {}) {
     this.unlock();
+    // Whatever plays is replaced: its words still on their way to the output are not said.
+    this.#settleBoundaries(undefined, false);
     const id = `m${++this.#nextId}`;
     const pending = { resolve: null, text: "" };
     const result = new Promise((resolve) => {
       pending.resolve = resolve;
       this.#pending.set(id, pending);
     });
-    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, cache !== false, this.#now()));
+    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, cache !== false, markup ?? undefined, this.#now()));
     this.#stopOnAbort(id, signal);
     this.#write(id, pending, chunks);
     return result;
@@ -204,8 +211,24 @@ export class OrpheusPlayer extends EventTarget {
     else signal.addEventListener("abort", abort, { once: true });
   }
 
+  /**
+   * Sets how the relay reads this session's messages (`markup`: "markdown", the default, or
+   * "plain") and the words it says another way (`lexicon`: `{ "Groq": "grok" }`; `{}` clears
+   * it); each given replaces the session's, for the messages that start after. Sent once the
+   * session is ready, and again on every new connection.
+   * @returns {Promise<{markup: string, lexicon: number}>} the session's settings, or a
+   *   rejection with the relay's error (a lexicon over its limits changes nothing)
+   */
+  configure({ markup, lexicon } = {}) {
+    const settled = new Promise((resolve, reject) => this.#configuring.push({ resolve, reject }));
+    const flat = lexicon ? Object.entries(lexicon).flat().map(String) : undefined;
+    this.#run(this.#core.configure(markup ?? undefined, flat, this.#now()));
+    return settled;
+  }
+
   /** Stops the current message at once (a 5 ms fade); its promise settles `stopped`. */
   stop() {
+    this.#settleBoundaries(undefined, false);
     this.#run(this.#core.stop(this.#now()));
   }
 
@@ -220,6 +243,7 @@ export class OrpheusPlayer extends EventTarget {
    * Idempotent. */
   close() {
     if (this.#closed) return;
+    this.#settleBoundaries(undefined, false);
     this.#run(this.#core.shutdown(this.#now()));
     this.#closed = true;
     this.#generation += 1;
@@ -239,8 +263,8 @@ export class OrpheusPlayer extends EventTarget {
     if (!this.#closed) this.#run(this.#core.context(this.#ctx.state, this.#now()));
   }
 
-  #report([events, stream, played, buffered, underruns, at]) {
-    this.#run(this.#core.engine(events, stream, played, buffered, underruns, at, this.#now()));
+  #report([events, stream, played, buffered, underruns, at, words]) {
+    this.#run(this.#core.engine(events, stream, played, buffered, underruns, at, words, this.#now()));
     // Progress details only for whoever listens (twice a report's cost otherwise).
     if (this.#progressListeners > 0) {
       const progress = this.#core.progress();
@@ -333,6 +357,15 @@ export class OrpheusPlayer extends EventTarget {
           this.#generation += 1;
           this.#socket.postMessage({ t: "drop" });
           break;
+        case "boundary":
+          this.#boundary(effect);
+          break;
+        case "configured": {
+          const waiting = this.#configuring.shift();
+          if (effect.error) waiting?.reject(Object.assign(new Error(effect.error.message), effect.error));
+          else waiting?.resolve({ markup: effect.markup, lexicon: effect.lexicon });
+          break;
+        }
         case "reconnect":
           clearTimeout(this.#retry);
           this.#retry = setTimeout(() => this.#run(this.#core.retry(this.#now())), effect.ms);
@@ -342,7 +375,46 @@ export class OrpheusPlayer extends EventTarget {
     this.#armTimer();
   }
 
+  /** A word's start passed the engine's play cursor: its `boundary` (as the Web Speech API's
+   * SpeechSynthesisUtterance reports a word) goes out when the output plays it, the engine
+   * rendering ahead of the output by its latency. */
+  #boundary(effect) {
+    const detail = { id: effect.id, name: "word", charIndex: effect.charIndex,
+      charLength: effect.charLength, elapsedTime: effect.elapsedMs / 1000 };
+    const fire = () => this.dispatchEvent(Object.assign(new CustomEvent("boundary", { detail }), detail));
+    const wait = (effect.renderedAtMs / 1000 - this.#heardNow()) * 1000;
+    if (wait < 1) return fire();
+    const entry = { id: effect.id, fire };
+    entry.timer = setTimeout(() => {
+      this.#outputSoon.delete(entry);
+      fire();
+    }, wait);
+    this.#outputSoon.add(entry);
+  }
+
+  /** Boundaries still on their way to the output, of message `id` (every message's when
+   * undefined): fired now (its audio played to the end) or dropped (stopped, replaced). */
+  #settleBoundaries(id, fire) {
+    for (const entry of this.#outputSoon) {
+      if (id !== undefined && entry.id !== id) continue;
+      clearTimeout(entry.timer);
+      this.#outputSoon.delete(entry);
+      if (fire) entry.fire();
+    }
+  }
+
+  /** The context time the output plays now, what the listener hears. */
+  #heardNow() {
+    const ts = this.#ctx.getOutputTimestamp?.();
+    if (ts && ts.performanceTime > 0) {
+      return ts.contextTime + (performance.now() - ts.performanceTime) / 1000;
+    }
+    return this.#ctx.currentTime - (this.#ctx.outputLatency || 0) - (this.#ctx.baseLatency || 0);
+  }
+
   #complete(effect) {
+    // Every word of a message played to its end has its boundary before its result.
+    this.#settleBoundaries(effect.id, effect.reason === "done");
     const pending = this.#pending.get(effect.id);
     if (!pending) return;
     this.#pending.delete(effect.id);
@@ -353,6 +425,7 @@ export class OrpheusPlayer extends EventTarget {
       played: effect.played,
       underruns: effect.underruns,
       firstAudioSeconds: effect.firstAudioMs === undefined ? null : effect.firstAudioMs / 1000,
+      startedAt: effect.startedAtMs === undefined ? null : effect.startedAtMs / 1000,
       totalSeconds: effect.totalMs / 1000,
     };
     if (effect.error) result.error = effect.error;
@@ -363,6 +436,10 @@ export class OrpheusPlayer extends EventTarget {
       result.unheardText = chars.slice(effect.heardChars).join("");
     }
     if (effect.metrics) result.metrics = effect.metrics;
+    if (effect.words) {
+      result.words = effect.words.map((w) => ({ charIndex: w.charIndex, charLength: w.charLength,
+        startSeconds: w.startMs / 1000, endSeconds: w.endMs / 1000 }));
+    }
     pending.resolve(result);
   }
 

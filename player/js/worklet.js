@@ -2,8 +2,8 @@
 // the main thread and handed over in processorOptions) on the audio thread. Audio frames come
 // from the socket's Worker on their own port, as the relay sent them; engine commands come from
 // the main thread on the node's port. The engine's events go back to the main thread as
-// [events, stream, played, buffered, underruns, contextTime]. All DSP is in Rust (player/dsp);
-// this file only wires it.
+// [events, stream, played, buffered, underruns, contextTime, wordsPassed]. All DSP is in Rust
+// (player/dsp); this file only wires it.
 
 // Event bits (player/dsp/src/engine.rs `event`).
 const PROGRESS = 2;
@@ -28,6 +28,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const memory = this.dsp.memory.buffer;
     this.staging = new Uint8Array(memory, this.dsp.orpheus_staging(), this.dsp.orpheus_staging_bytes());
     this.output = new Float32Array(memory, this.dsp.orpheus_output(), 128);
+    this.words = new Uint32Array(memory, this.dsp.orpheus_word_staging(), this.dsp.orpheus_word_staging_len());
     // Frames waiting for room in the engine's ring, still as the relay's Int16 bytes.
     this.waiting = [];
     // Frames of a stream that has not begun yet (its `begin` comes by another route).
@@ -51,6 +52,12 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
       this.held = this.held.filter((f) => streamOf(f) > data.stream);
       this.feed();
+    } else if (data.cmd === "words") {
+      for (let at = 0; at < data.starts.length; at += this.words.length) {
+        const starts = data.starts.slice(at, at + this.words.length);
+        this.words.set(starts);
+        dsp.orpheus_words(data.stream, starts.length);
+      }
     } else if (data.cmd === "end") {
       dsp.orpheus_end(data.stream, data.samples);
     } else if (data.cmd === "stop" && dsp.orpheus_stream() === data.stream) {
@@ -89,7 +96,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     if (events) {
       this.reportedAt = currentTime;
       this.port.postMessage([events, dsp.orpheus_stream(), dsp.orpheus_played(),
-        dsp.orpheus_buffered(), dsp.orpheus_underruns(), currentTime]);
+        dsp.orpheus_buffered(), dsp.orpheus_underruns(), currentTime, dsp.orpheus_words_passed()]);
     }
     return true;
   }

@@ -6,9 +6,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, Progress, Report,
-    ReportKind, SpeakOptions,
+    ReportKind, SpeakOptions, Word,
 };
-use orpheus_protocol::codec::{RelayError, Writer};
+use orpheus_protocol::codec::{numbers, RelayError, Writer};
 
 fn ms(seconds: f64) -> u64 {
     (seconds * 1000.0).round().max(0.0) as u64
@@ -31,6 +31,7 @@ fn completion_json(c: &Completion) -> String {
         .num("played", c.played)
         .num("underruns", u64::from(c.underruns))
         .opt_num("firstAudioMs", c.first_audio_s.map(ms))
+        .opt_num("startedAtMs", c.started_at.map(ms))
         .num("totalMs", ms(c.total_s));
     if let Some(e) = &c.error {
         w = w.raw("error", &error_json(e));
@@ -46,7 +47,30 @@ fn completion_json(c: &Completion) -> String {
             .finish();
         w = w.raw("metrics", &metrics);
     }
+    if let (Some(rate), false) = (c.rate, c.words.is_empty()) {
+        w = w.raw("words", &words_json(&c.words, rate));
+    }
     w.opt_num("heardChars", c.heard_chars).finish()
+}
+
+/// Words as `[{charIndex, charLength, startMs, endMs}]`.
+fn words_json(words: &[Word], rate: u32) -> String {
+    let ms = |samples: u64| samples * 1000 / u64::from(rate.max(1));
+    let mut out = String::from("[");
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let word = Writer::default()
+            .num("charIndex", w.from)
+            .num("charLength", w.to.saturating_sub(w.from))
+            .num("startMs", ms(w.start))
+            .num("endMs", ms(w.end))
+            .finish();
+        out.push_str(&word);
+    }
+    out.push(']');
+    out
 }
 
 fn progress_json(p: &Progress) -> String {
@@ -78,6 +102,23 @@ fn effect_json(effect: &Effect) -> String {
             .str("cmd", "stop")
             .num("stream", u64::from(*stream))
             .finish(),
+        Effect::Engine(Command::Words { stream, starts }) => kind("engine")
+            .str("cmd", "words")
+            .num("stream", u64::from(*stream))
+            .raw("starts", &numbers(starts))
+            .finish(),
+        Effect::Boundary(b) => kind("boundary")
+            .str("id", &b.id)
+            .num("charIndex", b.char_index)
+            .num("charLength", b.char_length)
+            .num("elapsedMs", b.elapsed_ms)
+            .num("renderedAtMs", ms(b.rendered_at))
+            .finish(),
+        Effect::Configured(Ok((markup, lexicon))) => kind("configured")
+            .str("markup", markup)
+            .num("lexicon", *lexicon)
+            .finish(),
+        Effect::Configured(Err(e)) => kind("configured").raw("error", &error_json(e)).finish(),
         Effect::Complete(c) => completion_json(c),
         Effect::State(state) => kind("state").str("state", state.as_str()).finish(),
         Effect::Ready => kind("ready").finish(),
@@ -160,7 +201,8 @@ impl Core {
     }
 
     /// The app asked to speak; `more` when the text goes on in `append`s until `finish`;
-    /// `cache` false keeps it from the relay's segment cache.
+    /// `cache` false keeps it from the relay's segment cache; `markup` (`markdown`, `plain`)
+    /// says how the relay reads the text.
     #[allow(clippy::too_many_arguments)]
     pub fn speak(
         &mut self,
@@ -170,6 +212,7 @@ impl Core {
         model: Option<String>,
         more: bool,
         cache: bool,
+        markup: Option<String>,
         now: f64,
     ) -> String {
         let options = SpeakOptions {
@@ -177,6 +220,7 @@ impl Core {
             model,
             more,
             cache,
+            markup,
         };
         self.run(Input::Speak { id, text, options }, now)
     }
@@ -189,6 +233,23 @@ impl Core {
     /// The text of message `id` is complete.
     pub fn finish(&mut self, id: String, now: f64) -> String {
         self.run(Input::Finish { id }, now)
+    }
+
+    /// The session's defaults: how the relay reads text (`markdown`, `plain`) and a lexicon
+    /// given as words and their replacements in turn (`[word, said, word, said, …]`; `None`
+    /// leaves the session's as it is).
+    pub fn configure(
+        &mut self,
+        markup: Option<String>,
+        lexicon: Option<Vec<String>>,
+        now: f64,
+    ) -> String {
+        let lexicon = lexicon.map(|flat| {
+            flat.chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect()
+        });
+        self.run(Input::Configure { markup, lexicon }, now)
     }
 
     /// The app asked to stop.
@@ -206,6 +267,7 @@ impl Core {
         buffered: f64,
         underruns: u32,
         at: f64,
+        words: u32,
         now: f64,
     ) -> String {
         for (bit, kind) in ReportKind::BITS {
@@ -217,6 +279,7 @@ impl Core {
                     buffered: buffered as u64,
                     underruns,
                     at,
+                    words,
                 };
                 self.core.handle(Input::Engine(report), now);
             }

@@ -88,6 +88,7 @@ fn the_core_reads_the_engines_event_bits() {
         ReportKind::Underrun => event::UNDERRUN,
         ReportKind::Drained => event::DRAINED,
         ReportKind::Stopped => event::STOPPED,
+        ReportKind::Word => event::WORD,
     };
     for (bit, kind) in ReportKind::BITS {
         assert_eq!(bit, engine_bit(kind), "{kind:?}");
@@ -101,15 +102,23 @@ fn an_engine_report_keeps_its_layout_from_the_worklet_to_the_core() {
     let taken = list_after(INDEX, "\n  #report(", '[', ']');
     let handed = list_after(INDEX, "this.#core.engine", '(', ')');
     let signature = list_after(WEB, "pub fn engine", '(', ')');
-    let expected = ["events", "stream", "played", "buffered", "underruns", "at"];
+    let expected = [
+        "events",
+        "stream",
+        "played",
+        "buffered",
+        "underruns",
+        "at",
+        "words",
+    ];
     assert_eq!(taken, expected);
-    assert_eq!(&handed[..6], expected);
+    assert_eq!(&handed[..7], expected);
     let parameters: Vec<&str> = signature
         .iter()
         .filter_map(|p| p.split(':').next().map(str::trim))
         .filter(|p| *p != "&mut self")
         .collect();
-    assert_eq!(&parameters[..6], expected);
+    assert_eq!(&parameters[..7], expected);
     // The worklet's values, by the engine export each comes from.
     let sources = [
         "events",
@@ -118,6 +127,7 @@ fn an_engine_report_keeps_its_layout_from_the_worklet_to_the_core() {
         "dsp.orpheus_buffered()",
         "dsp.orpheus_underruns()",
         "currentTime",
+        "dsp.orpheus_words_passed()",
     ];
     assert_eq!(posted, sources);
 }

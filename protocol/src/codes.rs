@@ -106,6 +106,9 @@ pub enum ErrorCode {
     TextGap,
     /// Protocol v2: a message opened with `more` had no `append` or `finish` for the idle time.
     TextTimeout,
+    /// Protocol v2: a lexicon breaks a limit (entries, a key that is not one word, a value's
+    /// length); nothing changed.
+    InvalidLexicon,
 }
 
 impl ErrorCode {
@@ -136,6 +139,9 @@ impl ErrorCode {
             Self::MessageNotOpen => "no message with this id is open for more text",
             Self::TextGap => "append.at is past the text the relay has; send the missing text",
             Self::TextTimeout => "no append or finish came within the idle time; the message ended",
+            Self::InvalidLexicon => {
+                "a lexicon holds at most 200 entries, each a word of 1 to 48 characters said as 1 to 128 characters"
+            }
             Self::RelayUnavailable => {
                 "the relay cannot read this session's limits right now; retry after retry_after_s"
             }
@@ -168,11 +174,12 @@ impl ErrorCode {
             Self::MessageNotOpen => "message_not_open",
             Self::TextGap => "text_gap",
             Self::TextTimeout => "text_timeout",
+            Self::InvalidLexicon => "invalid_lexicon",
         }
     }
 
     /// Every code.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidJson,
         Self::InvalidMessage,
         Self::UnknownType,
@@ -196,6 +203,7 @@ impl ErrorCode {
         Self::MessageNotOpen,
         Self::TextGap,
         Self::TextTimeout,
+        Self::InvalidLexicon,
     ];
 }
 

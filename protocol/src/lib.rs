@@ -12,6 +12,7 @@ pub mod codec;
 pub mod codes;
 pub mod frame;
 mod limits;
+mod markup;
 #[cfg(feature = "serde")]
 pub mod messages;
 #[cfg(feature = "serde")]
@@ -23,8 +24,11 @@ pub mod voices;
 pub use codes::{EndReason, ErrorCode};
 pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
 pub use limits::Limits;
+pub use markup::Markup;
 #[cfg(feature = "serde")]
-pub use messages::{ClientMessage, EndError, EndMetrics, Flow, Heard, ParseError, ServerMessage};
+pub use messages::{
+    ClientMessage, EndError, EndMetrics, Flow, Heard, ParseError, ServerMessage, WordTiming,
+};
 pub use voices::{resolve as resolve_voice, Model, DEFAULT_MODEL};
 
 /// The WebSocket subprotocol of protocol version 1.

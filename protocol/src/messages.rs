@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{EndReason, ErrorCode, Limits, Model, MAX_MESSAGE_ID_LEN};
+use crate::{EndReason, ErrorCode, Limits, Markup, Model, MAX_MESSAGE_ID_LEN};
 
 /// A message from client to relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +30,19 @@ pub enum ClientMessage {
         /// asks the upstream for every segment.
         #[serde(skip_serializing_if = "is_true")]
         cache: bool,
+        /// How the text is read (Markdown or as it is); absent: the session's choice.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        markup: Option<Markup>,
+    },
+    /// Protocol v2: the session's defaults for the messages that start after it. Each field
+    /// given replaces the session's; the relay answers `configured`.
+    Configure {
+        /// How messages' text is read unless a `speak` says otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        markup: Option<Markup>,
+        /// Whole words said another way (`{"Groq": "grok"}`); an empty map clears it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lexicon: Option<BTreeMap<String, String>>,
     },
     /// Protocol v2: more text for message `id`, opened with `more`.
     Append {
@@ -108,6 +121,16 @@ fn is_true(value: &bool) -> bool {
     *value
 }
 
+/// An optional `markup` field: absent or null is `None`, `"markdown"` or `"plain"` is `Some`,
+/// anything else is an error.
+fn markup_of(value: Option<&Value>) -> Result<Option<Markup>, ()> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => Markup::from_name(name).map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
 /// An optional string field: absent or null is `None`, a string is `Some`, anything else is an error.
 fn optional_string(value: Option<&Value>) -> Result<Option<String>, ()> {
     match value {
@@ -155,6 +178,8 @@ impl ClientMessage {
                     Some(Value::Bool(value)) => Ok(*value),
                     Some(_) => Err(rejected(ErrorCode::InvalidMessage)),
                 };
+                let markup = markup_of(object.get("markup"))
+                    .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
                 Ok(Self::Speak {
                     more: flag("more", false)?,
                     cache: flag("cache", true)?,
@@ -162,7 +187,23 @@ impl ClientMessage {
                     text,
                     voice,
                     model,
+                    markup,
                 })
+            }
+            "configure" => {
+                let markup = markup_of(object.get("markup")).map_err(|_| invalid())?;
+                let lexicon = match object.get("lexicon") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(entries)) => Some(
+                        entries
+                            .iter()
+                            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                            .collect::<Option<BTreeMap<String, String>>>()
+                            .ok_or_else(invalid)?,
+                    ),
+                    Some(_) => return Err(invalid()),
+                };
+                Ok(Self::Configure { markup, lexicon })
             }
             "append" => {
                 let id = message_id(object.get("id")).ok_or_else(invalid)?.to_owned();
@@ -359,6 +400,35 @@ pub enum ServerMessage {
     },
     /// Answer to `ping`.
     Pong,
+    /// Protocol v2: the session's defaults, as a `configure` left them.
+    Configured {
+        /// How messages' text is read unless a `speak` says otherwise.
+        markup: Markup,
+        /// How many words the session's lexicon holds.
+        lexicon: u32,
+    },
+    /// Protocol v2: where words of a stream are said, as soon as the relay knows: each word's
+    /// first and last sample (as frames count them) and the characters of the message's text
+    /// it says. Words come in order, each once.
+    Words {
+        /// The stream.
+        stream: u32,
+        /// The words.
+        words: Vec<WordTiming>,
+    },
+}
+
+/// Protocol v2: where one word is said, and which characters of the message's text it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WordTiming {
+    /// The stream sample at which the word begins.
+    pub start: u64,
+    /// The stream sample after its last.
+    pub end: u64,
+    /// Its first character in the message's text (Unicode scalar values, from 0).
+    pub from: u64,
+    /// The character after its last.
+    pub to: u64,
 }
 
 impl ServerMessage {
@@ -423,7 +493,8 @@ mod tests {
                 voice: None,
                 model: None,
                 more: false,
-                cache: true
+                cache: true,
+                markup: None,
             })
         );
         let round = ClientMessage::parse(&m.unwrap().to_json()).unwrap();
@@ -471,7 +542,8 @@ mod tests {
                 voice: None,
                 model: None,
                 more: false,
-                cache: true
+                cache: true,
+                markup: None,
             })
         );
     }
@@ -577,7 +649,8 @@ mod tests {
                 voice: None,
                 model: None,
                 more: true,
-                cache: true
+                cache: true,
+                markup: None,
             })
         );
         assert_eq!(

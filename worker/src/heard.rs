@@ -1,12 +1,19 @@
 //! What the listener heard of a message's text, from its play cursor (protocol v2).
 //!
-//! Groq's Orpheus returns no word timings, so this is an estimate, documented as one: segments
-//! whose audio played to the end are heard whole; within the segment in progress, the share of
-//! its characters equal to the share of its audio played, cut back to the last word boundary.
-//! (The audio of a segment still arriving is estimated from the characters per sample of the
-//! segments before it.)
+//! With word timings (see [`crate::words`]), the words whose start the cursor passed were
+//! heard: the heard text ends on a word that was really being said ([`heard_by_words`]). Where
+//! no timing is known yet (the segment playing is still arriving), it is estimated by segment
+//! lengths: segments whose audio played to the end are heard whole; within the segment in
+//! progress, the share of its characters equal to the share of its audio played, cut back to
+//! the last word boundary ([`heard_chars`]; the audio of a segment still arriving is estimated
+//! from the characters per sample of the segments before it). Either way the count is of the
+//! app's own text, with the marks that close the last word heard (`**`, a full stop).
 
 use std::ops::Range;
+
+use orpheus_protocol::WordTiming;
+
+use crate::speech::SpeechText;
 
 /// The audio of one requested segment, as far as the relay has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +22,39 @@ pub struct SegmentAudio {
     pub samples: u64,
     /// Whether its body ended (so `samples` is its length).
     pub complete: bool,
+}
+
+/// The characters of the app's text heard up to its character `to` (exclusive), with the
+/// marks right after it that close the word (a full stop, a closing `**` or `)`).
+pub fn with_closing_marks(original: &str, to: usize) -> u64 {
+    let closing = original
+        .chars()
+        .skip(to)
+        .take_while(|c| !c.is_whitespace() && !c.is_alphanumeric())
+        .count();
+    (to + closing) as u64
+}
+
+/// What was heard by word timings: the app's text up to the end of the last word whose start
+/// (a stream sample) `played` reached, or `None` if it reached none.
+pub fn heard_by_words(original: &str, words: &[WordTiming], played: u64) -> Option<u64> {
+    let word = words.iter().take_while(|w| w.start <= played).last()?;
+    Some(with_closing_marks(original, word.to as usize))
+}
+
+/// What was heard by segment lengths ([`heard_chars`] on what is said), in the app's text.
+pub fn heard_original(
+    original: &str,
+    speech: &SpeechText,
+    spans: &[Range<usize>],
+    audio: &[SegmentAudio],
+    played: u64,
+) -> u64 {
+    let said = heard_chars(speech.spoken(), spans, audio, played) as usize;
+    if said == 0 {
+        return 0;
+    }
+    with_closing_marks(original, speech.original(said - 1..said).end)
 }
 
 /// How many characters of `text` (Unicode scalar values) were heard when `played` samples of

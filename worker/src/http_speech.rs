@@ -213,6 +213,8 @@ impl Job {
             model: Some(request.model.id().to_owned()),
             more: false,
             cache: request.cache,
+            markup: request.markup,
+            lexicon: request.lexicon,
         };
         job.drive(Input::Connected(CLIENT, Version::V1));
         job.drive(Input::Speak(CLIENT, speak));

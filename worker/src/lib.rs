@@ -21,10 +21,12 @@ pub mod openai;
 pub mod replay;
 pub mod segment;
 pub mod session;
+pub mod speech;
 pub mod time;
 pub mod unplayed;
 pub mod upstream;
 pub mod wav;
+pub mod words;
 
 mod clock;
 mod entry;

@@ -9,9 +9,13 @@
 //! failure of the first segment is an honest 4xx/5xx; a failure after audio has begun can only
 //! break the stream off (the client sees a truncated body, never a silent gap).
 
-use orpheus_protocol::{resolve_voice, EndReason, ErrorCode, Model, ServerMessage};
+use std::collections::BTreeMap;
+
+use orpheus_protocol::{resolve_voice, EndReason, ErrorCode, Markup, Model, ServerMessage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::speech::{Lexicon, LexiconError};
 
 /// Largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,6 +58,10 @@ pub struct SpeechRequest {
     pub format: AudioFormat,
     /// Whether segments may come from the segment cache ([`CACHE_HEADER`]).
     pub cache: bool,
+    /// How the input is read (`markup`, an extension: `markdown` or `plain`); `None`: Markdown.
+    pub markup: Option<Markup>,
+    /// Words said another way (`lexicon`, an extension).
+    pub lexicon: Option<Lexicon>,
 }
 
 /// What kind of error, as OpenAI names it in `error.type`.
@@ -306,9 +314,41 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
             "instructions",
         ));
     }
+    let markup = match string("markup")? {
+        None => None,
+        Some(name) => Some(Markup::from_name(name).ok_or(ApiError::invalid(
+            "invalid_markup",
+            "markup must be markdown or plain",
+            "markup",
+        ))?),
+    };
+    let invalid_lexicon = ApiError::invalid(
+        "invalid_lexicon",
+        ErrorCode::InvalidLexicon.message(),
+        "lexicon",
+    );
+    let lexicon = match object.get("lexicon") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(entries)) => {
+            let entries: Option<BTreeMap<String, String>> = entries
+                .iter()
+                .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            let entries = entries.ok_or(invalid_lexicon.clone())?;
+            let limit =
+                |e: LexiconError| ApiError::invalid("invalid_lexicon", e.message(), "lexicon");
+            Some(Lexicon::new(entries).map_err(limit)?)
+        }
+        Some(_) => return Err(invalid_lexicon),
+    };
     let (model, voice) =
         resolve_voice(Some(voice), Some(model)).map_err(|code| ApiError::from_code(code, None))?;
-    if !crate::segment::is_speakable(input) {
+    let speech = crate::speech::SpeechText::of(
+        input,
+        markup.unwrap_or_default(),
+        lexicon.clone().unwrap_or_default(),
+    );
+    if !crate::segment::is_speakable(speech.spoken()) {
         return Err(ApiError::from_code(ErrorCode::EmptyText, None));
     }
     if input.chars().count() > max_text_chars {
@@ -320,6 +360,8 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
         input: input.to_owned(),
         format,
         cache: true,
+        markup,
+        lexicon,
     })
 }
 

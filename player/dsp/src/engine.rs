@@ -20,6 +20,7 @@
 //!   position that runs on across frames; at the same rate samples are copied exactly.
 
 use crate::resample::hermite;
+use crate::words::Words;
 
 /// Samples the ring holds: about 11 s at 24 kHz, 512 KiB.
 pub const RING_SAMPLES: usize = 1 << 18;
@@ -60,6 +61,8 @@ pub mod event {
     pub const STOPPED: u32 = 16;
     /// A frame arrived while less than [`super::PROMPT_BELOW_S`] was buffered.
     pub const RECEIVED: u32 = 32;
+    /// The play cursor passed the start of a word (see [`crate::words`]).
+    pub const WORD: u32 = 64;
 }
 
 /// What became of a pushed frame.
@@ -166,6 +169,8 @@ pub struct Engine {
     /// The last value rendered (for a decay).
     last: f32,
     events: u32,
+    /// Where the words of the stream begin, and how many the cursor passed.
+    words: Words,
 }
 
 impl Default for Engine {
@@ -192,6 +197,7 @@ impl Engine {
             decay: None,
             last: 0.0,
             events: 0,
+            words: Words::new(),
         }
     }
 
@@ -227,6 +233,7 @@ impl Engine {
                 });
             }
         }
+        self.words.begin(id);
         self.state = State::Live(Stream {
             id,
             step: f64::from(rate.max(1)) / f64::from(self.out_rate),
@@ -400,6 +407,19 @@ impl Engine {
             *slot = value;
         }
         self.clock += out.len() as u64;
+        let cursor = self.cursor();
+        if self.words.pass(cursor.stream, cursor.played) {
+            self.events |= event::WORD;
+        }
+    }
+
+    /// Where more words of stream `id` begin (stream samples, in order).
+    pub fn words(&mut self, id: u32, starts: &[u32]) {
+        self.words.add(id, starts);
+        let cursor = self.cursor();
+        if self.words.pass(cursor.stream, cursor.played) {
+            self.events |= event::WORD;
+        }
     }
 
     fn next_sample(&mut self, progress_every: u64) -> f32 {
@@ -491,12 +511,14 @@ impl Engine {
                 played: s.played(),
                 buffered: s.buffered(),
                 underruns: s.underruns,
+                words: self.words.passed(),
             },
             State::Over(f) => Cursor {
                 stream: f.id,
                 played: f.played,
                 buffered: 0,
                 underruns: f.underruns,
+                words: self.words.passed(),
             },
         }
     }
@@ -513,6 +535,8 @@ pub struct Cursor {
     pub buffered: u64,
     /// Times it ran dry.
     pub underruns: u32,
+    /// Words whose start it passed.
+    pub words: u32,
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ const STAGING_BYTES: usize = 128 * 1024;
 /// Largest render in one call (a render quantum is 128 frames).
 const MAX_RENDER: usize = 1024;
 
+/// Most word starts the worklet hands over in one call.
+const WORD_STAGING: usize = 1024;
+
 struct Global<T>(UnsafeCell<T>);
 
 // SAFETY: the worklet's module instance runs on one thread and never re-enters an export.
@@ -27,6 +30,7 @@ impl<T> Global<T> {
 static ENGINE: Global<Engine> = Global(UnsafeCell::new(Engine::new()));
 static STAGING: Global<[u8; STAGING_BYTES]> = Global(UnsafeCell::new([0; STAGING_BYTES]));
 static OUTPUT: Global<[f32; MAX_RENDER]> = Global(UnsafeCell::new([0.0; MAX_RENDER]));
+static WORDS: Global<[u32; WORD_STAGING]> = Global(UnsafeCell::new([0; WORD_STAGING]));
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -71,6 +75,31 @@ pub extern "C" fn orpheus_end(stream: u32, total: f64) {
 #[no_mangle]
 pub extern "C" fn orpheus_stop(stream: u32) {
     ENGINE.get().stop(stream);
+}
+
+/// Where the worklet copies word starts before [`orpheus_words`].
+#[no_mangle]
+pub extern "C" fn orpheus_word_staging() -> *mut u32 {
+    WORDS.get().as_mut_ptr()
+}
+
+/// How many word starts the staging area takes.
+#[no_mangle]
+pub extern "C" fn orpheus_word_staging_len() -> u32 {
+    WORD_STAGING as u32
+}
+
+/// The `count` word starts staged are of `stream`.
+#[no_mangle]
+pub extern "C" fn orpheus_words(stream: u32, count: u32) {
+    let count = (count as usize).min(WORD_STAGING);
+    ENGINE.get().words(stream, &WORDS.get()[..count]);
+}
+
+/// Words of the current stream whose start the play cursor passed.
+#[no_mangle]
+pub extern "C" fn orpheus_words_passed() -> u32 {
+    ENGINE.get().cursor().words
 }
 
 /// Renders `frames` (at most 1024) into the output area; returns the event bits.

@@ -3,7 +3,8 @@
 //! rendered samples out of, the module's memory.
 //!
 //! The DSP is pure Rust tested on the host: [`engine`] (the stream, its ring and its play
-//! cursor) and [`resample`] (cubic interpolation for a context at another rate). The browser
+//! cursor), [`resample`] (cubic interpolation for a context at another rate) and [`words`]
+//! (the words whose start the cursor passed). The browser
 //! wiring lives in `player/js/worklet.js`.
 
 // The wasm module has no allocator and no std; on the host (tests) it is a plain std crate.
@@ -13,5 +14,7 @@ pub mod engine;
 #[cfg(target_arch = "wasm32")]
 mod ffi;
 pub mod resample;
+pub mod words;
 
 pub use engine::{event, Cursor, Engine, Push};
+pub use words::{Words, MAX_WORDS};

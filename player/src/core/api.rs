@@ -3,7 +3,7 @@
 //! engine's [`Report`]s) and what it asks the page and the engine to do ([`Effect`],
 //! [`Command`]).
 
-pub use orpheus_protocol::codec::SpeakOptions;
+pub use orpheus_protocol::codec::{SpeakOptions, Word};
 
 use orpheus_protocol::codec::{Metrics, RelayError};
 use orpheus_protocol::EndReason;
@@ -72,6 +72,27 @@ pub struct Completion {
     pub heard_chars: Option<u64>,
     /// Protocol v2: how the message went, from the relay.
     pub metrics: Option<Metrics>,
+    /// Protocol v2: where its words were said, as the relay told them.
+    pub words: Vec<Word>,
+    /// Protocol v2: its stream's sample rate (to tell word times in seconds).
+    pub rate: Option<u32>,
+    /// The context time its first sample played at, if it played (word times count from it).
+    pub started_at: Option<Seconds>,
+}
+
+/// Protocol v2: the play cursor reached the start of a word of the current message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boundary {
+    /// The message id.
+    pub id: String,
+    /// The word's first character in the message's text, and its length.
+    pub char_index: u64,
+    pub char_length: u64,
+    /// Where in the message's audio the word begins, in milliseconds.
+    pub elapsed_ms: u64,
+    /// The context time the engine rendered the word's start at: it is heard when the
+    /// context's output reaches that time.
+    pub rendered_at: Seconds,
 }
 
 /// Playback of the current message, for progress events.
@@ -165,14 +186,17 @@ pub enum ReportKind {
     Drained,
     /// It was stopped and has faded out.
     Stopped,
+    /// Its cursor passed the start of a word.
+    Word,
 }
 
 impl ReportKind {
     /// Each kind with its event bit from the engine (`orpheus_player_dsp::event`), in the
     /// order the kinds of one event are taken in: a frame received acks at once, so a progress
     /// report in the same event needs no ack of its own.
-    pub const BITS: [(u32, ReportKind); 6] = [
+    pub const BITS: [(u32, ReportKind); 7] = [
         (1, ReportKind::Started),
+        (64, ReportKind::Word),
         (32, ReportKind::Received),
         (2, ReportKind::Progress),
         (4, ReportKind::Underrun),
@@ -194,8 +218,11 @@ pub struct Report {
     pub buffered: u64,
     /// Its underruns.
     pub underruns: u32,
-    /// For `Started`, the context time of its first sample.
+    /// The context time of the render quantum it reports on (for `Started`, that of its first
+    /// sample).
     pub at: Seconds,
+    /// Protocol v2: how many of its words the cursor passed.
+    pub words: u32,
 }
 
 /// The AudioContext's state.
@@ -262,10 +289,18 @@ pub enum Input<'a> {
     Context(ContextState),
     /// The app closed the player.
     Shutdown,
+    /// Protocol v2: the session's defaults, sent once the session is ready (and again on each
+    /// new socket): how text is read, and a lexicon.
+    Configure {
+        /// `markdown` or `plain`, or the relay's choice.
+        markup: Option<String>,
+        /// Words and how to say them; `None` leaves the session's as it is.
+        lexicon: Option<Vec<(String, String)>>,
+    },
 }
 
 /// A command for the engine in the worklet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// A new stream: the engine drops any other.
     Begin {
@@ -285,6 +320,13 @@ pub enum Command {
     Stop {
         /// The stream.
         stream: u32,
+    },
+    /// Where more words of the stream begin (stream samples).
+    Words {
+        /// The stream.
+        stream: u32,
+        /// The words' first samples, in order.
+        starts: Vec<u64>,
     },
 }
 
@@ -313,4 +355,9 @@ pub enum Effect {
         /// Delay in milliseconds.
         after_ms: u64,
     },
+    /// Protocol v2: a word of the current message starts at the output now.
+    Boundary(Boundary),
+    /// Protocol v2: the relay took the session's defaults (how text is read, the lexicon's
+    /// words), or refused them.
+    Configured(Result<(String, u64), RelayError>),
 }

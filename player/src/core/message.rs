@@ -8,7 +8,8 @@ use orpheus_protocol::codec::{self, Metrics, RelayError};
 use orpheus_protocol::EndReason;
 
 use super::api::{
-    Command, Completion, ContextState, Effect, Progress, Report, ReportKind, Seconds, SpeakOptions,
+    Boundary, Command, Completion, ContextState, Effect, Progress, Report, ReportKind, Seconds,
+    SpeakOptions, Word,
 };
 use super::link::Link;
 use super::written::{TextEnd, Written};
@@ -70,6 +71,11 @@ pub(super) struct Message {
     pub(super) parked_at: Option<Seconds>,
     pub(super) heard_chars: Option<u64>,
     pub(super) metrics: Option<Metrics>,
+    /// Protocol v2: where its stream's words are said, its stream's rate, and how many of the
+    /// words the engine's cursor passed (their boundaries fired).
+    pub(super) words: Vec<Word>,
+    pub(super) rate: Option<u32>,
+    pub(super) fired: usize,
 }
 
 impl Message {
@@ -233,6 +239,9 @@ impl PlayerCore {
             parked_at: None,
             heard_chars: None,
             metrics: None,
+            words: Vec::new(),
+            rate: None,
+            fired: 0,
         };
         if self.link == Link::Closed {
             // Replaced, refused or shut down: nothing will carry it.
@@ -378,6 +387,10 @@ impl PlayerCore {
         };
         m.phase = Phase::Streaming { stream, rate };
         m.playback = Playback::Begun { stream, rate };
+        // A restarted stream's words are told anew.
+        m.rate = Some(rate);
+        m.words.clear();
+        m.fired = 0;
         // The engine plays one stream: whatever it played before is done with.
         for old in &mut self.retiring {
             old.playback = match old.playback {
@@ -466,6 +479,8 @@ impl PlayerCore {
 
     pub(super) fn on_report(&mut self, report: Report) {
         let now = self.now;
+        // Words first: the report that completes the message may pass its last word.
+        self.fire_boundaries(&report);
         if let Some(m) = self
             .current
             .iter_mut()
@@ -543,6 +558,50 @@ impl PlayerCore {
             total_s: self.now - m.spoke_at,
             heard_chars: m.heard_chars,
             metrics: m.metrics,
+            started_at: m.first_audio_at,
+            words: m.words,
+            rate: m.rate,
         }));
+    }
+
+    /// Protocol v2: where words of `stream` are said: kept with its message, and handed to the
+    /// engine, which reports when its cursor passes each one's start.
+    pub(super) fn on_words(&mut self, stream: u32, words: Vec<Word>) {
+        let Some(m) = self
+            .current
+            .iter_mut()
+            .find(|m| m.stream() == Some(stream) && m.retired.is_none())
+        else {
+            return;
+        };
+        let starts = words.iter().map(|w| w.start).collect();
+        m.words.extend(words);
+        self.effects
+            .push(Effect::Engine(Command::Words { stream, starts }));
+    }
+
+    /// Fires a boundary for each word of the current message whose start the engine's cursor
+    /// passed since the last report, none once it was stopped.
+    fn fire_boundaries(&mut self, report: &Report) {
+        let (stream, passed) = (report.stream, report.words);
+        let Some(m) = self
+            .current
+            .as_mut()
+            .filter(|m| m.stream() == Some(stream) && m.retired.is_none())
+        else {
+            return;
+        };
+        let rate = u64::from(m.rate.unwrap_or(24_000).max(1));
+        let upto = (passed as usize).min(m.words.len());
+        for word in &m.words[m.fired.min(upto)..upto] {
+            self.effects.push(Effect::Boundary(Boundary {
+                id: m.id.clone(),
+                char_index: word.from,
+                char_length: word.to.saturating_sub(word.from),
+                elapsed_ms: word.start * 1000 / rate,
+                rendered_at: report.at,
+            }));
+        }
+        m.fired = m.fired.max(upto);
     }
 }

@@ -48,12 +48,12 @@ mod message;
 mod written;
 
 pub use api::{
-    Command, Completion, Config, ContextState, Effect, Input, LinkError, PlayerState, Progress,
-    Report, ReportKind, Seconds, SpeakOptions,
+    Boundary, Command, Completion, Config, ContextState, Effect, Input, LinkError, PlayerState,
+    Progress, Report, ReportKind, Seconds, SpeakOptions, Word,
 };
 
-use orpheus_protocol::codec::{self, Incoming};
-use orpheus_protocol::{EndReason, Limits};
+use orpheus_protocol::codec::{self, Incoming, RelayError};
+use orpheus_protocol::{EndReason, Limits, Markup};
 
 use link::Link;
 use message::{Message, Playback};
@@ -83,12 +83,18 @@ pub struct PlayerCore {
     /// A parked message the app stopped while no socket was open: the relay is told on the
     /// next one.
     stop_on_ready: Option<String>,
+    /// Protocol v2: the session's defaults the app set (how text is read, a lexicon), told to
+    /// every socket once it is ready.
+    configure: Option<Defaults>,
     current: Option<Message>,
     /// Stopped or superseded messages waiting for their `end` and their engine stream.
     retiring: Vec<Message>,
     state: PlayerState,
     effects: Vec<Effect>,
 }
+
+/// The session's defaults the app set: how text is read, and a lexicon.
+type Defaults = (Option<String>, Option<Vec<(String, String)>>);
 
 impl PlayerCore {
     /// A player not yet connected; `seed` draws its reconnect jitter.
@@ -107,6 +113,7 @@ impl PlayerCore {
             resume_grace: None,
             acked_at: 0.0,
             stop_on_ready: None,
+            configure: None,
             current: None,
             retiring: Vec::new(),
             state: PlayerState::Connecting,
@@ -207,6 +214,7 @@ impl PlayerCore {
                 self.context = state;
                 self.context_ran |= state == ContextState::Running;
             }
+            Input::Configure { markup, lexicon } => self.on_configure(markup, lexicon),
             Input::Shutdown => {
                 self.link = Link::Closed;
                 self.lose_messages(EndReason::Interrupted, false);
@@ -236,6 +244,7 @@ impl PlayerCore {
                 if let Some(id) = self.stop_on_ready.take() {
                     self.effects.push(Effect::Send(codec::stop(&id)));
                 }
+                self.send_configure();
                 self.resume_parked();
             }
             Incoming::Start {
@@ -252,8 +261,46 @@ impl PlayerCore {
                 metrics,
                 ..
             } => self.on_end(&id, reason, samples, error, heard_chars, metrics),
+            Incoming::Error(error) if error.code == "invalid_lexicon" => {
+                self.effects.push(Effect::Configured(Err(error)));
+            }
             Incoming::Error(error) => self.on_error(error),
             Incoming::Pong => {}
+            Incoming::Configured { markup, lexicon } => {
+                self.effects.push(Effect::Configured(Ok((markup, lexicon))));
+            }
+            Incoming::Words { stream, words } => self.on_words(stream, words),
+        }
+    }
+
+    /// The app sets the session's defaults: kept, and told to the relay now if the session is
+    /// ready (else once it is). Refused here, a bad `markup` never reaches the relay (whose
+    /// answer to an unreadable frame would fail a message waiting for its `start`).
+    fn on_configure(&mut self, markup: Option<String>, lexicon: Option<Vec<(String, String)>>) {
+        if markup
+            .as_deref()
+            .is_some_and(|m| Markup::from_name(m).is_none())
+        {
+            let error = RelayError {
+                code: "invalid_message".into(),
+                message: "markup must be \"markdown\" or \"plain\"".into(),
+                retry_after_s: None,
+            };
+            self.effects.push(Effect::Configured(Err(error)));
+            return;
+        }
+        self.configure = Some((markup, lexicon));
+        if self.link == Link::Ready {
+            self.send_configure();
+        }
+    }
+
+    /// Protocol v2: sends the session's defaults the app set, if any, on a ready session.
+    fn send_configure(&mut self) {
+        let v2 = self.resume_grace.is_some();
+        if let Some((markup, lexicon)) = self.configure.as_ref().filter(|_| v2) {
+            let frame = codec::configure(markup.as_deref(), lexicon.as_deref());
+            self.effects.push(Effect::Send(frame));
         }
     }
 

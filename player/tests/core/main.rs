@@ -7,4 +7,5 @@ mod messages;
 mod page;
 mod random;
 mod resume;
+mod words;
 mod written;

@@ -3,9 +3,10 @@
 //! twice fails at once).
 
 use orpheus_player::core::{
-    Command, Completion, Config, ContextState, Effect, Input, PlayerCore, PlayerState, Report,
-    ReportKind, SpeakOptions,
+    Boundary, Command, Completion, Config, ContextState, Effect, Input, PlayerCore, PlayerState,
+    Report, ReportKind, SpeakOptions,
 };
+use orpheus_protocol::codec::RelayError;
 use orpheus_protocol::{ClientMessage, EndReason, ServerMessage};
 
 /// The browser and the engine, simulated.
@@ -20,6 +21,8 @@ pub struct Page {
     pub opens: usize,
     pub reconnects: Vec<u64>,
     pub disconnects: usize,
+    pub boundaries: Vec<Boundary>,
+    pub configured: Vec<Result<(String, u64), RelayError>>,
 }
 
 impl Page {
@@ -43,6 +46,8 @@ impl Page {
             opens: 0,
             reconnects: vec![],
             disconnects: 0,
+            boundaries: vec![],
+            configured: vec![],
         }
     }
 
@@ -113,6 +118,16 @@ impl Page {
                 Effect::LinkDown(e) => self.downs.push((e.code, e.fatal)),
                 Effect::Disconnect => self.disconnects += 1,
                 Effect::Reconnect { after_ms } => self.reconnects.push(after_ms),
+                Effect::Boundary(boundary) => {
+                    if let Some(last) = self.boundaries.last() {
+                        assert!(
+                            last.id != boundary.id || last.char_index < boundary.char_index,
+                            "boundaries in order, each once"
+                        );
+                    }
+                    self.boundaries.push(boundary);
+                }
+                Effect::Configured(result) => self.configured.push(result),
             }
         }
     }
@@ -179,6 +194,11 @@ impl Page {
     }
 
     pub fn report(&mut self, kind: ReportKind, stream: u32, played: u64) {
+        self.report_words(kind, stream, played, 0);
+    }
+
+    /// An engine report whose cursor passed the start of `words` of the stream's words.
+    pub fn report_words(&mut self, kind: ReportKind, stream: u32, played: u64, words: u32) {
         self.feed(Input::Engine(Report {
             kind,
             stream,
@@ -186,6 +206,7 @@ impl Page {
             buffered: 0,
             underruns: 0,
             at: self.now,
+            words,
         }));
     }
 

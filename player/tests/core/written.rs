@@ -82,7 +82,8 @@ fn v2_written_text_waits_for_ready_and_goes_again_whole_after_a_resume() {
                 voice: None,
                 model: None,
                 more: true,
-                cache: true
+                cache: true,
+                markup: None,
             },
             ClientMessage::Append {
                 id: "m".into(),
@@ -204,7 +205,8 @@ fn a_relay_of_protocol_1_gets_written_text_whole_once_it_is_finished() {
             voice: None,
             model: None,
             more: false,
-            cache: true
+            cache: true,
+            markup: None,
         }]
     );
     p.start("m", 1);

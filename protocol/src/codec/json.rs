@@ -8,7 +8,7 @@ pub(super) enum Json {
     Bool(bool),
     Num(Option<u64>),
     Str(String),
-    Arr,
+    Arr(Vec<Json>),
     Obj(Vec<(String, Json)>),
 }
 
@@ -23,6 +23,13 @@ impl Json {
     pub(super) fn str(&self, key: &str) -> Option<&str> {
         match self.get(key) {
             Some(Json::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(super) fn items(&self, key: &str) -> Option<&[Json]> {
+        match self.get(key) {
+            Some(Json::Arr(items)) => Some(items),
             _ => None,
         }
     }
@@ -111,14 +118,15 @@ impl Reader<'_> {
 
     fn array(&mut self) -> Option<Json> {
         self.at += 1;
+        let mut items = Vec::new();
         if self.eat(b']').is_some() {
-            return Some(Json::Arr);
+            return Some(Json::Arr(items));
         }
         loop {
-            self.value()?;
+            items.push(self.value()?);
             if self.eat(b',').is_none() {
                 self.eat(b']')?;
-                return Some(Json::Arr);
+                return Some(Json::Arr(items));
             }
         }
     }
@@ -231,6 +239,35 @@ fn write_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends a whole number in decimal. By hand: the formatting machinery would cost more than
+/// the rest of the writer.
+pub fn write_number(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
+/// A JSON array of whole numbers.
+pub fn numbers(values: &[u64]) -> String {
+    let mut out = String::from("[");
+    for (i, &value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_number(&mut out, value);
+    }
+    out.push(']');
+    out
+}
+
 /// A small JSON object writer: strings, whole numbers and booleans.
 #[derive(Default)]
 pub struct Writer {
@@ -260,21 +297,9 @@ impl Writer {
     }
 
     /// Adds a whole-number field.
-    pub fn num(mut self, key: &str, mut value: u64) -> Self {
+    pub fn num(mut self, key: &str, value: u64) -> Self {
         self.key(key);
-        // By hand: the formatting machinery would cost more than the rest of the writer.
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.out
-            .push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        write_number(&mut self.out, value);
         self
     }
 

@@ -9,7 +9,7 @@
 mod json;
 
 use crate::EndReason;
-pub use json::Writer;
+pub use json::{numbers, Writer};
 use json::{parse_json, Json};
 
 /// The error an `end` or `error` carries.
@@ -65,6 +65,43 @@ pub enum Incoming {
     Error(RelayError),
     /// The answer to a ping.
     Pong,
+    /// Protocol v2: the session's defaults after a `configure`.
+    Configured {
+        /// How text is read (`markdown` or `plain`).
+        markup: String,
+        /// Words in the session's lexicon.
+        lexicon: u64,
+    },
+    /// Protocol v2: where words of a stream are said.
+    Words {
+        /// The stream.
+        stream: u32,
+        /// Each word: its first sample and the sample after its last (in the stream), its
+        /// first character in the message's text and the character after its last.
+        words: Vec<Word>,
+    },
+}
+
+/// Protocol v2: where a word is said, and which characters of the text it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    /// The stream sample it begins at.
+    pub start: u64,
+    /// The stream sample after its last.
+    pub end: u64,
+    /// Its first character in the message's text.
+    pub from: u64,
+    /// The character after its last.
+    pub to: u64,
+}
+
+fn word(value: &Json) -> Option<Word> {
+    Some(Word {
+        start: value.num("start")?,
+        end: value.num("end")?,
+        from: value.num("from")?,
+        to: value.num("to")?,
+    })
 }
 
 /// Protocol v2: how a message went, from its `end`.
@@ -140,6 +177,18 @@ impl Incoming {
             },
             "error" => Self::Error(relay_error(&json)?),
             "pong" => Self::Pong,
+            "configured" => Self::Configured {
+                markup: json.str("markup")?.to_owned(),
+                lexicon: json.num("lexicon")?,
+            },
+            "words" => Self::Words {
+                stream: small(json.num("stream")?),
+                words: json
+                    .items("words")?
+                    .iter()
+                    .map(word)
+                    .collect::<Option<Vec<Word>>>()?,
+            },
             _ => return None,
         })
     }
@@ -156,6 +205,8 @@ pub struct SpeakOptions {
     pub more: bool,
     /// `false` keeps the message out of the relay's segment cache.
     pub cache: bool,
+    /// How the text is read (`markdown` or `plain`); `None`: the session's choice.
+    pub markup: Option<String>,
 }
 
 /// The player's `speak` frame.
@@ -165,7 +216,8 @@ pub fn speak(id: &str, text: &str, options: &SpeakOptions) -> String {
         .str("id", id)
         .str("text", text)
         .opt_str("voice", options.voice.as_deref())
-        .opt_str("model", options.model.as_deref());
+        .opt_str("model", options.model.as_deref())
+        .opt_str("markup", options.markup.as_deref());
     if options.more {
         writer = writer.bool("more", true);
     }
@@ -173,6 +225,23 @@ pub fn speak(id: &str, text: &str, options: &SpeakOptions) -> String {
         writer = writer.bool("cache", false);
     }
     writer.finish()
+}
+
+/// Protocol v2: the session's defaults: how text is read, and a lexicon (word, said as).
+pub fn configure(markup: Option<&str>, lexicon: Option<&[(String, String)]>) -> String {
+    let writer = Writer::default()
+        .str("type", "configure")
+        .opt_str("markup", markup);
+    match lexicon {
+        Some(entries) => {
+            let map = entries
+                .iter()
+                .fold(Writer::default(), |w, (word, said)| w.str(word, said))
+                .finish();
+            writer.raw("lexicon", &map).finish()
+        }
+        None => writer.finish(),
+    }
 }
 
 /// Protocol v2: `text` for message `id`, after its first `at` characters.
@@ -311,6 +380,22 @@ mod tests {
                 retry_after_s,
             }),
             ServerMessage::Pong => Incoming::Pong,
+            ServerMessage::Configured { markup, lexicon } => Incoming::Configured {
+                markup: markup.as_str().to_owned(),
+                lexicon: u64::from(lexicon),
+            },
+            ServerMessage::Words { stream, words } => Incoming::Words {
+                stream,
+                words: words
+                    .into_iter()
+                    .map(|w| Word {
+                        start: w.start,
+                        end: w.end,
+                        from: w.from,
+                        to: w.to,
+                    })
+                    .collect(),
+            },
         })
     }
 
@@ -416,6 +501,7 @@ mod tests {
                 model: None,
                 more: false,
                 cache: true,
+                markup: None,
             })
         );
         let streamed = SpeakOptions {

@@ -194,6 +194,8 @@ pub struct Received {
     pub segment_ends: usize,
     /// The `end`.
     pub end: Option<ServerMessage>,
+    /// Protocol v2: where its words are said, as the `words` frames told them.
+    pub words: Vec<orpheus_protocol::WordTiming>,
 }
 
 impl Received {
@@ -502,6 +504,7 @@ impl Client {
                     received.end = Some(end);
                     return Ok(received);
                 }
+                Frame::Text(ServerMessage::Words { words, .. }) => received.words.extend(words),
                 Frame::Text(other) => {
                     return Err(format!("unexpected {other:?} while waiting for {id}"))
                 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use orpheus_protocol::ServerMessage;
+use orpheus_protocol::{ServerMessage, WordTiming};
 
 use crate::{ensure, Client, Fixture, Frame, TestResult};
 
@@ -35,6 +35,8 @@ pub struct Listener {
     pub first_frame_samples: u64,
     /// Whether it reports its cursor (protocol v2); a v1 listener only plays.
     reports: bool,
+    /// Where the message's words are said (message samples), as the relay told them.
+    pub words: Vec<orpheus_protocol::WordTiming>,
 }
 
 impl Listener {
@@ -82,6 +84,7 @@ impl Listener {
             first_audio_at: None,
             first_frame_samples: 0,
             reports,
+            words: Vec::new(),
         }
     }
 
@@ -232,6 +235,8 @@ impl Listener {
                         self.pcm.truncate(at as usize * 2);
                         self.cursor = self.cursor.min(at as f64);
                         self.reported = self.reported.min(at);
+                        // Its words are told anew.
+                        self.words.retain(|w| w.start < at);
                     }
                     self.stream = Some(stream)
                 }
@@ -266,6 +271,19 @@ impl Listener {
                     if self.received() - self.played() < prompt_below {
                         self.report_as(true).await?;
                     }
+                }
+                Some(Frame::Text(ServerMessage::Words { stream, words })) => {
+                    ensure!(
+                        Some(stream) == self.stream,
+                        "words of stream {stream}, not ours"
+                    );
+                    // A restarted stream's words come in the new stream's samples.
+                    let base = self.base;
+                    self.words.extend(words.into_iter().map(|w| WordTiming {
+                        start: w.start + base,
+                        end: w.end + base,
+                        ..w
+                    }));
                 }
                 Some(Frame::Closed(code)) => return Err(format!("closed: {code:?}")),
                 Some(other) => return Err(format!("unexpected {other:?}")),

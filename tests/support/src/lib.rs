@@ -17,11 +17,20 @@ pub fn next_piece(chars: &[char], at: usize, rng: &mut Rng) -> (String, std::tim
     (chars[at..at + len].iter().collect(), pause)
 }
 
-/// The segments the relay sends upstream for `text`, at its default lengths.
+/// The segments the relay sends upstream for `text`, at its default lengths, read as
+/// Markdown (the relay's default) with no lexicon.
 #[cfg(feature = "relay")]
 pub fn relay_segments(text: &str) -> Vec<String> {
+    relay_segments_as(text, orpheus_protocol::Markup::Markdown)
+}
+
+/// The segments the relay sends upstream for `text` read as `markup`.
+#[cfg(feature = "relay")]
+pub fn relay_segments_as(text: &str, markup: orpheus_protocol::Markup) -> Vec<String> {
     use orpheus_worker::segment::{split, FIRST_SEGMENT_CHARS, SEGMENT_MAX_CHARS};
-    split(text, SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS)
+    use orpheus_worker::speech::{Lexicon, SpeechText};
+    let speech = SpeechText::of(text, markup, Lexicon::default());
+    split(speech.spoken(), SEGMENT_MAX_CHARS, FIRST_SEGMENT_CHARS)
 }
 
 /// Samples as PCM s16le bytes.
@@ -63,6 +72,21 @@ pub fn wav(sample_rate: u32, pcm: &[u8], quirks: Quirks) -> Vec<u8> {
     out.extend_from_slice(&data_field.to_le_bytes());
     out.extend_from_slice(pcm);
     out
+}
+
+/// Replies in the style language models write (lists, nested emphasis, code spans and fences,
+/// links, tables, headings, emoji, addresses), for the speech-text tests and benchmark.
+pub fn markdown_replies() -> Vec<&'static str> {
+    include_str!("../replies/replies.md")
+        .split("\n=====\n")
+        .map(str::trim_end)
+        .collect()
+}
+
+/// Sentences as an assistant says them (plain sentences, numbers and dates, lists, long
+/// clauses, short replies), one a line, for the word-timing tests and benchmark.
+pub fn spoken_sentences() -> Vec<&'static str> {
+    include_str!("../replies/sentences.txt").lines().collect()
 }
 
 #[cfg(test)]

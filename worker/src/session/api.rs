@@ -3,12 +3,13 @@
 //! (a [`ServerMessage`], an [`AudioOut`]); they become bytes only where they leave, in the
 //! runtime that executes them.
 
-use orpheus_protocol::{AudioFrame, Limits, ServerMessage, Version};
+use orpheus_protocol::{AudioFrame, Limits, Markup, ServerMessage, Version};
 
 use super::stored::{Attachment, Stored};
 use crate::budget::BudgetLimits;
 use crate::log::LogLine;
 use crate::segment;
+use crate::speech::Lexicon;
 use crate::time::Millis;
 use crate::unplayed::Piece;
 use crate::upstream::UpstreamStatus;
@@ -107,6 +108,10 @@ pub struct Speak {
     pub more: bool,
     /// Segments may come from the segment cache.
     pub cache: bool,
+    /// How the text is read; `None`: the session's choice.
+    pub markup: Option<Markup>,
+    /// Words said another way; `None`: the session's lexicon.
+    pub lexicon: Option<Lexicon>,
 }
 
 /// What happened, fed to [`super::Session::handle`].

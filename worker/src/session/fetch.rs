@@ -2,6 +2,8 @@
 //! the phases of its request ([`Phase`]), its one retry, its deadlines, and the WAV stripped
 //! from its body.
 
+use std::ops::Range;
+
 use orpheus_protocol::{EndError, EndReason, ErrorCode};
 
 use super::api::{Config, Effect, FetchId, FetchRequest};
@@ -12,6 +14,7 @@ use crate::log::LogLine;
 use crate::time::Millis;
 use crate::upstream::{self, UpstreamStatus};
 use crate::wav::{Format, WavError, WavReader};
+use crate::words::{Envelope, Timing};
 
 /// Where one upstream request of a segment stands. It only moves forward, except that a
 /// refused first attempt may wait for its one retry.
@@ -39,6 +42,16 @@ pub(super) enum Phase {
 pub(super) struct Segment {
     /// Index within the message.
     pub index: u32,
+    /// What it says: characters of what the message says.
+    pub span: Range<usize>,
+    /// Its audio's loudness over time, taken in as it arrives, and the word timings estimated
+    /// from it once all of it is here.
+    envelope: Option<Envelope>,
+    pub timings: Option<Vec<Timing>>,
+    /// Samples of it relayed (sent, or handed to the unplayed audio) so far.
+    pub flushed: u64,
+    /// Whether its word timings were told.
+    pub words_told: bool,
     /// Groq's JSON request body, kept for the one allowed retry.
     body: String,
     /// Its characters (given back to the budget when the cache answers).
@@ -65,6 +78,11 @@ impl Segment {
             body: self.body.clone(),
             cache,
         })
+    }
+
+    /// Its audio's loudness envelope, once its audio began.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.envelope.as_ref()
     }
 
     /// The request the runtime holds for this segment, if any.
@@ -148,6 +166,11 @@ impl Session {
             self.next_fetch += 1;
             let segment = Segment {
                 index: message.next_index as u32,
+                span: span.clone(),
+                envelope: None,
+                timings: None,
+                flushed: 0,
+                words_told: false,
                 body: upstream::request_body(message.model, message.voice, &text),
                 chars: span.len() as u64,
                 requested_at: now,
@@ -286,6 +309,12 @@ impl Session {
         let pushed = wav.push(bytes, &mut segment.pcm);
         segment.received += (segment.pcm.len() - before) as u64;
         segment.format = segment.format.or(wav.format());
+        if let Some(format) = segment.format {
+            segment
+                .envelope
+                .get_or_insert_with(|| Envelope::new(format.sample_rate))
+                .push(&segment.pcm[before..]);
+        }
         let (index, samples) = (segment.index as usize, segment.received / 2);
         if let Some(message) = self.message.as_mut() {
             message.audio[index].samples = samples;
@@ -316,6 +345,7 @@ impl Session {
                 segment.phase = Phase::Complete;
                 let message = self.message.as_mut().expect("it holds the segment");
                 message.audio[index].complete = true;
+                message.estimate_words(index);
                 self.store(false);
             }
             Err(e) => self.bad_audio(fetch, e, false),

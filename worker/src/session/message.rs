@@ -6,14 +6,15 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use orpheus_protocol::{EndMetrics, Heard, Model, ServerMessage};
+use orpheus_protocol::{EndMetrics, Heard, Model, ServerMessage, WordTiming};
 
 use super::api::Config;
 use super::fetch::Segment;
 use super::stored::MessageRecord;
 use crate::flow::{self, FlowControl};
-use crate::heard::{heard_chars, SegmentAudio};
+use crate::heard::{heard_by_words, heard_original, SegmentAudio};
 use crate::segment;
+use crate::speech::SpeechText;
 use crate::time::Millis;
 use crate::unplayed::Unplayed;
 
@@ -65,10 +66,12 @@ pub(super) struct Message {
     pub stream: u32,
     pub model: Model,
     pub voice: &'static str,
-    /// The text, and its segments cut so far as character ranges.
+    /// The app's text, what is said of it, and the segments cut so far (as character ranges
+    /// of what is said).
     pub text: String,
+    pub speech: SpeechText,
     pub spans: Vec<Range<usize>>,
-    /// The characters of the text already cut into segments (or skipped as unspeakable).
+    /// The characters of what is said already cut into segments (or skipped as unspeakable).
     pub scanned: usize,
     pub input: TextInput,
     /// The index of the next segment to request, and of the first this stream requested.
@@ -78,6 +81,12 @@ pub(super) struct Message {
     pub segments: VecDeque<Segment>,
     /// The audio of each segment requested so far, by index (for the heard estimate).
     pub audio: Vec<SegmentAudio>,
+    /// Where the stream's words are said, as far as known, and the stream sample up to which
+    /// they are (the end of the last segment they were told for).
+    pub words: Vec<WordTiming>,
+    pub words_until: u64,
+    /// How many of the last of `words` the client was not told yet.
+    pub untold: usize,
     /// The announced sample rate: set when `start` went out with the first audio.
     pub sample_rate: Option<u32>,
     pub samples_sent: u64,
@@ -103,12 +112,14 @@ pub(super) struct Message {
 }
 
 impl Message {
-    /// A message with `text` so far, cut into `spans` so far, that has sent nothing yet: its
-    /// first segment to request is the first of `spans` (or the next cut). `window_ms`: its
-    /// client reports its play cursor (protocol v2), and audio goes at most this far ahead.
+    /// A message with `text` so far, `speech` what is said of it, cut into `spans` so far,
+    /// that has sent nothing yet: its first segment to request is the first of `spans` (or the
+    /// next cut). `window_ms`: its client reports its play cursor (protocol v2), and audio goes
+    /// at most this far ahead.
     pub fn new(
         who: Identity,
         text: String,
+        speech: SpeechText,
         spans: Vec<Range<usize>>,
         input: TextInput,
         window_ms: Option<Millis>,
@@ -121,12 +132,16 @@ impl Message {
             voice: who.voice,
             scanned: spans.last().map_or(0, |s| s.end),
             text,
+            speech,
             spans,
             input,
             next_index: 0,
             first_index: 0,
             segments: VecDeque::new(),
             audio: Vec::new(),
+            words: Vec::new(),
+            words_until: 0,
+            untold: 0,
             sample_rate: None,
             samples_sent: 0,
             samples_persisted: 0,
@@ -192,6 +207,8 @@ impl Message {
             },
             sample_rate: self.sample_rate,
             no_cache: !self.cache,
+            markup: self.speech.markup(),
+            lexicon: self.speech.lexicon().clone(),
             alive_at: now,
         }
     }
@@ -256,12 +273,13 @@ impl Message {
         !self.delivered(reports, now) || more_to_request
     }
 
-    /// The text not cut into segments yet.
+    /// What is said and not cut into segments yet.
     fn unscanned(&self) -> &str {
-        self.text
+        let spoken = self.speech.spoken();
+        spoken
             .char_indices()
             .nth(self.scanned)
-            .map_or("", |(at, _)| &self.text[at..])
+            .map_or("", |(at, _)| &spoken[at..])
     }
 
     /// The stream's `start`, once its sample rate is known.
@@ -281,14 +299,19 @@ impl Message {
         self.resumed_at.unwrap_or(0)
     }
 
-    /// What the listener heard, from the last play cursor reported (protocol v2).
+    /// What the listener heard, from the last play cursor reported (protocol v2): by word
+    /// timings where they are known, else by segment lengths.
     pub fn heard(&self) -> Option<Heard> {
         let flow = self.flow.as_ref()?;
-        let samples = self.base() + flow.control.played();
-        Some(Heard {
-            samples,
-            chars: heard_chars(&self.text, &self.spans, &self.audio, samples),
-        })
+        let played = flow.control.played();
+        let samples = self.base() + played;
+        let by_words = (played < self.words_until)
+            .then(|| heard_by_words(&self.text, &self.words, played))
+            .flatten();
+        let chars = by_words.unwrap_or_else(|| {
+            heard_original(&self.text, &self.speech, &self.spans, &self.audio, samples)
+        });
+        Some(Heard { samples, chars })
     }
 
     /// All of the message, as heard once the client plays out what it has (protocol v2).
@@ -315,13 +338,51 @@ impl Message {
         })
     }
 
-    /// The text of `span`, a range of characters of the message's text.
+    /// What is said in `span`, a range of characters of what is said.
     pub fn span_text(&self, span: &Range<usize>) -> String {
-        self.text
+        self.speech
+            .spoken()
             .chars()
             .skip(span.start)
             .take(span.len())
             .collect()
+    }
+
+    /// Estimates where the words of segment `index` (whose audio is all here) are said.
+    pub fn estimate_words(&mut self, index: usize) {
+        let Some(position) = self.segments.iter().position(|s| s.index as usize == index) else {
+            return;
+        };
+        let text = self.span_text(&self.segments[position].span);
+        let segment = &mut self.segments[position];
+        segment.timings = Some(match segment.envelope() {
+            Some(envelope) => crate::words::estimate(&text, envelope),
+            None => Vec::new(),
+        });
+    }
+
+    /// The word timings of segment `segment` (told once its audio is all here), in the
+    /// stream and in the app's text, its first sample being the stream's `offset`.
+    pub fn words_of(&self, segment: &Segment, offset: u64) -> Vec<WordTiming> {
+        let timings = segment.timings.as_deref().unwrap_or_default();
+        timings
+            .iter()
+            .map(|t| {
+                let said = segment.span.start + t.chars.start..segment.span.start + t.chars.end;
+                let original = self.speech.original(said);
+                WordTiming {
+                    start: offset + t.start,
+                    end: offset + t.end,
+                    from: original.start as u64,
+                    to: original.end as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes in the app's text as it is now (`complete`: no more comes).
+    pub fn read_text(&mut self, complete: bool) {
+        self.speech.read(&self.text, complete);
     }
 
     /// The next segment to cut from the text not yet scanned, or `None` to wait for text (or
@@ -337,16 +398,20 @@ impl Message {
             }
             TextInput::Open { .. } => segment::TextEnd::Open,
         };
+        // While more may come, a cut needs the character after it: a break already known
+        // counts as one.
+        let spoken = self.speech.spoken_with_break();
         loop {
             let span = segment::next_span(
-                &self.text,
+                &spoken,
                 self.scanned,
                 self.spans.last().map(Range::len),
                 config.limits.segment_chars as usize,
                 config.first_segment_chars,
                 end,
             )?;
-            if segment::is_speakable(&self.span_text(&span)) {
+            let text: String = spoken.chars().skip(span.start).take(span.len()).collect();
+            if segment::is_speakable(&text) {
                 return Some(span);
             }
             self.scanned = span.end;
@@ -372,7 +437,7 @@ impl Message {
             return None;
         }
         let at = last_at + config.text_flush_ms;
-        let unscanned = self.text.chars().count() > self.scanned;
+        let unscanned = self.speech.len() > self.scanned;
         (at > now && unscanned).then_some(at)
     }
 

@@ -373,7 +373,8 @@ impl Session {
                 ClientMessage::Played { .. }
                 | ClientMessage::Resume { .. }
                 | ClientMessage::Append { .. }
-                | ClientMessage::Finish { .. },
+                | ClientMessage::Finish { .. }
+                | ClientMessage::Configure { .. },
             ) if !self.speaks_v2() => self.send(ServerMessage::error(ErrorCode::UnknownType)),
             Ok(ClientMessage::Played {
                 stream,
@@ -400,6 +401,7 @@ impl Session {
                 model,
                 more,
                 cache,
+                markup,
             }) => self.on_speak(Speak {
                 id,
                 text,
@@ -407,7 +409,10 @@ impl Session {
                 model,
                 more,
                 cache,
+                markup,
+                lexicon: None,
             }),
+            Ok(ClientMessage::Configure { markup, lexicon }) => self.on_configure(markup, lexicon),
         }
     }
 

@@ -2,7 +2,7 @@
 //! `start` with the first frame; straight out for a v1 client, through the flow window and the
 //! audio not yet played ([`crate::unplayed`]) for a v2 client, whose `played` reports open it.
 
-use orpheus_protocol::{EndError, EndReason, ErrorCode, LAST_IN_SEGMENT};
+use orpheus_protocol::{EndError, EndReason, ErrorCode, ServerMessage, LAST_IN_SEGMENT};
 
 use super::api::{AudioOut, Effect};
 use super::fetch::Phase;
@@ -55,6 +55,7 @@ impl Session {
         }
         // With flow control, audio already out of the segments may be waiting for the window.
         self.send_unplayed();
+        self.tell_words();
         self.request_more();
     }
 
@@ -86,13 +87,49 @@ impl Session {
             let held = front.pcm.split_off(ready);
             let pcm = std::mem::replace(&mut front.pcm, held);
             let last = complete && front.pcm.is_empty();
+            front.flushed += (pcm.len() / 2) as u64;
             match message.flow.as_mut() {
                 Some(flow) => flow.unplayed.push(&pcm, last),
                 None => self.send_now(&pcm, last),
             }
         }
         self.send_unplayed();
+        self.tell_words();
         true
+    }
+
+    /// Tells where the front segment's words are said, once its audio is all here and relayed
+    /// (so where it begins in the stream is known): to a client of protocol v2 as soon as the
+    /// stream's `start` went out, audio held back or not, so that each word's timing comes
+    /// before the word is heard. Kept for what was heard.
+    fn tell_words(&mut self) {
+        let v2 = self.speaks_v2();
+        let Some(message) = self.message.as_mut() else {
+            return;
+        };
+        if let Some(front) = message.segments.front() {
+            let ready = front.is_complete() && front.pcm.is_empty() && front.timings.is_some();
+            if ready && !front.words_told {
+                let end = match &message.flow {
+                    Some(flow) => flow.unplayed.end(),
+                    None => message.samples_sent,
+                };
+                let words = message.words_of(front, end - front.flushed);
+                message.words_until = end;
+                message.words.extend_from_slice(&words);
+                message.untold += words.len();
+                if let Some(front) = message.segments.front_mut() {
+                    front.words_told = true;
+                }
+            }
+        }
+        if !v2 || message.untold == 0 || message.first_audio_at.is_none() {
+            return;
+        }
+        let words = message.words[message.words.len() - message.untold..].to_vec();
+        message.untold = 0;
+        let stream = message.stream;
+        self.send(ServerMessage::Words { stream, words });
     }
 
     /// Drops the front segment once all its audio is out, recording the progress. Returns

@@ -215,7 +215,8 @@ impl Session {
     /// (open again from now, if it was open) and segments are the record's.
     fn message_of(&self, record: MessageRecord, stream: u32) -> Option<Message> {
         let (model, voice) = resolve_voice(Some(&record.voice), Some(&record.model)).ok()?;
-        let spans = record.spans(&self.config);
+        let speech = record.speech();
+        let spans = record.spans(&self.config, &speech);
         let input = if record.open {
             TextInput::Open {
                 last_at: record.text_at,
@@ -234,6 +235,7 @@ impl Session {
         Some(Message::new(
             who,
             record.text,
+            speech,
             spans,
             input,
             window,

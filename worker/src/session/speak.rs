@@ -1,22 +1,29 @@
 //! A message's text comes in: `speak` (checked, charged, and the message opened), and with
 //! protocol v2 streaming text, `append` and `finish`.
 
-use orpheus_protocol::{resolve_voice, EndError, EndReason, ErrorCode, Model, ServerMessage};
+use std::collections::BTreeMap;
+
+use orpheus_protocol::{
+    resolve_voice, EndError, EndReason, ErrorCode, Markup, Model, ServerMessage,
+};
 
 use super::api::Speak;
 use super::message::{Identity, Message, TextInput};
 use super::{Ending, Session};
 use crate::log::LogLine;
 use crate::segment;
+use crate::speech::{Lexicon, SpeechText};
 
 impl Session {
-    /// Checks a `speak` without touching anything: the model and voice, or why it is refused.
+    /// Checks a `speak` without touching anything (`speech`: what would be said of it): the
+    /// model and voice, or why it is refused.
     fn check_speak(
         &self,
         speak: &Speak,
+        speech: &SpeechText,
     ) -> Result<(Model, &'static str), (ErrorCode, Option<u32>)> {
         // Text still to come may make it speakable: that is checked at `finish`.
-        if !speak.more && !segment::is_speakable(&speak.text) {
+        if !speak.more && !segment::is_speakable(speech.spoken()) {
             return Err((ErrorCode::EmptyText, None));
         }
         if speak.text.chars().count() > self.config.limits.max_text_chars as usize {
@@ -34,12 +41,24 @@ impl Session {
     }
 
     /// A `speak`: checked and charged, it ends the active message (`superseded`) and becomes
-    /// the active one; refused, it gets its `end` and leaves the active message alone.
+    /// the active one; refused, it gets its `end` and leaves the active message alone. Its text
+    /// is read as it asks, else as the session does.
     pub(super) fn on_speak(&mut self, speak: Speak) {
         // Version 1 ignores `more`, an unknown field there.
         let more = speak.more && self.speaks_v2();
+        let defaults = self.stored.as_ref();
+        let markup = speak
+            .markup
+            .or(defaults.map(|d| d.markup))
+            .unwrap_or_default();
+        let lexicon = match &speak.lexicon {
+            Some(lexicon) => lexicon.clone(),
+            None => defaults.map(|d| d.lexicon.clone()).unwrap_or_default(),
+        };
+        let mut speech = SpeechText::new(markup, lexicon);
+        speech.read(&speak.text, !more);
         let speak = Speak { more, ..speak };
-        let (model, voice) = match self.check_speak(&speak) {
+        let (model, voice) = match self.check_speak(&speak, &speech) {
             Ok(resolved) => resolved,
             Err((code, retry_after)) => return self.reject(speak.id, code, retry_after),
         };
@@ -55,7 +74,7 @@ impl Session {
             (Vec::new(), TextInput::Open { last_at: now })
         } else {
             let spans = segment::split_spans(
-                &speak.text,
+                speech.spoken(),
                 self.config.limits.segment_chars as usize,
                 self.config.first_segment_chars,
             );
@@ -68,7 +87,8 @@ impl Session {
                 .num("chars", chars)
                 .num("segments", spans.len() as u64)
                 .word("voice", voice)
-                .word("text", if more { "open" } else { "complete" }),
+                .word("text", if more { "open" } else { "complete" })
+                .word("markup", markup.as_str()),
         );
         let who = Identity {
             id: speak.id,
@@ -78,10 +98,56 @@ impl Session {
             cache: speak.cache,
         };
         let window = self.speaks_v2().then_some(self.config.flow_window_ms);
-        self.message = Some(Message::new(who, speak.text, spans, input, window, now));
+        self.message = Some(Message::new(
+            who, speak.text, speech, spans, input, window, now,
+        ));
         self.store(true);
         self.persist();
         self.request_more();
+    }
+
+    /// Protocol v2: the session's defaults for the messages that start after this: how text is
+    /// read, and the lexicon (checked against its limits: one out of them changes nothing).
+    pub(super) fn on_configure(
+        &mut self,
+        markup: Option<Markup>,
+        lexicon: Option<BTreeMap<String, String>>,
+    ) {
+        let lexicon = match lexicon.map(Lexicon::new).transpose() {
+            Ok(lexicon) => lexicon,
+            Err(error) => {
+                return self.send(ServerMessage::Error {
+                    code: ErrorCode::InvalidLexicon,
+                    message: error.to_string(),
+                    retry_after_s: None,
+                })
+            }
+        };
+        let Some(stored) = self.stored.as_mut() else {
+            return self.send(ServerMessage::Error {
+                code: ErrorCode::RelayUnavailable,
+                message: ErrorCode::RelayUnavailable.message().to_owned(),
+                retry_after_s: Some(1),
+            });
+        };
+        if let Some(markup) = markup {
+            stored.markup = markup;
+        }
+        if let Some(lexicon) = lexicon {
+            stored.lexicon = lexicon;
+        }
+        let (markup, entries) = (stored.markup, stored.lexicon.len() as u32);
+        self.log(
+            LogLine::new("configure")
+                .word("markup", markup.as_str())
+                .num("lexicon", entries as u64),
+        );
+        let configured = ServerMessage::Configured {
+            markup,
+            lexicon: entries,
+        };
+        self.store(true);
+        self.send(configured);
     }
 
     /// Ends a `speak` that was never accepted.
@@ -136,6 +202,7 @@ impl Session {
         }
         let message = self.message.as_mut().expect("checked open");
         message.text.push_str(&new);
+        message.read_text(false);
         message.input = TextInput::Open { last_at: now };
         // The text so far is kept with the record: a socket that stays open while the object
         // hibernates between appends does not resume, and the object must still know it.
@@ -154,7 +221,8 @@ impl Session {
             return;
         }
         message.input = TextInput::Complete;
-        if !segment::is_speakable(&message.text) {
+        message.read_text(true);
+        if !segment::is_speakable(message.speech.spoken()) {
             let error = EndError::new(ErrorCode::EmptyText, None);
             return self.finish(EndReason::Error, Some(error));
         }

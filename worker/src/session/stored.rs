@@ -5,13 +5,14 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use orpheus_protocol::{EndError, EndReason, Heard, Version};
+use orpheus_protocol::{EndError, EndReason, Heard, Markup, Version};
 use serde::{Deserialize, Serialize};
 
 use super::api::{Config, Generation};
 use crate::budget::SpeechBudget;
-use crate::heard::{heard_chars, SegmentAudio};
+use crate::heard::SegmentAudio;
 use crate::segment;
+use crate::speech::{Lexicon, SpeechText};
 use crate::time::Millis;
 
 /// What outlives every socket, kept in the Durable Object's storage.
@@ -29,6 +30,12 @@ pub struct Stored {
     /// [`ENDED_KEPT`].
     #[serde(default)]
     pub ended: VecDeque<EndedRecord>,
+    /// Protocol v2: how messages' text is read unless a `speak` says otherwise.
+    #[serde(default)]
+    pub markup: Markup,
+    /// Protocol v2: words the session's messages say another way.
+    #[serde(default)]
+    pub lexicon: Lexicon,
 }
 
 impl Stored {
@@ -37,6 +44,8 @@ impl Stored {
         self.budget == other.budget
             && self.next_stream == other.next_stream
             && self.ended == other.ended
+            && self.markup == other.markup
+            && self.lexicon == other.lexicon
     }
 
     /// Hands out the next stream number.
@@ -54,6 +63,8 @@ impl Default for Stored {
             next_stream: 1,
             message: None,
             ended: VecDeque::new(),
+            markup: Markup::default(),
+            lexicon: Lexicon::default(),
         }
     }
 }
@@ -114,18 +125,36 @@ pub struct MessageRecord {
     /// The message asked for no segment from the cache.
     #[serde(default)]
     pub no_cache: bool,
+    /// How its text is read (a record from before Markdown was read says nothing: plain).
+    #[serde(default = "plain")]
+    pub markup: Markup,
+    /// The words it says another way.
+    #[serde(default)]
+    pub lexicon: Lexicon,
     /// When the message was last known to be alive.
     pub alive_at: Millis,
 }
 
+/// How a record written before the relay read Markdown reads its text.
+fn plain() -> Markup {
+    Markup::Plain
+}
+
 impl MessageRecord {
-    /// The segments of the text, as the message split them.
-    pub(super) fn spans(&self, config: &Config) -> Vec<Range<usize>> {
+    /// What the message says of its text so far, read as it was.
+    pub(super) fn speech(&self) -> SpeechText {
+        let mut speech = SpeechText::new(self.markup, self.lexicon.clone());
+        speech.read(&self.text, !self.open);
+        speech
+    }
+
+    /// The segments of what is said, as the message split them.
+    pub(super) fn spans(&self, config: &Config, speech: &SpeechText) -> Vec<Range<usize>> {
         if self.open || !self.spans.is_empty() {
             return self.spans.clone();
         }
         segment::split_spans(
-            &self.text,
+            speech.spoken(),
             config.limits.segment_chars as usize,
             config.first_segment_chars,
         )
@@ -156,13 +185,16 @@ impl MessageRecord {
             .collect()
     }
 
-    /// What was heard when `played` samples of the stream had played.
+    /// What was heard when `played` samples of the stream had played (the record keeps no
+    /// word timings: the estimate is by segment lengths).
     pub(super) fn heard(&self, config: &Config, played: u64) -> Heard {
         let audio = self.audio(self.segment_samples.len());
+        let speech = self.speech();
         let samples = self.base + played;
+        let spans = self.spans(config, &speech);
         Heard {
             samples,
-            chars: heard_chars(&self.text, &self.spans(config), &audio, samples),
+            chars: crate::heard::heard_original(&self.text, &speech, &spans, &audio, samples),
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use orpheus_protocol::{AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version};
+use orpheus_protocol::{
+    AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version, WordTiming,
+};
 use orpheus_test_support::{pcm_bytes, wav, Quirks};
 use orpheus_worker::session::{
     Attachment, Config, Durability, Effect, FetchId, Generation, Input, Session, Stored,
@@ -187,6 +189,25 @@ impl Harness {
         self.text(&frame.to_string());
     }
 
+    /// Protocol v2: sets the session's defaults.
+    pub fn configure(&mut self, configure: serde_json::Value) {
+        let mut frame = configure;
+        frame["type"] = "configure".into();
+        self.text(&frame.to_string());
+    }
+
+    /// Every word told for `stream`, in order.
+    pub fn words_of(&self, stream: u32) -> Vec<WordTiming> {
+        self.texts
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Words { stream: s, words } if *s == stream => Some(words.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The texts the upstream was asked to speak for `stream`, in segment order.
     pub fn inputs_of(&self, stream: u32) -> Vec<String> {
         self.fetches_of(stream)
@@ -329,6 +350,15 @@ impl Harness {
                 if self.current_stream == Some(*stream) {
                     self.current_stream = None;
                 }
+            }
+            ServerMessage::Words { stream, words } => {
+                assert_eq!(
+                    self.current_stream,
+                    Some(*stream),
+                    "words only for the started stream, before its end"
+                );
+                assert!(!words.is_empty(), "no empty words frame");
+                assert!(self.version == Version::V2, "version 1 is told no words");
             }
             _ => {}
         }

@@ -11,3 +11,4 @@ mod resume;
 mod sockets;
 mod streaming;
 mod upstream;
+mod words;

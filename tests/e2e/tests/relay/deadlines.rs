@@ -58,7 +58,7 @@ async fn far_apart(fx: &Fixture, url: &str, sid: &str, pieces: &[&str]) -> TestR
         while Instant::now() < until {
             match c.next(Duration::from_millis(100)).await {
                 Ok(Frame::Audio { pcm: got, .. }) => pcm.extend(got),
-                Ok(Frame::Text(ServerMessage::Start { .. })) => {}
+                Ok(Frame::Text(ServerMessage::Start { .. } | ServerMessage::Words { .. })) => {}
                 Ok(other) => return Err(format!("between appends: {other:?}")),
                 Err(e) if e.starts_with("no frame within") => {}
                 Err(e) => return Err(e),
@@ -70,7 +70,7 @@ async fn far_apart(fx: &Fixture, url: &str, sid: &str, pieces: &[&str]) -> TestR
         match c.next(Duration::from_secs(30)).await? {
             Frame::Audio { pcm: got, .. } => pcm.extend(got),
             Frame::Text(ServerMessage::End { reason, .. }) => end = Some(reason),
-            Frame::Text(ServerMessage::Start { .. }) => {}
+            Frame::Text(ServerMessage::Start { .. } | ServerMessage::Words { .. }) => {}
             other => return Err(format!("after finish: {other:?}")),
         }
     }
