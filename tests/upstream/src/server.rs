@@ -68,6 +68,25 @@ pub struct Stats {
     inputs: Mutex<Vec<String>>,
     /// Inputs already failed by a `once` fault.
     failed_once: Mutex<std::collections::HashSet<String>>,
+    /// For the last [`TRUTH_KEPT`] inputs espeak-ng spoke, in arrival order: where their
+    /// words begin.
+    word_truth: Mutex<std::collections::VecDeque<(String, Truth)>>,
+}
+
+/// How many inputs' word truths are kept (a long-running upstream does not grow).
+const TRUTH_KEPT: usize = 10_000;
+
+/// Where espeak-ng said each word of an input: the ground truth of the word-timing tests and
+/// benchmark. It stays in this process: the relay, as with Groq, sees only the WAV.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Truth {
+    /// The voice asked for.
+    pub voice: String,
+    /// The audio's length, in samples at [`SAMPLE_RATE`].
+    pub samples: usize,
+    /// Each word: its first character in the input, its length in characters, and the
+    /// sample (at [`SAMPLE_RATE`]) its audio begins at.
+    pub words: Vec<(usize, usize, usize)>,
 }
 
 /// A copy of the counters at one moment.
@@ -103,6 +122,12 @@ impl Stats {
     /// The `input` of every valid speech request so far, in arrival order.
     pub fn inputs(&self) -> Vec<String> {
         self.inputs.lock().expect("stats lock").clone()
+    }
+
+    /// Where espeak-ng said the words of each input it spoke, in arrival order.
+    pub fn word_truth(&self) -> Vec<(String, Truth)> {
+        let kept = self.word_truth.lock().expect("stats lock");
+        kept.iter().cloned().collect()
     }
 }
 
@@ -368,7 +393,23 @@ async fn speech(
         let body = error_body(&message, kind, code, fault.pad_error_kb);
         return send_error(peer, status, &body, fault.retry_after).await;
     }
-    let pcm = render(&config.engine, &input, &voice).await;
+    let pcm = match &config.engine {
+        Engine::Signal { samples_per_char } => render_signal(&input, *samples_per_char),
+        Engine::Espeak => {
+            let text = unsaid_blanked(&input);
+            match espeak_speech(&text, &voice).await {
+                Some((pcm, truth)) => {
+                    let mut kept = stats.word_truth.lock().expect("stats lock");
+                    if kept.len() == TRUTH_KEPT {
+                        kept.pop_front();
+                    }
+                    kept.push_back((input.clone(), truth));
+                    pcm
+                }
+                None => render_signal(&input, 1600),
+            }
+        }
+    };
     let quirks = Quirks {
         extra_chunks: fault.extra_chunks,
     };
@@ -428,43 +469,70 @@ async fn speech(
     Ok(())
 }
 
-async fn render(engine: &Engine, input: &str, voice: &str) -> Vec<i16> {
-    match engine {
-        Engine::Signal { samples_per_char } => render_signal(input, *samples_per_char),
-        Engine::Espeak => match espeak(&Fault::strip(input), voice).await {
-            Some(pcm) => pcm,
-            None => render_signal(input, 1600),
-        },
+/// `input` as espeak-ng should say it: a fault directive and Orpheus' vocal directions
+/// (`[cheerful]`, which set the voice and are not read) turned to spaces, so that the word
+/// truth's character positions are still the input's.
+fn unsaid_blanked(input: &str) -> String {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = chars.clone();
+    let mut i = 0;
+    while i < chars.len() {
+        let close = (chars[i] == '[')
+            .then(|| chars[i..].iter().take(64).position(|&c| c == ']'))
+            .flatten();
+        match close {
+            Some(len) => {
+                // A fault directive closes with "]]".
+                let end = if chars.get(i + 1) == Some(&'[') {
+                    i + len + 2
+                } else {
+                    i + len + 1
+                };
+                let end = end.min(chars.len());
+                out[i..end].iter_mut().for_each(|c| *c = ' ');
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The espeak-ng voice and speaking rate (words a minute) each Orpheus voice is stood in for
+/// by: two genders, American and British English, rates from 145 to 190.
+fn espeak_voice(voice: &str) -> (&'static str, u32) {
+    match voice {
+        "austin" => ("en-us+m1", 190),
+        "daniel" => ("en+m3", 150),
+        "autumn" => ("en-us+f3", 165),
+        "diana" => ("en-us+f2", 185),
+        "hannah" => ("en+f3", 145),
+        "fahad" | "sultan" => ("ar+m3", 165),
+        "lulwa" | "noura" => ("ar+f3", 165),
+        _ => ("en-us+m3", 165),
     }
 }
 
-/// Speaks `text` with espeak-ng and resamples its 22.05 kHz output to 24 kHz.
-async fn espeak(text: &str, voice: &str) -> Option<Vec<i16>> {
-    let female = ["autumn", "diana", "hannah", "lulwa", "noura"].contains(&voice);
-    let arabic = ["fahad", "sultan", "lulwa", "noura"].contains(&voice);
-    let variant = format!(
-        "{}+{}",
-        if arabic { "ar" } else { "en-us" },
-        if female { "f3" } else { "m3" }
-    );
-    let mut child = tokio::process::Command::new("espeak-ng")
-        .args(["--stdout", "-s", "165", "-v", &variant])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    stdin.write_all(text.as_bytes()).await.ok()?;
-    drop(stdin);
-    let out = child.wait_with_output().await.ok()?;
-    let data_at = out.stdout.windows(4).position(|w| w == b"data")? + 8;
-    let rate = u32::from_le_bytes(out.stdout.get(24..28)?.try_into().ok()?);
-    let samples: Vec<i16> = out.stdout[data_at..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    Some(resample_linear(&samples, rate, SAMPLE_RATE))
+/// Speaks `text` with espeak-ng (its library, so that its word events come too) and resamples
+/// it to 24 kHz.
+async fn espeak_speech(text: &str, voice: &str) -> Option<(Vec<i16>, Truth)> {
+    let (variant, rate) = espeak_voice(voice);
+    let text = text.to_owned();
+    let spoken = tokio::task::spawn_blocking(move || crate::espeak::speak(&text, variant, rate))
+        .await
+        .ok()??;
+    let pcm = resample_linear(&spoken.pcm, spoken.rate, SAMPLE_RATE);
+    let per_ms = SAMPLE_RATE as usize / 1000;
+    let truth = Truth {
+        voice: voice.to_owned(),
+        samples: pcm.len(),
+        words: spoken
+            .words
+            .iter()
+            .map(|w| (w.char_at, w.chars, w.audio_ms as usize * per_ms))
+            .collect(),
+    };
+    Some((pcm, truth))
 }
 
 fn resample_linear(input: &[i16], from: u32, to: u32) -> Vec<i16> {
