@@ -296,11 +296,24 @@ impl PlayerCore {
     }
 
     /// Protocol v2: sends the session's defaults the app set, if any, on a ready session.
+    /// A relay of protocol 1 has no `configure`: the app is told, once.
     fn send_configure(&mut self) {
         let v2 = self.resume_grace.is_some();
-        if let Some((markup, lexicon)) = self.configure.as_ref().filter(|_| v2) {
-            let frame = codec::configure(markup.as_deref(), lexicon.as_deref());
-            self.effects.push(Effect::Send(frame));
+        match self.configure.as_ref() {
+            Some((markup, lexicon)) if v2 => {
+                let frame = codec::configure(markup.as_deref(), lexicon.as_deref());
+                self.effects.push(Effect::Send(frame));
+            }
+            Some(_) => {
+                self.configure = None;
+                let error = RelayError {
+                    code: "unknown_type".into(),
+                    message: "the relay speaks protocol 1, which has no configure".into(),
+                    retry_after_s: None,
+                };
+                self.effects.push(Effect::Configured(Err(error)));
+            }
+            None => {}
         }
     }
 

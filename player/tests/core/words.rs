@@ -168,3 +168,22 @@ fn a_bad_markup_is_refused_before_the_relay() {
     p.report(ReportKind::Drained, 1, 100);
     assert_eq!(p.reason("a"), Some(EndReason::Done));
 }
+
+#[test]
+fn a_relay_of_protocol_1_refuses_configure_at_once() {
+    let mut p = Page::new();
+    p.feed(Input::Configure {
+        markup: Some("plain".into()),
+        lexicon: None,
+    });
+    assert!(
+        sent_of(&p, "configure").is_empty(),
+        "never sent to a v1 relay"
+    );
+    assert_eq!(p.configured[0].as_ref().unwrap_err().code, "unknown_type");
+    p.drop_link();
+    p.feed(Input::Retry);
+    p.feed(Input::Opened);
+    p.connect_ready();
+    assert_eq!(p.configured.len(), 1, "told once");
+}
