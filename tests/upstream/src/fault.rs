@@ -80,16 +80,6 @@ impl Fault {
         let end = input[start..].find("]]")? + start;
         Some(Self::parse(&input[start..end]))
     }
-
-    /// `input` without any directive, for the speech engine.
-    pub fn strip(input: &str) -> String {
-        match (input.find(DIRECTIVE), input.find("]]")) {
-            (Some(start), Some(end)) if end > start => {
-                format!("{}{}", &input[..start], &input[end + 2..])
-            }
-            _ => input.to_owned(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -107,6 +97,5 @@ mod tests {
         assert!(f.extra_chunks);
         assert!(Fault::from_input("plain").is_none());
         assert!(Fault::parse("explode").is_err());
-        assert_eq!(Fault::strip("a [[fault:stall_head]]b"), "a b");
     }
 }

@@ -551,3 +551,20 @@ fn resample_linear(input: &[i16], from: u32, to: u32) -> Vec<i16> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn espeak_is_spared_the_directions_and_the_positions_stay_the_inputs() {
+        let input = "a [[fault:stall_head]]b [cheerful] c [not closed";
+        let said = unsaid_blanked(input);
+        let blank = |n: usize| " ".repeat(n);
+        assert_eq!(
+            said,
+            format!("a {}b {} c [not closed", blank(20), blank(10))
+        );
+        assert_eq!(said.chars().count(), input.chars().count());
+    }
+}
