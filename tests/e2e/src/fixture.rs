@@ -9,8 +9,8 @@ use groq_local::{Config as UpstreamConfig, Engine, Stats};
 
 use crate::process::Relay;
 use crate::{
-    ensure, reliability, TestResult, OTHER_ORIGIN, SAMPLES_PER_CHAR, TEST_KEY, TEST_ORIGIN,
-    TEST_SECRET, UPSTREAM_TIMEOUT_MS,
+    ensure, reliability, TestResult, GROQ_MS_PER_CHAR, OTHER_ORIGIN, SAMPLES_PER_CHAR, TEST_KEY,
+    TEST_ORIGIN, TEST_SECRET, UPSTREAM_TIMEOUT_MS,
 };
 
 /// The speed of [`Fixture::slow_link`], against real time.
@@ -30,6 +30,18 @@ pub struct Fixture {
     pub root: PathBuf,
     /// The reliability scenarios' relay and proxies, started when first needed.
     rig: tokio::sync::OnceCell<reliability::Rig>,
+    /// The word timings' relay and upstream, started when first needed.
+    voiced: tokio::sync::OnceCell<Voiced>,
+}
+
+/// A relay whose upstream speaks with espeak-ng at Groq's pace, and so knows where it said each
+/// word (see [`crate::words`]): for the word-timing tests and benchmark. Its relay runs in
+/// development mode (its `/_dev/ticket` serves the demo page) with the tests' secret.
+pub struct Voiced {
+    /// The upstream's live counters and word truths.
+    pub upstream: Arc<Stats>,
+    /// The relay.
+    pub relay: Relay,
 }
 
 impl Fixture {
@@ -77,6 +89,7 @@ impl Fixture {
             relay,
             root: root.to_owned(),
             rig: tokio::sync::OnceCell::new(),
+            voiced: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -86,6 +99,33 @@ impl Fixture {
         let seed = orpheus_chaos::seed_from_env().unwrap_or(reliability::CI_SEED);
         self.rig
             .get_or_try_init(|| reliability::Rig::start(self, seed))
+            .await
+    }
+
+    /// The word timings' relay and upstream (see [`Voiced`]), started on first use.
+    pub async fn voiced(&self) -> TestResult<&Voiced> {
+        self.voiced
+            .get_or_try_init(|| async {
+                let config = UpstreamConfig {
+                    engine: Engine::Espeak,
+                    ms_per_char: GROQ_MS_PER_CHAR,
+                    ..Self::test_upstream()
+                };
+                let (addr, upstream) = groq_local::spawn(config)
+                    .await
+                    .map_err(|e| format!("voiced upstream: {e}"))?;
+                let vars =
+                    Self::relay_vars(&format!("http://{addr}"), &[("ORPHEUS_DEV_MODE", "1")]);
+                let secrets = [
+                    ("GROQ_API_KEY".to_owned(), TEST_KEY.to_owned()),
+                    ("SESSION_SECRET".to_owned(), TEST_SECRET.to_owned()),
+                ];
+                // Starting wrangler blocks for seconds: off the runtime's async threads.
+                let relay = tokio::task::block_in_place(|| {
+                    Relay::start(&self.root, "voiced", &vars, &secrets)
+                })?;
+                Ok(Voiced { upstream, relay })
+            })
             .await
     }
 

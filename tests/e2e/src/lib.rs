@@ -5,7 +5,8 @@
 //! Run through `scripts/test`, which puts Node 22 and wrangler on PATH and builds the Worker.
 //! Modules: [`process`] (wrangler), [`fixture`] (the shared relays and upstream), [`tickets`]
 //! (minting and the leak ledger), [`client`] (the protocol client), [`audio`] (comparisons),
-//! [`browser`] (Chromium scripts), and the reliability suite ([`history`], [`load`],
+//! [`browser`] (Chromium scripts), [`words`] (the word timings' ground truth), and the
+//! reliability suite ([`history`], [`load`],
 //! [`reliability`]).
 
 pub mod audio;
@@ -21,6 +22,7 @@ pub mod profile;
 pub mod reliability;
 pub mod scale;
 pub mod tickets;
+pub mod words;
 
 pub use audio::{
     check_bit_exact, compare_capture, compare_playback, decode_capture, expected_pcm,
@@ -31,7 +33,7 @@ pub use client::{
     http_exchange, http_get, http_request, open_socket, refusal, Client, Frame, HttpAnswer,
     Received, Socket,
 };
-pub use fixture::{Fixture, SLOW_LINK_SPEED};
+pub use fixture::{Fixture, Voiced, SLOW_LINK_SPEED};
 pub use listener::Listener;
 pub use process::Relay;
 pub use tickets::{protocols_with, record_ticket, ticket, Ledger, LEDGER};
@@ -42,6 +44,10 @@ pub const TEST_KEY: &str = "gsk_e2e_fake_key_0123456789";
 /// The keys of the main relay's OpenAI-compatible endpoint (`RELAY_API_KEYS`); each has limits
 /// of its own.
 pub const RELAY_API_KEYS: [&str; 2] = ["orpheus-e2e-http-key-one", "orpheus-e2e-http-key-two"];
+
+/// Groq's pace: about 10 ms of generation per character before the first byte (100
+/// characters a second).
+pub const GROQ_MS_PER_CHAR: u64 = 10;
 
 /// Samples per character the upstream renders: realistic speech length.
 pub const SAMPLES_PER_CHAR: usize = 1600;

@@ -3,7 +3,7 @@
 //! every bad input gets its status and OpenAI's error shape with no upstream request; a client
 //! that goes away mid-response leaves no upstream connection open; limits hold per key.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orpheus_e2e::{
@@ -68,6 +68,43 @@ fn check_error(answer: &HttpAnswer, status: u16, code: &str) -> TestResult {
     Ok(())
 }
 
+/// Runs SDK `name` (`openai` or `groq` in Python, `openai-npm` in Node) to stream the text of
+/// `text_file` from `base` to `out` in `format`, with `extra_body` (Python only) if given.
+async fn run_sdk(
+    name: &str,
+    base: &str,
+    text_file: &str,
+    out: &Path,
+    format: &str,
+    extra_body: Option<&str>,
+) -> TestResult<std::process::Output> {
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let mut command = if name == "openai-npm" {
+        let mut c = tokio::process::Command::new("node");
+        c.arg(sdk.join("speech.mjs"));
+        c
+    } else {
+        let python = PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default())
+            .join("bin/python");
+        let mut c = tokio::process::Command::new(python);
+        c.arg(sdk.join("speech.py")).arg(name);
+        c
+    };
+    let out = out.to_string_lossy().into_owned();
+    command.args([base, RELAY_API_KEYS[0], text_file, &out, format]);
+    command.args(extra_body);
+    let run = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .map_err(|_| format!("{name} took over 120 s"))?
+        .map_err(|e| format!("{name}: {e}"))?;
+    ensure!(
+        run.status.success(),
+        "{name} ({format}) failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(run)
+}
+
 fn work_dir(fx: &Fixture) -> TestResult<PathBuf> {
     let dir = Relay::log_dir(&fx.root).join("sdk");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -87,11 +124,7 @@ pub async fn http_sdks(fx: &Fixture) -> TestResult {
         .expect("ledger")
         .texts
         .push(text.clone());
-    let python =
-        PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default()).join("bin/python");
-    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk");
     let base = fx.relay_url();
-    let key = RELAY_API_KEYS[0];
     let text_arg = text_file.to_string_lossy().into_owned();
     for (name, format) in [
         ("openai", "wav"),
@@ -100,26 +133,7 @@ pub async fn http_sdks(fx: &Fixture) -> TestResult {
         ("openai", "pcm"),
     ] {
         let out = dir.join(format!("{name}.{format}"));
-        let out_arg = out.to_string_lossy().into_owned();
-        let mut command = if name == "openai-npm" {
-            let mut c = tokio::process::Command::new("node");
-            c.arg(sdk.join("speech.mjs"));
-            c
-        } else {
-            let mut c = tokio::process::Command::new(&python);
-            c.arg(sdk.join("speech.py")).arg(name);
-            c
-        };
-        command.args([base, key, &text_arg, &out_arg, format]);
-        let run = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .map_err(|_| format!("{name} took over 120 s"))?
-            .map_err(|e| format!("{name}: {e}"))?;
-        ensure!(
-            run.status.success(),
-            "{name} ({format}) failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        let run = run_sdk(name, base, &text_arg, &out, format, None).await?;
         let rate_header = String::from_utf8_lossy(&run.stdout).trim().to_owned();
         let bytes = std::fs::read(&out).map_err(|e| e.to_string())?;
         let (rate, pcm) = if format == "wav" {
@@ -135,6 +149,76 @@ pub async fn http_sdks(fx: &Fixture) -> TestResult {
         println!("{name} ({format}): {} samples, bit-exact", pcm.len() / 2);
     }
     fx.upstream_quiet(Duration::from_secs(5)).await
+}
+
+/// The relay's text options as extra body fields: the OpenAI SDK's `extra_body` carries a
+/// lexicon (the reply read as Markdown, the default), a raw request asks for `plain`; the
+/// upstream is asked for what should be said. A lexicon over its limits is refused with the
+/// limit it broke, before the upstream.
+pub async fn http_text_options(fx: &Fixture) -> TestResult {
+    let dir = work_dir(fx)?;
+    let text = "**Groq** reads [the docs](https://example.com/docs) aloud.";
+    let text_file = dir.join("markdown.txt");
+    std::fs::write(&text_file, text).map_err(|e| e.to_string())?;
+    orpheus_e2e::LEDGER
+        .lock()
+        .expect("ledger")
+        .texts
+        .push(text.to_owned());
+    let out = dir.join("markdown.wav");
+    let extra = r#"{"lexicon": {"Groq": "grok"}}"#;
+    run_sdk(
+        "openai",
+        fx.relay_url(),
+        &text_file.to_string_lossy(),
+        &out,
+        "wav",
+        Some(extra),
+    )
+    .await?;
+    let asked = fx.upstream.inputs();
+    ensure!(
+        asked.last().map(String::as_str) == Some("grok reads the docs aloud."),
+        "the upstream was asked for {:?}",
+        asked.last()
+    );
+    let plain = serde_json::json!({
+        "model": MODEL, "voice": "troy", "input": "**as is**", "markup": "plain",
+    });
+    let answer = post(
+        fx.relay_url(),
+        RELAY_API_KEYS[0],
+        plain.to_string().as_bytes(),
+    )
+    .await?;
+    ensure!(answer.status == 200, "plain: {}", answer.status);
+    let asked = fx.upstream.inputs();
+    ensure!(
+        asked.last().map(String::as_str) == Some("**as is**"),
+        "plain text was said as {:?}",
+        asked.last()
+    );
+    let before = fx.upstream.snapshot().requests;
+    let long_word = serde_json::json!({
+        "model": MODEL, "voice": "troy", "input": "Hi.", "lexicon": {"x".repeat(49): "y"},
+    });
+    let answer = post(
+        fx.relay_url(),
+        RELAY_API_KEYS[0],
+        long_word.to_string().as_bytes(),
+    )
+    .await?;
+    check_error(&answer, 400, "invalid_lexicon")?;
+    ensure!(
+        String::from_utf8_lossy(&answer.body).contains("1 to 48 characters"),
+        "the limit broken is said: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    ensure!(
+        fx.upstream.snapshot().requests == before,
+        "a refused request reached the upstream"
+    );
+    Ok(())
 }
 
 /// Every bad request gets its status and OpenAI's error shape, reaches no upstream, and leaves

@@ -26,6 +26,7 @@ mod streaming;
 mod texts;
 mod upstream;
 mod voices;
+mod words;
 
 use admission::*;
 use browser::*;
@@ -43,6 +44,7 @@ use sessions::*;
 use streaming::*;
 use upstream::*;
 use voices::*;
+use words::*;
 
 type TestFn = for<'a> fn(
     &'a Fixture,
@@ -90,6 +92,7 @@ fn main() {
         deadlines_without_requests,
         v2_a_half_open_link_is_given_up_and_resumed,
         http_sdks,
+        http_text_options,
         http_bad_input,
         http_upstream_errors,
         http_disconnect,
@@ -102,6 +105,10 @@ fn main() {
         browser_player,
         browser_through_chaos,
         browser_lost_handshake,
+        word_start_errors,
+        words_through_the_relay,
+        heard_at_stops,
+        browser_boundaries,
         nothing_leaks,
     ];
     if args.list {

@@ -15,13 +15,18 @@
 //! sessions), `soak`, workerd's memory over a long run at a fixed number of sessions, and
 //! `profile`, a CPU profile of workerd under load, summed up by function.
 //!
-//! One module a mode: `relay`, `listener`, `written`, `player`, and `load` (`scale`, `soak`,
-//! `profile`).
+//! 5. (`words`) The word timings against espeak-ng's own word events: word start error against
+//!    the constant-rate baseline, heard text after stops at random points, and boundary events
+//!    in Chromium.
+//!
+//! One module a mode: `relay`, `listener`, `written`, `player`, `words`, and `load` (`scale`,
+//! `soak`, `profile`).
 
 mod listener;
 mod load;
 mod player;
 mod relay;
+mod words;
 mod written;
 
 use std::path::Path;
@@ -30,7 +35,7 @@ use groq_local::Config as UpstreamConfig;
 use orpheus_e2e::{percentile, Fixture, TestResult};
 
 /// Groq generates about 100 characters per second.
-pub const MS_PER_CHAR: u64 = 10;
+pub const MS_PER_CHAR: u64 = orpheus_e2e::GROQ_MS_PER_CHAR;
 
 /// The median and the 99th percentile of `ms`.
 pub fn summary(mut ms: Vec<f64>) -> (f64, f64) {
@@ -52,7 +57,7 @@ pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
-const USAGE: &str = "usage: bench [relay|listener|written|player]   (all when none is named)
+const USAGE: &str = "usage: bench [relay|listener|written|player|words]   (all when none is named)
        bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,500,800 for 60 s each)
        bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 30 minutes)
        bench profile [SESSIONS] [SECONDS]   (where workerd's CPU goes; default 200 sessions, 20 s)";
@@ -116,12 +121,13 @@ fn main() {
         };
         finish(load::soak(&root, sessions, minutes));
     }
-    let (relay, listen, write, player) = match mode.as_deref() {
-        None => (true, true, true, true),
-        Some("relay") => (true, false, false, false),
-        Some("listener") => (false, true, false, false),
-        Some("written") => (false, false, true, false),
-        Some("player") => (false, false, false, true),
+    let (relay, listen, write, player, words) = match mode.as_deref() {
+        None => (true, true, true, true, true),
+        Some("relay") => (true, false, false, false, false),
+        Some("listener") => (false, true, false, false, false),
+        Some("written") => (false, false, true, false, false),
+        Some("player") => (false, false, false, true, false),
+        Some("words") => (false, false, false, false, true),
         Some(_) => usage(),
     };
     let upstream = UpstreamConfig {
@@ -147,6 +153,9 @@ fn main() {
         }
         if player {
             player::player_figures().await?;
+        }
+        if words {
+            words::word_figures(&fixture).await?;
         }
         Ok::<(), String>(())
     });
