@@ -32,25 +32,53 @@ player.addEventListener("error", ({ detail }) => {
 });
 player.addEventListener("ready", () => ($("link").textContent = ""));
 
-// What is being said, with the part already heard highlighted (an estimate: audio is
-// proportional to text within the message).
-let spoken = { text: "", total: 0 };
-function showProgress(playedSeconds) {
-  const share = spoken.total > 0 ? Math.min(1, playedSeconds / spoken.total) : 0;
-  const cut = Math.round(spoken.text.length * share);
-  const heard = document.createElement("span");
-  heard.className = "heard";
-  heard.textContent = spoken.text.slice(0, cut);
-  $("spoken").replaceChildren(heard, spoken.text.slice(cut));
+// Live captions: the reply as written, each word highlighted as it starts at the output (the
+// player's `boundary` events, fired from its play cursor), the words before it heard, and what
+// is not said (markup, code, link addresses) dimmed once the words around it were said. Word
+// positions are the relay's (protocol v2); a relay without them leaves the text plain.
+let captions = { chars: [], words: [], current: -1 };
+const unsaid = /[^\s.,;:!?'"()\u2013\u2014-]/u;
+function showCaptions() {
+  const { chars, words, current } = captions;
+  const nodes = [];
+  const piece = (from, to, className) => {
+    if (to <= from) return;
+    const span = document.createElement("span");
+    span.textContent = chars.slice(from, to).join("");
+    if (className) span.className = className;
+    nodes.push(span);
+  };
+  let at = 0;
+  words.forEach((w, k) => {
+    // Between two words said: white space and punctuation, or what was not said at all.
+    const gap = chars.slice(at, w.charIndex).join("");
+    piece(at, w.charIndex, unsaid.test(gap) ? "unsaid" : "");
+    piece(w.charIndex, w.charIndex + w.charLength, k === current ? "word now" : "word heard");
+    at = w.charIndex + w.charLength;
+  });
+  piece(at, chars.length, "");
+  $("spoken").replaceChildren(...nodes);
 }
+
+player.addEventListener("boundary", (event) => {
+  // Indexes count Unicode scalar values, as `captions.chars` does.
+  captions.words.push({ charIndex: event.charIndex, charLength: event.charLength });
+  captions.current = captions.words.length - 1;
+  showCaptions();
+});
 
 player.addEventListener("progress", ({ detail }) => {
   $("played").textContent = seconds(detail.playedSeconds);
   $("buffered").textContent = seconds(detail.bufferedSeconds);
   $("underruns").textContent = String(detail.underruns);
-  // The total is known once all audio arrived; until then, what arrived so far.
-  spoken.total = Math.max(spoken.total, detail.playedSeconds + detail.bufferedSeconds);
-  showProgress(detail.playedSeconds);
+});
+
+// First audio, shown as soon as the message is heard.
+let spokeAt = null;
+player.addEventListener("statechange", ({ detail }) => {
+  if (detail.state !== "speaking" || spokeAt === null) return;
+  $("first").textContent = seconds(player.context.currentTime - spokeAt);
+  spokeAt = null;
 });
 
 // A level meter on the player's output node.
@@ -74,8 +102,8 @@ async function* written(text) {
     const piece = text.slice(at, at + 1 + Math.floor(Math.random() * 5));
     at += piece.length;
     await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
-    spoken.text += piece;
-    showProgress(0);
+    captions.chars.push(...piece);
+    showCaptions();
     yield piece;
   }
 }
@@ -86,13 +114,16 @@ $("speak").addEventListener("click", async () => {
   const text = $("text").value;
   const options = { voice: $("voice").value };
   const streamed = $("written").checked;
-  spoken = { text: streamed ? "" : text, total: 0 };
-  showProgress(0);
+  captions = { chars: streamed ? [] : Array.from(text), words: [], current: -1 };
+  showCaptions();
+  spokeAt = player.context.currentTime;
   const result = streamed
     ? await player.speakStream(written(text), options)
     : await player.speak(text, options);
-  $("first").textContent = result.firstAudioSeconds == null ? "–" : seconds(result.firstAudioSeconds);
-  if (result.reason === "done") showProgress(Infinity);
+  if (result.firstAudioSeconds == null) $("first").textContent = "–";
+  // Over: no word is being said.
+  captions.current = -1;
+  showCaptions();
   $("result").textContent = result.error
     ? `Ended: ${result.reason} (${result.error.code}: ${result.error.message})`
     : `Ended: ${result.reason}, ${(result.played / 24000).toFixed(1)} s played of ${(result.samples / 24000).toFixed(1)} s.`;
