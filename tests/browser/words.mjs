@@ -1,12 +1,14 @@
 // The player's word boundaries in headless Chromium (Debian's, through playwright-core): the
 // demo page speaks each text through a relay whose upstream knows where each word was said, and
 // every `boundary` event is recorded with the AudioContext time at the output when it fired;
-// then one message is stopped, and any boundary after its end recorded. Prints the report as
+// then one message is stopped, and any boundary after its end recorded; then the demo page's
+// own captions are read while a reply plays. Prints the report as
 // one JSON line; the Rust side compares it with the upstream's word truth
 // (tests/e2e/tests/relay/words.rs, scripts/bench words).
 //
 // usage: node tests/browser/words.mjs <page url> <scenario as JSON>
-//   scenario: { "texts": [{ "text", "voice" }], "stop": { "text", "voice", "afterMs" } }
+//   scenario: { "texts": [{ "text", "voice" }], "stop": { "text", "voice", "afterMs" },
+//               "demo": a reply to type into the demo page }
 
 import { open } from "./browser.mjs";
 
@@ -58,6 +60,20 @@ const report = await page.evaluate(async ({ texts, stop }) => {
     rate: p.context.sampleRate,
   };
 }, scenario);
+
+// The demo page's own UI, clicked as a person would: live captions while the reply plays, and
+// First audio shown while it is still speaking.
+await page.fill("#text", scenario.demo);
+await page.click("#speak");
+await page.waitForFunction(() => document.querySelector("#spoken .word.now"), null, { timeout: 20000 });
+report.demo = await page.evaluate(() => ({
+  state: document.getElementById("state").textContent,
+  first: document.getElementById("first").textContent,
+  now: document.querySelector("#spoken .word.now").textContent,
+  unsaid: [...document.querySelectorAll("#spoken .unsaid")].map((e) => e.textContent),
+  shown: document.getElementById("spoken").textContent,
+}));
+await page.evaluate(() => window.orpheus.player.stop());
 
 report.pageErrors = errors;
 await browser.close();

@@ -159,13 +159,18 @@ pub fn boundaries(
     Ok(b)
 }
 
+/// A reply for the demo page's captions: markup the captions dim around the words they light.
+pub const DEMO_REPLY: &str = "**Hello!** Here is the plan: pack *light*, leave early, and call me \
+    from the station when you arrive. I will be waiting by the main entrance.";
+
 /// Speaks `texts` (text, voice) in Chromium with the player, through the sample app (the
 /// packed player installed as an app would) on the word timings' relay, then stops a long
-/// message (`tests/browser/words.mjs`): the boundaries it saw, and the output's latency in s.
+/// message, then plays [`DEMO_REPLY`] from the demo page's own UI (`tests/browser/words.mjs`):
+/// the boundaries it saw, and the whole report (the output's latency, the demo's captions).
 pub async fn boundaries_in_chromium(
     fx: &Fixture,
     texts: &[(String, String)],
-) -> TestResult<(Boundaries, f64)> {
+) -> TestResult<(Boundaries, serde_json::Value)> {
     let voiced = fx.voiced().await?;
     let out = Relay::log_dir(&fx.root);
     let relay_ws = voiced.relay.url.replacen("http", "ws", 1);
@@ -181,6 +186,7 @@ pub async fn boundaries_in_chromium(
             "voice": "diana",
             "afterMs": 2500,
         },
+        "demo": DEMO_REPLY,
     });
     let report = run_browser_script("words.mjs", &[&app.url, &scenario.to_string()]).await?;
     let found = boundaries(
@@ -189,7 +195,7 @@ pub async fn boundaries_in_chromium(
         |text, voice| true_words(&voiced.upstream, text, voice),
         RATE,
     )?;
-    Ok((found, report["outputLatency"].as_f64().unwrap_or(0.0)))
+    Ok((found, report))
 }
 
 /// One stop's outcome: how many words apart the last word heard and the word being said were,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use orpheus_e2e::words::{
-    boundaries_in_chromium, median_p90, start_errors, stops, true_words, within,
+    boundaries_in_chromium, median_p90, start_errors, stops, true_words, within, DEMO_REPLY,
 };
 use orpheus_e2e::{ensure, Client, Fixture, TestResult};
 use orpheus_protocol::ServerMessage;
@@ -161,7 +161,8 @@ pub async fn browser_boundaries(fx: &Fixture) -> TestResult {
     .iter()
     .map(|(t, v)| ((*t).to_owned(), (*v).to_owned()))
     .collect();
-    let (b, latency) = boundaries_in_chromium(fx, &texts).await?;
+    let (b, report) = boundaries_in_chromium(fx, &texts).await?;
+    let latency = &report["outputLatency"];
     let abs = |ms: &[f64]| ms.iter().map(|e| e.abs()).collect::<Vec<_>>();
     let (player_median, player_p90) = median_p90(&abs(&b.player_ms));
     let (median, p90) = median_p90(&abs(&b.errors_ms));
@@ -183,6 +184,22 @@ pub async fn browser_boundaries(fx: &Fixture) -> TestResult {
         within(&b.player_ms, 50.0) >= 90.0,
         "boundaries off their told start: {:?}",
         b.player_ms
+    );
+    // The demo page, clicked: the word being said lit while it speaks, the markup around the
+    // words dimmed, the reply shown as written, First audio shown before the end.
+    let demo = &report["demo"];
+    let now = demo["now"].as_str().unwrap_or_default();
+    let unsaid = demo["unsaid"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        demo["state"] == "speaking"
+            && demo["first"].as_str().is_some_and(|f| f.ends_with(" s"))
+            && !now.is_empty()
+            && DEMO_REPLY.contains(now)
+            && unsaid
+                .iter()
+                .any(|u| u.as_str().is_some_and(|u| u.contains("**")))
+            && demo["shown"] == DEMO_REPLY,
+        "the demo's captions: {demo}"
     );
     Ok(())
 }

@@ -39,7 +39,8 @@ async fn boundaries(fx: &Fixture) -> TestResult {
         .enumerate()
         .map(|(k, text)| (text.to_owned(), VOICES[k % VOICES.len()].to_owned()))
         .collect();
-    let (b, latency) = orpheus_e2e::words::boundaries_in_chromium(fx, &texts).await?;
+    let (b, report) = orpheus_e2e::words::boundaries_in_chromium(fx, &texts).await?;
+    let latency = report["outputLatency"].as_f64().unwrap_or(0.0);
     let abs = |ms: &[f64]| ms.iter().map(|e| e.abs()).collect::<Vec<_>>();
     println!(
         "boundary events in Chromium ({} texts, the upstream at Groq's pace, output latency {:.0} ms): \
