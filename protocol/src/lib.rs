@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod codes;
+pub mod formats;
 pub mod frame;
 mod limits;
 mod markup;
@@ -22,6 +23,7 @@ pub mod ticket;
 pub mod voices;
 
 pub use codes::{EndReason, ErrorCode};
+pub use formats::{ResponseFormat, NATIVE_RATE, SAMPLE_RATES};
 pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
 pub use limits::Limits;
 pub use markup::Markup;
