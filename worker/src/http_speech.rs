@@ -11,20 +11,26 @@
 
 use std::collections::VecDeque;
 
-use futures_util::stream::{self, StreamExt};
-use orpheus_protocol::Version;
-use worker::{Env, Headers, Method, Request, Response, Result};
+use futures_util::stream::{self, Stream, StreamExt};
+use orpheus_protocol::{ResponseFormat, Version};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsValue;
+use worker::{ByteStream, Env, Fetcher, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::clock::{now, Timer};
 use crate::key_budget;
 use crate::log::{self, LogLine};
-use crate::openai::{self, ApiError, AudioFormat, Output, Responder, SpeechRequest};
+use crate::openai::{self, ApiError, Endpoint, Output, Responder, SpeechRequest};
 use crate::segment_cache::SegmentCache;
 use crate::session::{Effect, Input, Session, Speak, Stored};
 use crate::settings::Settings;
 use crate::time::Millis;
 use crate::upstream_fetch::UpstreamEvent;
 use crate::upstreams::{Next, Target, Upstreams};
+
+/// The service binding of the encoder Worker (encoder/, wrangler.toml): every format and rate
+/// but PCM and WAV at Orpheus' own.
+pub const ENCODER_BINDING: &str = "ENCODER";
 
 /// The one socket generation of the job's core.
 const CLIENT: u32 = 1;
@@ -46,7 +52,8 @@ fn error_response(error: &ApiError) -> Result<Response> {
 /// Serves `POST /v1/audio/speech` (or Groq's `/openai/v1/audio/speech`).
 pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<Response> {
     let received = now();
-    let checked = check(&mut req, env, settings).await;
+    let encoder = env.service(ENCODER_BINDING).ok();
+    let checked = check(&mut req, env, settings, encoder.is_some()).await;
     let (request, line) = match checked {
         Ok(request) => request,
         Err(error) => {
@@ -59,12 +66,15 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
             return error_response(&error);
         }
     };
-    let format = request.format;
+    let (format, rate, sse) = (request.format, request.sample_rate, request.sse);
+    let native = format.is_native(rate);
+    let input_chars = request.input.chars().count() as u64;
     let cache = SegmentCache::from_env(env, settings.segment_cache_ttl_s);
-    let mut job = Job::new(settings, request, cache);
+    let wav = native && format == ResponseFormat::Wav;
+    let mut job = Job::new(settings, request, cache, wav);
     // A job's first output is its head or its refusal.
-    let sample_rate = match job.next().await {
-        Some(Output::Head { sample_rate }) => sample_rate,
+    match job.next().await {
+        Some(Output::Head { .. }) => {}
         Some(Output::Refuse(error)) => {
             log::emit(
                 Some(&job.name),
@@ -73,19 +83,43 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
             return error_response(&error);
         }
         _ => return error_response(&ApiError::UNAVAILABLE),
+    }
+    let name = job.name.clone();
+    let first_head = job.first_head;
+    // The audio: the job's own PCM or WAV at Orpheus' rate, or what the encoder makes of it.
+    let audio = match (native, encoder) {
+        (true, _) => job.into_body().boxed_local(),
+        (false, Some(encoder)) => match transcode(&encoder, job.into_body(), format, rate).await {
+            Ok(audio) => audio.boxed_local(),
+            Err(_) => {
+                let error = ApiError::ENCODER_UNAVAILABLE;
+                log::emit(
+                    Some(&name),
+                    &line.num("status", error.status).word("code", error.code),
+                );
+                return error_response(&error);
+            }
+        },
+        // Refused by `check`.
+        (false, None) => return error_response(&ApiError::UNAVAILABLE),
     };
     log::emit(
-        Some(&job.name),
+        Some(&name),
         &line
             .num("status", 200u16)
             .num("first_audio_ms", now().saturating_sub(received)),
     );
     let headers = Headers::new();
-    headers.set("content-type", format.content_type())?;
-    headers.set("x-sample-rate", &sample_rate.to_string())?;
+    let content_type = if sse {
+        openai::sse::CONTENT_TYPE
+    } else {
+        format.content_type()
+    };
+    headers.set("content-type", content_type)?;
+    headers.set("x-sample-rate", &rate.to_string())?;
     headers.set("cache-control", "no-store")?;
     // What the first segment cost: a cache hit or the upstream's time to first byte.
-    let first_segment = match job.first_head {
+    let first_segment = match first_head {
         Some((_, true)) => "cache;desc=hit".to_owned(),
         Some((at, false)) => format!(
             "cache;desc=miss, upstream;dur={}",
@@ -100,18 +134,47 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
             now().saturating_sub(received)
         ),
     )?;
-    let body = stream::unfold(Some(job), |job| async move {
-        let mut job = job?;
-        match job.next().await? {
-            Output::Body(bytes) => Some((Ok(bytes), Some(job))),
-            Output::BreakOff => Some((
-                Err(worker::Error::RustError("the speech broke off".into())),
-                None,
-            )),
-            Output::Finish | Output::Head { .. } | Output::Refuse(_) => None,
-        }
-    });
+    let body = if sse {
+        // Each piece of audio an event; the usage once it is all out.
+        let deltas = audio.map(|piece| piece.map(|bytes| openai::sse::delta(&bytes)));
+        let done = stream::once(async move { Ok(openai::sse::done(input_chars)) });
+        deltas.chain(done).boxed_local()
+    } else {
+        audio
+    };
     Ok(Response::from_stream(body)?.with_headers(headers))
+}
+
+/// Sends `pcm` (Orpheus' own, at 24 kHz) through the encoder Worker as it comes, and returns
+/// the audio it makes in `format` at `rate`, as it comes. The request body is the job's
+/// stream: when the client goes away, the encoder's response is dropped, the request body
+/// with it, and so the job and its upstream requests.
+async fn transcode(
+    encoder: &Fetcher,
+    pcm: impl Stream<Item = Result<Vec<u8>>> + 'static,
+    format: ResponseFormat,
+    rate: u32,
+) -> Result<ByteStream> {
+    let chunks = pcm.map(|piece| {
+        piece
+            .map(|bytes| JsValue::from(Uint8Array::from(bytes.as_slice())))
+            .map_err(|e| JsValue::from_str(&e.to_string()))
+    });
+    let body = wasm_streams::ReadableStream::from_stream(chunks).into_raw();
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let url = format!(
+        "https://encoder.internal/encode?format={}&rate={rate}",
+        format.as_str()
+    );
+    let mut response = encoder.fetch(url, Some(init)).await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "the encoder answered {}",
+            response.status_code()
+        )));
+    }
+    response.stream()
 }
 
 /// Checks the request in the order a client can fix it: method, key, body, text; then the
@@ -120,6 +183,7 @@ async fn check(
     req: &mut Request,
     env: &Env,
     settings: &Settings,
+    encoder: bool,
 ) -> std::result::Result<(SpeechRequest, LogLine), ApiError> {
     if req.method() != Method::Post {
         return Err(ApiError::METHOD);
@@ -139,7 +203,12 @@ async fn check(
         return Err(ApiError::BODY_TOO_LARGE);
     }
     let body = read_capped(req).await?;
-    let mut request = openai::parse(&body, settings.session.limits.max_text_chars as usize)?;
+    let endpoint = Endpoint {
+        max_text_chars: settings.session.limits.max_text_chars as usize,
+        names: &settings.names,
+        encoder,
+    };
+    let mut request = openai::parse(&body, endpoint)?;
     request.cache = cache;
 
     let chars = request.input.chars().count() as u64;
@@ -147,13 +216,9 @@ async fn check(
     let line = LogLine::new("http")
         .num("chars", chars)
         .word("voice", request.voice)
-        .word(
-            "format",
-            match request.format {
-                AudioFormat::Wav => "wav",
-                AudioFormat::Pcm => "pcm",
-            },
-        );
+        .word("format", request.format.as_str())
+        .num("rate", request.sample_rate)
+        .word("stream", if request.sse { "sse" } else { "audio" });
     Ok((request, line))
 }
 
@@ -186,7 +251,13 @@ struct Job {
 }
 
 impl Job {
-    fn new(settings: &Settings, request: SpeechRequest, cache: Option<SegmentCache>) -> Self {
+    /// The job of `request`; `wav`: its PCM goes out in a WAV container of its own.
+    fn new(
+        settings: &Settings,
+        request: SpeechRequest,
+        cache: Option<SegmentCache>,
+        wav: bool,
+    ) -> Self {
         let name = format!(
             "http-{:08x}",
             (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
@@ -200,7 +271,7 @@ impl Job {
         let mut job = Self {
             name,
             core,
-            responder: Responder::new(request.format),
+            responder: Responder::new(wav),
             upstreams,
             timer: Timer::default(),
             out: VecDeque::new(),
@@ -242,6 +313,22 @@ impl Job {
                 Next::Look => {}
             }
         }
+    }
+
+    /// The rest of the response's body, after its head: the job is owned by the stream, so
+    /// that dropping it (the client went away) aborts the upstream requests.
+    fn into_body(self) -> impl Stream<Item = Result<Vec<u8>>> {
+        stream::unfold(Some(self), |job| async move {
+            let mut job = job?;
+            match job.next().await? {
+                Output::Body(bytes) => Some((Ok(bytes), Some(job))),
+                Output::BreakOff => Some((
+                    Err(worker::Error::RustError("the speech broke off".into())),
+                    None,
+                )),
+                Output::Finish | Output::Head { .. } | Output::Refuse(_) => None,
+            }
+        })
     }
 
     /// Feeds the core and executes its effects.

@@ -4,6 +4,7 @@ use worker::Env;
 
 use crate::admission::Policy;
 use crate::budget::BudgetLimits;
+use crate::openai::names::Names;
 use crate::session::Config;
 use orpheus_protocol::Limits;
 
@@ -30,6 +31,14 @@ pub struct Settings {
     pub segment_cache_ttl_s: u64,
     /// Who may connect.
     pub policy: Policy,
+    /// OpenAI's names for models and voices, with the operator's (`OPENAI_MODELS`,
+    /// `OPENAI_VOICES`).
+    pub names: Names,
+}
+
+/// A `[vars]` value as text, empty when absent.
+fn text_var(env: &Env, name: &str) -> String {
+    env.var(name).map(|v| v.to_string()).unwrap_or_default()
 }
 
 /// A `[vars]` value parsed as `T`, or `default` when it is absent or malformed.
@@ -115,6 +124,10 @@ impl Settings {
             segment_cache_ttl_s: var_or(env, "SEGMENT_CACHE_TTL_S", 7 * 24 * 3600),
             session,
             policy,
+            names: Names::with(
+                &text_var(env, "OPENAI_MODELS"),
+                &text_var(env, "OPENAI_VOICES"),
+            ),
         }
     }
 }

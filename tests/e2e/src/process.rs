@@ -65,6 +65,10 @@ impl Relay {
         let (port, inspector_port) = (free_port(), free_port());
         let mut command: Vec<String> = [
             "dev",
+            "-c",
+            "wrangler.toml",
+            "-c",
+            "encoder/wrangler.toml",
             "--local",
             "--ip",
             "127.0.0.1",

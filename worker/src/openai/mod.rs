@@ -1,21 +1,31 @@
 //! The OpenAI-compatible speech endpoint, the pure part: reading and checking a request, the
 //! API key check, OpenAI's error shape, and the [`Responder`] that turns a message's `start`,
-//! audio and `end` into one streamed HTTP response.
+//! audio and `end` into one streamed HTTP response; OpenAI's names for models and voices
+//! ([`names`]) and its server-sent events ([`sse`]).
 //!
 //! `POST /v1/audio/speech` (and `/openai/v1/audio/speech`, the path Groq's SDKs use) takes
-//! OpenAI's body `{model, voice, input, response_format}` and streams the speech as it is
-//! produced, whatever the length of `input` (up to `max_text_chars`): the relay splits it into
-//! Groq's segments as for a `speak`. The status is decided before any audio is sent, so a
-//! failure of the first segment is an honest 4xx/5xx; a failure after audio has begun can only
-//! break the stream off (the client sees a truncated body, never a silent gap).
+//! OpenAI's body `{model, voice, input, response_format, stream_format, sample_rate}` and
+//! streams the speech as it is produced, whatever the length of `input` (up to
+//! `max_text_chars`): the relay splits it into Groq's segments as for a `speak`. PCM and WAV at
+//! Orpheus' rate are written here; every other format and rate by the encoder Worker. The
+//! status is decided before any audio is sent, so a failure of the first segment is an honest
+//! 4xx/5xx; a failure after audio has begun can only break the stream off (the client sees a
+//! truncated body, never a silent gap).
+
+pub mod names;
+pub mod sse;
 
 use std::collections::BTreeMap;
 
-use orpheus_protocol::{resolve_voice, EndReason, ErrorCode, Markup, Model, ServerMessage};
+use orpheus_protocol::formats::streaming_wav_header;
+use orpheus_protocol::{
+    resolve_voice, EndReason, ErrorCode, Markup, Model, ResponseFormat, ServerMessage, SAMPLE_RATES,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::speech::{Lexicon, LexiconError};
+use names::Names;
 
 /// Largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -26,25 +36,6 @@ pub const PATHS: [&str; 2] = ["/v1/audio/speech", "/openai/v1/audio/speech"];
 /// The header that keeps a request from the segment cache: `x-orpheus-cache: off`.
 pub const CACHE_HEADER: &str = "x-orpheus-cache";
 
-/// How the audio is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AudioFormat {
-    /// A WAV header for a stream of unknown length, then PCM.
-    Wav,
-    /// Raw PCM s16le mono; the rate is in the `x-sample-rate` header.
-    Pcm,
-}
-
-impl AudioFormat {
-    /// The response's `content-type`.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Wav => "audio/wav",
-            Self::Pcm => "audio/pcm",
-        }
-    }
-}
-
 /// A checked speech request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeechRequest {
@@ -54,8 +45,11 @@ pub struct SpeechRequest {
     pub voice: &'static str,
     /// The text, at most `max_text_chars`.
     pub input: String,
-    /// The response format.
-    pub format: AudioFormat,
+    /// The response's format and sample rate.
+    pub format: ResponseFormat,
+    pub sample_rate: u32,
+    /// Whether the audio goes in OpenAI's server-sent events (`stream_format: "sse"`).
+    pub sse: bool,
     /// Whether segments may come from the segment cache ([`CACHE_HEADER`]).
     pub cache: bool,
     /// How the input is read (`markup`, an extension: `markdown` or `plain`); `None`: Markdown.
@@ -181,6 +175,17 @@ impl ApiError {
         "the relay cannot check this key's limits right now; retry shortly",
     );
 
+    /// The encoder Worker did not take the audio.
+    pub const ENCODER_UNAVAILABLE: Self = Self {
+        retry_after_s: Some(1),
+        ..Self::new(
+            503,
+            ErrorType::Api,
+            "encoder_unavailable",
+            "the relay's encoder is not answering; retry shortly, or ask for wav or pcm",
+        )
+    };
+
     /// The per-key limits were reached.
     pub fn rate_limited(retry_after_s: u32) -> Self {
         Self {
@@ -235,9 +240,19 @@ impl ApiError {
     }
 }
 
+/// What a request is checked against: the relay's limit on text, the names it takes for
+/// models and voices, and whether it has an encoder (without one: WAV and PCM at Orpheus'
+/// rate only, WAV by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub max_text_chars: usize,
+    pub names: &'a Names,
+    pub encoder: bool,
+}
+
 /// Reads and checks a request body (already known to be JSON and at most
 /// [`MAX_BODY_BYTES`]). Unknown fields are ignored; options the relay cannot honour are refused.
-pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiError> {
+pub fn parse(body: &[u8], endpoint: Endpoint<'_>) -> Result<SpeechRequest, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::JSON)?;
     let object = value.as_object().ok_or(ApiError::JSON)?;
     let string = |key: &'static str| match object.get(key) {
@@ -264,16 +279,19 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
         "voice is required",
         "voice",
     ))?;
+    let unsupported_format = ApiError::invalid(
+        "unsupported_response_format",
+        "response_format must be one of mp3, opus, flac, wav, pcm, mulaw, alaw (aac is not \
+         streamed by this relay)",
+        "response_format",
+    );
     let format = match string("response_format")? {
-        None | Some("wav") => AudioFormat::Wav,
-        Some("pcm") => AudioFormat::Pcm,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "unsupported_response_format",
-                "response_format must be wav or pcm",
-                "response_format",
-            ))
-        }
+        None if endpoint.encoder => ResponseFormat::Mp3,
+        None => ResponseFormat::Wav,
+        Some(name) => match ResponseFormat::from_name(name) {
+            Some(ResponseFormat::Aac) | None => return Err(unsupported_format),
+            Some(format) => format,
+        },
     };
     match object.get("speed") {
         None | Some(Value::Null) => {}
@@ -286,26 +304,36 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
             ))
         }
     }
-    match string("stream_format")? {
-        None | Some("audio") => {}
+    let sse = match string("stream_format")? {
+        None | Some("audio") => false,
+        Some("sse") => true,
         Some(_) => {
             return Err(ApiError::invalid(
                 "unsupported_stream_format",
-                "stream_format must be audio: the audio itself streams",
+                "stream_format must be audio or sse",
                 "stream_format",
             ))
         }
-    }
-    match object.get("sample_rate") {
-        None | Some(Value::Null) => {}
-        Some(rate) if rate.as_u64() == Some(24_000) => {}
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "unsupported_sample_rate",
-                "sample_rate must be 24000, Orpheus's rate, or left out",
-                "sample_rate",
-            ))
-        }
+    };
+    let unsupported_rate = ApiError::invalid(
+        "unsupported_sample_rate",
+        "sample_rate must be one of 8000, 16000, 22050, 24000, 32000, 44100, 48000 (opus: 8000, \
+         16000, 24000, 48000)",
+        "sample_rate",
+    );
+    let sample_rate = match object.get("sample_rate") {
+        None | Some(Value::Null) => format.default_rate(),
+        Some(rate) => match rate.as_u64().and_then(|r| u32::try_from(r).ok()) {
+            Some(rate) if SAMPLE_RATES.contains(&rate) && format.carries(rate) => rate,
+            _ => return Err(unsupported_rate),
+        },
+    };
+    if !endpoint.encoder && !format.is_native(sample_rate) {
+        return Err(ApiError::invalid(
+            "unsupported_response_format",
+            "this relay has no encoder: only wav and pcm at 24000 Hz",
+            "response_format",
+        ));
     }
     if object.get("instructions").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::invalid(
@@ -341,8 +369,11 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
         }
         Some(_) => return Err(invalid_lexicon),
     };
-    let (model, voice) =
-        resolve_voice(Some(voice), Some(model)).map_err(|code| ApiError::from_code(code, None))?;
+    let (model, voice) = resolve_voice(
+        Some(endpoint.names.voice(voice)),
+        Some(endpoint.names.model(model)),
+    )
+    .map_err(|code| ApiError::from_code(code, None))?;
     let speech = crate::speech::SpeechText::of(
         input,
         markup.unwrap_or_default(),
@@ -351,7 +382,7 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
     if !crate::segment::is_speakable(speech.spoken()) {
         return Err(ApiError::from_code(ErrorCode::EmptyText, None));
     }
-    if input.chars().count() > max_text_chars {
+    if input.chars().count() > endpoint.max_text_chars {
         return Err(ApiError::from_code(ErrorCode::TextTooLong, None));
     }
     Ok(SpeechRequest {
@@ -359,6 +390,8 @@ pub fn parse(body: &[u8], max_text_chars: usize) -> Result<SpeechRequest, ApiErr
         voice,
         input: input.to_owned(),
         format,
+        sample_rate,
+        sse,
         cache: true,
         markup,
         lexicon,
@@ -404,26 +437,6 @@ pub fn check_key(authorization: Option<&str>, keys: &[[u8; 32]]) -> Result<Strin
     Ok(format!("key:{hex}"))
 }
 
-/// A WAV header for PCM s16le mono at `sample_rate` whose length is not known yet: the RIFF
-/// and `data` sizes are the largest values (as streaming encoders write them); readers take
-/// the data to the end of the stream.
-pub fn streaming_wav_header(sample_rate: u32) -> Vec<u8> {
-    let mut h = Vec::with_capacity(44);
-    h.extend_from_slice(b"RIFF");
-    h.extend_from_slice(&u32::MAX.to_le_bytes());
-    h.extend_from_slice(b"WAVEfmt ");
-    h.extend_from_slice(&16u32.to_le_bytes());
-    h.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    h.extend_from_slice(&1u16.to_le_bytes()); // mono
-    h.extend_from_slice(&sample_rate.to_le_bytes());
-    h.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes()); // block align
-    h.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    h.extend_from_slice(b"data");
-    h.extend_from_slice(&u32::MAX.to_le_bytes());
-    h
-}
-
 /// What the response must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -457,15 +470,17 @@ enum Stage {
 /// a protocol v1 client would get them) into one HTTP response.
 #[derive(Debug)]
 pub struct Responder {
-    format: AudioFormat,
+    /// Whether the PCM goes out in a WAV container of its own (else as it is, to the client or
+    /// to the encoder).
+    wav: bool,
     stage: Stage,
 }
 
 impl Responder {
-    /// A responder in `format`, before anything was answered.
-    pub fn new(format: AudioFormat) -> Self {
+    /// A responder, before anything was answered; `wav`: the PCM in a WAV container.
+    pub fn new(wav: bool) -> Self {
         Self {
-            format,
+            wav,
             stage: Stage::Waiting,
         }
     }
@@ -483,7 +498,7 @@ impl Responder {
                 let mut out = vec![Output::Head {
                     sample_rate: *sample_rate,
                 }];
-                if self.format == AudioFormat::Wav {
+                if self.wav {
                     out.push(Output::Body(streaming_wav_header(*sample_rate)));
                 }
                 out
@@ -527,7 +542,18 @@ mod tests {
     use orpheus_protocol::EndError;
 
     fn parsed(body: &str) -> Result<SpeechRequest, ApiError> {
-        parse(body.as_bytes(), 4000)
+        parsed_by(body, true)
+    }
+
+    /// As a relay with (or without) its encoder parses it.
+    fn parsed_by(body: &str, encoder: bool) -> Result<SpeechRequest, ApiError> {
+        let names = Names::default();
+        let endpoint = Endpoint {
+            max_text_chars: 4000,
+            names: &names,
+            encoder,
+        };
+        parse(body.as_bytes(), endpoint)
     }
 
     #[test]
@@ -537,14 +563,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (r.model, r.voice, r.format),
-            (Model::English, "troy", AudioFormat::Wav)
+            (r.model, r.voice, r.format, r.sample_rate, r.sse),
+            (Model::English, "troy", ResponseFormat::Wav, 24_000, false)
         );
         let r = parsed(
             r#"{"model":"canopylabs/orpheus-arabic-saudi","voice":"noura","input":"مرحبا","response_format":"pcm"}"#,
         )
         .unwrap();
-        assert_eq!(r.format, AudioFormat::Pcm);
+        assert_eq!(r.format, ResponseFormat::Pcm);
+    }
+
+    #[test]
+    fn reads_what_openai_clients_send_by_default() {
+        // OpenAI's quickstart: no format (mp3), OpenAI's model and voice names.
+        let r = parsed(r#"{"model":"gpt-4o-mini-tts","voice":"ash","input":"Hi!"}"#).unwrap();
+        assert_eq!(
+            (r.model, r.voice, r.format, r.sample_rate, r.sse),
+            (Model::English, "troy", ResponseFormat::Mp3, 24_000, false)
+        );
+        // LiveKit's plugin: server-sent events.
+        let r = parsed(
+            r#"{"model":"tts-1","voice":"nova","input":"Hi!","response_format":"mp3","stream_format":"sse","speed":1.0}"#,
+        )
+        .unwrap();
+        assert_eq!((r.voice, r.sse), ("hannah", true));
+        // Telephony: G.711 at 8 kHz by default; any listed rate for the others.
+        let r =
+            parsed(r#"{"model":"tts-1","voice":"alloy","input":"Hi","response_format":"mulaw"}"#)
+                .unwrap();
+        assert_eq!((r.format, r.sample_rate), (ResponseFormat::Mulaw, 8_000));
+        let r = parsed(
+            r#"{"model":"tts-1","voice":"alloy","input":"Hi","response_format":"wav","sample_rate":44100}"#,
+        )
+        .unwrap();
+        assert_eq!((r.format, r.sample_rate), (ResponseFormat::Wav, 44_100));
+        // Without an encoder: WAV by default, as before.
+        let r = parsed_by(r#"{"model":"tts-1","voice":"alloy","input":"Hi"}"#, false).unwrap();
+        assert_eq!(r.format, ResponseFormat::Wav);
+        let e = parsed_by(
+            r#"{"model":"tts-1","voice":"alloy","input":"Hi","response_format":"mp3"}"#,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "unsupported_response_format");
     }
 
     #[test]
@@ -565,13 +626,13 @@ mod tests {
                 Some("input"),
             ),
             (
-                r#"{"model":"canopylabs/orpheus-v1-english","voice":"alloy","input":"x"}"#,
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"bob","input":"x"}"#,
                 400,
                 "unknown_voice",
                 Some("voice"),
             ),
             (
-                r#"{"model":"tts-1","voice":"troy","input":"x"}"#,
+                r#"{"model":"tts-2","voice":"troy","input":"x"}"#,
                 400,
                 "unknown_model",
                 Some("model"),
@@ -589,19 +650,25 @@ mod tests {
                 Some("speed"),
             ),
             (
-                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"mp3"}"#,
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"aac"}"#,
                 400,
                 "unsupported_response_format",
                 Some("response_format"),
             ),
             (
-                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","stream_format":"sse"}"#,
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","stream_format":"chunks"}"#,
                 400,
                 "unsupported_stream_format",
                 Some("stream_format"),
             ),
             (
-                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","sample_rate":48000}"#,
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","sample_rate":11025}"#,
+                400,
+                "unsupported_sample_rate",
+                Some("sample_rate"),
+            ),
+            (
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"opus","sample_rate":44100}"#,
                 400,
                 "unsupported_sample_rate",
                 Some("sample_rate"),
@@ -663,7 +730,7 @@ mod tests {
             heard: None,
             metrics: None,
         };
-        let mut r = Responder::new(AudioFormat::Wav);
+        let mut r = Responder::new(true);
         let refused = r.on_message(&end(
             EndReason::Error,
             Some(EndError::new(ErrorCode::RateLimited, Some(7))),
@@ -673,7 +740,7 @@ mod tests {
         );
         assert!(r.over());
 
-        let mut r = Responder::new(AudioFormat::Wav);
+        let mut r = Responder::new(true);
         let head = r.on_message(&start);
         assert_eq!(
             head[0],
@@ -691,7 +758,7 @@ mod tests {
         assert_eq!(over, vec![Output::BreakOff]);
         assert!(r.on_audio(pcm).is_empty(), "nothing after the end");
 
-        let mut r = Responder::new(AudioFormat::Pcm);
+        let mut r = Responder::new(false);
         assert_eq!(
             r.on_message(&start),
             vec![Output::Head {
