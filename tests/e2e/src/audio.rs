@@ -148,3 +148,72 @@ pub fn loudest_between(
         .iter()
         .fold(0.0f32, |m, v| m.max(v.abs())))
 }
+
+/// Decodes `bytes` with ffmpeg (a real decoder, as a client's), `input` being the options that
+/// say what they are (none: ffmpeg finds out), to 16-bit mono PCM at `rate`.
+pub async fn ffmpeg_decode(bytes: &[u8], input: &[&str], rate: u32) -> TestResult<Vec<i16>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rate = rate.to_string();
+    let mut child = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(input)
+        .args([
+            "-i", "pipe:0", "-f", "s16le", "-ac", "1", "-ar", &rate, "pipe:1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("ffmpeg: {e} (scripts/bootstrap installs it)"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let owned = bytes.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&owned).await;
+    });
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut out = Vec::new();
+    stdout
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = writer.await;
+    let status = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    crate::ensure!(
+        status.status.success(),
+        "ffmpeg could not decode it: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Ok(out
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect())
+}
+
+/// The lag (of `decoded` behind `reference`, within `max_lag` samples either way) at which the
+/// two are most alike, found on a stretch from the middle, and their normalised correlation
+/// there over the whole.
+pub fn aligned_correlation(reference: &[i16], decoded: &[i16], max_lag: usize) -> (isize, f64) {
+    let correlation = |lag: isize, range: std::ops::Range<usize>| {
+        let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+        for i in range {
+            let Some(&y) = usize::try_from(i as isize + lag)
+                .ok()
+                .and_then(|j| decoded.get(j))
+            else {
+                continue;
+            };
+            let (x, y) = (f64::from(reference[i]), f64::from(y));
+            xy += x * y;
+            xx += x * x;
+            yy += y * y;
+        }
+        xy / (xx * yy).sqrt().max(1.0)
+    };
+    let middle = reference.len() / 2;
+    let stretch = middle.saturating_sub(2 * max_lag)..(middle + 2 * max_lag).min(reference.len());
+    let max_lag = max_lag as isize;
+    let (lag, _) = (-max_lag..=max_lag)
+        .map(|lag| (lag, correlation(lag, stretch.clone())))
+        .fold((0, f64::MIN), |best, c| if c.1 > best.1 { c } else { best });
+    (lag, correlation(lag, 0..reference.len()))
+}

@@ -25,8 +25,8 @@ pub mod tickets;
 pub mod words;
 
 pub use audio::{
-    check_bit_exact, compare_capture, compare_playback, decode_capture, expected_pcm,
-    expected_playback, loudest_between, pcm_of_segments, playback_of,
+    aligned_correlation, check_bit_exact, compare_capture, compare_playback, decode_capture,
+    expected_pcm, expected_playback, ffmpeg_decode, loudest_between, pcm_of_segments, playback_of,
 };
 pub use browser::{run_browser_script, SampleApp};
 pub use client::{

@@ -221,6 +221,239 @@ pub async fn http_text_options(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+/// The expected PCM of `text` as samples.
+fn samples_of(pcm: &[u8]) -> Vec<i16> {
+    pcm.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// A decoded response against the upstream's audio for its text: its duration within 50 ms,
+/// and, aligned, a correlation of at least `at_least`.
+fn close_to(what: &str, decoded: &[i16], want: &[i16], rate: u32, at_least: f64) -> TestResult {
+    let ms = |n: usize| n as f64 * 1000.0 / f64::from(rate);
+    let off = (ms(decoded.len()) - ms(want.len())).abs();
+    ensure!(
+        off <= 50.0,
+        "{what}: {:.0} ms of audio against {:.0} ms",
+        ms(decoded.len()),
+        ms(want.len())
+    );
+    // Up to 100 ms apart: a decoder that keeps an MP3 encoder's delay is that far behind.
+    let (lag, correlation) = orpheus_e2e::aligned_correlation(want, decoded, rate as usize / 10);
+    ensure!(
+        correlation >= at_least,
+        "{what}: correlation {correlation:.4} at a lag of {lag} samples"
+    );
+    println!(
+        "{what}: {:.0} ms off in length, correlation {correlation:.4} at a lag of {lag}",
+        off
+    );
+    Ok(())
+}
+
+/// Every format the endpoint writes, read back by a real decoder (ffmpeg): the OpenAI SDK with
+/// no `response_format` gets MP3, as from OpenAI; Opus, FLAC (bit-exact at 24 kHz), G.711 at
+/// 8 kHz, WAV at every rate. Each answer's first bytes come before the message's last segment
+/// is even asked for (they stream).
+pub async fn http_formats(fx: &Fixture) -> TestResult {
+    let text = english(600);
+    orpheus_e2e::LEDGER
+        .lock()
+        .expect("ledger")
+        .texts
+        .push(text.clone());
+    let want = samples_of(&orpheus_e2e::expected_pcm(&text));
+    let dir = work_dir(fx)?;
+    let text_file = dir.join("formats.txt");
+    std::fs::write(&text_file, &text).map_err(|e| e.to_string())?;
+    let out = dir.join("default.mp3");
+    let run = run_sdk(
+        "openai",
+        fx.relay_url(),
+        &text_file.to_string_lossy(),
+        &out,
+        "default",
+        None,
+    )
+    .await?;
+    let mp3 = std::fs::read(&out).map_err(|e| e.to_string())?;
+    ensure!(
+        String::from_utf8_lossy(&run.stdout).trim() == "24000",
+        "x-sample-rate {:?}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let decoded = orpheus_e2e::ffmpeg_decode(&mp3, &["-f", "mp3"], 24_000).await?;
+    close_to("the SDK's default (mp3)", &decoded, &want, 24_000, 0.95)?;
+
+    let body = |format: &str, rate: Option<u32>| {
+        let mut json = serde_json::json!({"model": MODEL, "voice": "troy", "input": text, "response_format": format});
+        if let Some(rate) = rate {
+            json["sample_rate"] = rate.into();
+        }
+        json.to_string().into_bytes()
+    };
+    for (format, input) in [("opus", &["-f", "ogg"][..]), ("flac", &["-f", "flac"][..])] {
+        let answer = post(fx.relay_url(), RELAY_API_KEYS[0], &body(format, None)).await?;
+        ensure!(answer.status == 200, "{format}: {}", answer.status);
+        let decoded = orpheus_e2e::ffmpeg_decode(&answer.body, input, 24_000).await?;
+        if format == "flac" {
+            ensure!(
+                decoded == want,
+                "flac is not the upstream's audio bit for bit"
+            );
+            println!("flac: bit-exact, {} samples", decoded.len());
+        } else {
+            close_to(format, &decoded, &want, 24_000, 0.95)?;
+        }
+    }
+    // At another rate, against the upstream's audio resampled by ffmpeg.
+    for (format, rate, input) in [
+        (
+            "mulaw",
+            8_000,
+            &["-f", "mulaw", "-ar", "8000", "-ac", "1"][..],
+        ),
+        (
+            "alaw",
+            8_000,
+            &["-f", "alaw", "-ar", "8000", "-ac", "1"][..],
+        ),
+        ("wav", 16_000, &["-f", "wav"][..]),
+        ("wav", 22_050, &["-f", "wav"][..]),
+        ("wav", 44_100, &["-f", "wav"][..]),
+        ("mp3", 48_000, &["-f", "mp3"][..]),
+    ] {
+        let rate_asked = (format == "wav" || format == "mp3").then_some(rate);
+        let answer = post(fx.relay_url(), RELAY_API_KEYS[0], &body(format, rate_asked)).await?;
+        ensure!(
+            answer.status == 200 && answer.header("x-sample-rate") == Some(&rate.to_string()),
+            "{format} at {rate}: {} {:?}",
+            answer.status,
+            answer.header("x-sample-rate")
+        );
+        let decoded = orpheus_e2e::ffmpeg_decode(&answer.body, input, rate).await?;
+        let raw: Vec<u8> = want.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let reference =
+            orpheus_e2e::ffmpeg_decode(&raw, &["-f", "s16le", "-ar", "24000", "-ac", "1"], rate)
+                .await?;
+        close_to(
+            &format!("{format} at {rate} Hz"),
+            &decoded,
+            &reference,
+            rate,
+            0.95,
+        )?;
+    }
+    Ok(())
+}
+
+/// Real clients, unchanged but for their base URL and key: LiveKit Agents' OpenAI TTS plugin
+/// (`synthesize` used standalone, no LiveKit server) with its defaults (gpt-4o-mini-tts, voice
+/// ash, mp3 in server-sent events) and with wav; the AI SDK's `generateSpeech` with its OpenAI
+/// provider (tts-1, alloy); and docs/http.md's `curl ... -o speech.mp3`. What each decodes (with
+/// its own decoder, or ffmpeg) is the upstream's speech.
+pub async fn http_clients(fx: &Fixture) -> TestResult {
+    let text = english(400);
+    orpheus_e2e::LEDGER
+        .lock()
+        .expect("ledger")
+        .texts
+        .push(text.clone());
+    let want = samples_of(&orpheus_e2e::expected_pcm(&text));
+    let dir = work_dir(fx)?;
+    let text_file = dir.join("clients.txt");
+    std::fs::write(&text_file, &text).map_err(|e| e.to_string())?;
+    let text_arg = text_file.to_string_lossy().into_owned();
+    let python =
+        PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default()).join("bin/python");
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    for format in [None, Some("wav")] {
+        let what = format!(
+            "LiveKit's plugin ({})",
+            format.unwrap_or("its defaults: mp3, sse")
+        );
+        let out = dir.join(format!("livekit-{}.pcm", format.unwrap_or("default")));
+        let mut command = tokio::process::Command::new(&python);
+        command.arg(sdk.join("livekit_tts.py")).args([
+            fx.relay_url(),
+            RELAY_API_KEYS[0],
+            &text_arg,
+            &out.to_string_lossy(),
+        ]);
+        command.args(format);
+        let run = client_run(&what, command).await?;
+        ensure!(
+            String::from_utf8_lossy(&run.stdout).trim() == "24000",
+            "{what}: rate {:?}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
+        close_to(&what, &decoded, &want, 24_000, 0.95)?;
+    }
+
+    let out = dir.join("ai-sdk.audio");
+    let mut command = tokio::process::Command::new("node");
+    command.arg(sdk.join("ai_sdk_speech.mjs")).args([
+        fx.relay_url(),
+        RELAY_API_KEYS[0],
+        &text_arg,
+        &out.to_string_lossy(),
+    ]);
+    let run = client_run("the AI SDK's generateSpeech", command).await?;
+    let media = String::from_utf8_lossy(&run.stdout).trim().to_owned();
+    ensure!(media == "audio/mpeg", "the AI SDK got {media:?}");
+    let audio = std::fs::read(&out).map_err(|e| e.to_string())?;
+    let decoded = orpheus_e2e::ffmpeg_decode(&audio, &["-f", "mp3"], 24_000).await?;
+    close_to(
+        "the AI SDK's generateSpeech (mp3)",
+        &decoded,
+        &want,
+        24_000,
+        0.95,
+    )?;
+
+    // docs/http.md's curl, to a file named as OpenAI's quickstart names it.
+    let out = dir.join("speech.mp3");
+    let body = serde_json::json!({"model": "gpt-4o-mini-tts", "voice": "coral", "input": text})
+        .to_string();
+    let mut command = tokio::process::Command::new("curl");
+    command.args([
+        "-sS",
+        "--fail",
+        &format!("{}/v1/audio/speech", fx.relay_url()),
+        "-H",
+        &format!("Authorization: Bearer {}", RELAY_API_KEYS[0]),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "-o",
+        &out.to_string_lossy(),
+    ]);
+    client_run("curl", command).await?;
+    let audio = std::fs::read(&out).map_err(|e| e.to_string())?;
+    let decoded = orpheus_e2e::ffmpeg_decode(&audio, &["-f", "mp3"], 24_000).await?;
+    close_to("curl -o speech.mp3", &decoded, &want, 24_000, 0.95)
+}
+
+/// Runs a client to its end (at most 120 s), which must succeed.
+async fn client_run(
+    what: &str,
+    mut command: tokio::process::Command,
+) -> TestResult<std::process::Output> {
+    let run = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .map_err(|_| format!("{what} took over 120 s"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    ensure!(
+        run.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(run)
+}
+
 /// Every bad request gets its status and OpenAI's error shape, reaches no upstream, and leaves
 /// nothing open.
 pub async fn http_bad_input(fx: &Fixture) -> TestResult {
@@ -232,15 +465,31 @@ pub async fn http_bad_input(fx: &Fixture) -> TestResult {
         ("wrong key", speech_body("Hello."), 401, "invalid_api_key"),
         (
             "unknown voice",
-            json(serde_json::json!({"model": MODEL, "voice": "alloy", "input": "Hello."})),
+            json(serde_json::json!({"model": MODEL, "voice": "bob", "input": "Hello."})),
             400,
             "unknown_voice",
         ),
         (
             "unknown model",
-            json(serde_json::json!({"model": "tts-1", "voice": "troy", "input": "Hello."})),
+            json(serde_json::json!({"model": "tts-2", "voice": "troy", "input": "Hello."})),
             400,
             "unknown_model",
+        ),
+        (
+            "aac (not streamed here)",
+            json(
+                serde_json::json!({"model": MODEL, "voice": "troy", "input": "Hi.", "response_format": "aac"}),
+            ),
+            400,
+            "unsupported_response_format",
+        ),
+        (
+            "a rate opus cannot carry",
+            json(
+                serde_json::json!({"model": MODEL, "voice": "troy", "input": "Hi.", "response_format": "opus", "sample_rate": 44100}),
+            ),
+            400,
+            "unsupported_sample_rate",
         ),
         ("empty input", speech_body("   "), 400, "empty_text"),
         (
@@ -356,11 +605,25 @@ pub async fn http_upstream_errors(fx: &Fixture) -> TestResult {
 /// A client that reads the start of a long answer and goes away: every upstream request of it
 /// is aborted.
 pub async fn http_disconnect(fx: &Fixture) -> TestResult {
+    // MP3 (the default) passes through the encoder Worker; WAV does not.
+    for format in ["mp3", "wav"] {
+        leave_mid_stream(fx, format)
+            .await
+            .map_err(|e| format!("{format}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A client of the endpoint that leaves once `format` audio is flowing: the upstream must be
+/// left with nothing open.
+async fn leave_mid_stream(fx: &Fixture, format: &str) -> TestResult {
     let host = fx.relay_url().trim_start_matches("http://").to_owned();
     // The upstream drips the first segment slowly, so the answer is mid-stream when the client
     // leaves.
     let text = format!("[[fault:chunk=4800;gap_ms=100]] {}", english(1500));
-    let body = speech_body(&text);
+    let body = serde_json::json!({"model": MODEL, "voice": "troy", "input": text, "response_format": format})
+        .to_string()
+        .into_bytes();
     let mut stream = tokio::net::TcpStream::connect(&host)
         .await
         .map_err(|e| e.to_string())?;

@@ -93,6 +93,8 @@ fn main() {
         v2_a_half_open_link_is_given_up_and_resumed,
         http_sdks,
         http_text_options,
+        http_formats,
+        http_clients,
         http_bad_input,
         http_upstream_errors,
         http_disconnect,

@@ -14,17 +14,37 @@ const OVERHEAD_RUNS: usize = 60;
 
 const LENGTH_RUNS: usize = 8;
 
+const FORMAT_RUNS: usize = 20;
+
 const SHORT: &str = "Hello there, how are you doing today?";
 
 /// Time from sending a speech request straight to the upstream to its first body byte.
 async fn upstream_first_byte(upstream_url: &str, input: &str) -> TestResult<f64> {
-    let host = upstream_url.trim_start_matches("http://");
+    first_body_byte(
+        upstream_url,
+        "/openai/v1/audio/speech",
+        TEST_KEY,
+        input,
+        "wav",
+    )
+    .await
+}
+
+/// Time from sending a speech request in `format` to `base`'s `path` to its first body byte.
+async fn first_body_byte(
+    base: &str,
+    path: &str,
+    key: &str,
+    input: &str,
+    format: &str,
+) -> TestResult<f64> {
+    let host = base.trim_start_matches("http://");
     let body = serde_json::json!({
-        "model": "canopylabs/orpheus-v1-english", "voice": "troy", "input": input, "response_format": "wav"
+        "model": "canopylabs/orpheus-v1-english", "voice": "troy", "input": input, "response_format": format
     })
     .to_string();
     let request = format!(
-        "POST /openai/v1/audio/speech HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TEST_KEY}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -94,6 +114,30 @@ pub async fn run(fx: &Fixture) -> TestResult {
         r50 - d50,
         r99 - d99
     );
+
+    // The HTTP endpoint: the encoded formats' first bytes against WAV's, in turn.
+    let formats = ["wav", "mp3", "opus"];
+    let mut firsts: Vec<Vec<f64>> = vec![Vec::new(); formats.len()];
+    for _ in 0..FORMAT_RUNS {
+        for (k, format) in formats.iter().enumerate() {
+            let key = orpheus_e2e::RELAY_API_KEYS[0];
+            firsts[k].push(
+                first_body_byte(fx.relay_url(), "/v1/audio/speech", key, SHORT, format).await?,
+            );
+        }
+    }
+    println!(
+        "the HTTP endpoint, time to first body byte by format, {FORMAT_RUNS} runs each, in turn:"
+    );
+    let (w50, w99) = summary(firsts[0].clone());
+    for (format, times) in formats.iter().zip(firsts) {
+        let (p50, p99) = summary(times);
+        println!(
+            "  {format:<5}                              p50 {p50:7.1} ms   p99 {p99:7.1} ms   ({:+.1} / {:+.1} ms on wav)",
+            p50 - w50,
+            p99 - w99
+        );
+    }
 
     println!("time to first audio by text length, {LENGTH_RUNS} runs each:");
     for chars in [100, 2000] {
