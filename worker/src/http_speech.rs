@@ -11,8 +11,12 @@
 
 use std::collections::VecDeque;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::future;
 use futures_util::stream::{self, Stream, StreamExt};
-use orpheus_protocol::{ResponseFormat, Version};
+use orpheus_protocol::{ResponseFormat, Version, WordTiming};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{ByteStream, Env, Fetcher, Headers, Method, Request, RequestInit, Response, Result};
@@ -22,7 +26,7 @@ use crate::key_budget;
 use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, Endpoint, Output, Responder, SpeechRequest};
 use crate::segment_cache::SegmentCache;
-use crate::session::{Effect, Input, Session, Speak, Stored};
+use crate::session::{Config, Effect, Input, Session, Speak, Stored};
 use crate::settings::Settings;
 use crate::time::Millis;
 use crate::upstream_fetch::UpstreamEvent;
@@ -86,10 +90,13 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
     }
     let name = job.name.clone();
     let first_head = job.first_head;
+    // Word timings, for server-sent events, as the job tells them beside its audio.
+    let told: Told = Rc::new(RefCell::new(Vec::new()));
+    let pcm = audio_of(job.into_body(), told.clone());
     // The audio: the job's own PCM or WAV at Orpheus' rate, or what the encoder makes of it.
     let audio = match (native, encoder) {
-        (true, _) => job.into_body().boxed_local(),
-        (false, Some(encoder)) => match transcode(&encoder, job.into_body(), format, rate).await {
+        (true, _) => pcm.boxed_local(),
+        (false, Some(encoder)) => match transcode(&encoder, pcm, format, rate).await {
             Ok(audio) => audio.boxed_local(),
             Err(_) => {
                 let error = ApiError::ENCODER_UNAVAILABLE;
@@ -135,14 +142,56 @@ pub async fn serve(mut req: Request, env: &Env, settings: &Settings) -> Result<R
         ),
     )?;
     let body = if sse {
-        // Each piece of audio an event; the usage once it is all out.
-        let deltas = audio.map(|piece| piece.map(|bytes| openai::sse::delta(&bytes)));
-        let done = stream::once(async move { Ok(openai::sse::done(input_chars)) });
+        // Each piece of audio an event, after the words told by then; the usage once it is
+        // all out.
+        let before = told.clone();
+        let deltas = audio.map(move |piece| {
+            piece.map(|bytes| {
+                let mut events = words_events(&before);
+                events.extend(openai::sse::delta(&bytes));
+                events
+            })
+        });
+        let done = stream::once(async move {
+            let mut events = words_events(&told);
+            events.extend(openai::sse::done(input_chars));
+            Ok(events)
+        });
         deltas.chain(done).boxed_local()
     } else {
         audio
     };
     Ok(Response::from_stream(body)?.with_headers(headers))
+}
+
+/// Word timings the job told and the response has not sent yet.
+type Told = Rc<RefCell<Vec<WordTiming>>>;
+
+/// The audio of the job's body; the word timings it tells go to `told` as they come.
+fn audio_of(
+    body: impl Stream<Item = Result<Output>>,
+    told: Told,
+) -> impl Stream<Item = Result<Vec<u8>>> {
+    body.filter_map(move |piece| {
+        future::ready(match piece {
+            Ok(Output::Body(bytes)) => Some(Ok(bytes)),
+            Ok(Output::Words(words)) => {
+                told.borrow_mut().extend(words);
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+/// The `speech.audio.words` event of the words told and not sent yet (none: nothing).
+fn words_events(told: &Told) -> Vec<u8> {
+    let words = std::mem::take(&mut *told.borrow_mut());
+    if words.is_empty() {
+        return Vec::new();
+    }
+    openai::sse::words(&words, orpheus_protocol::NATIVE_RATE)
 }
 
 /// Sends `pcm` (Orpheus' own, at 24 kHz) through the encoder Worker as it comes, and returns
@@ -258,11 +307,16 @@ impl Job {
         cache: Option<SegmentCache>,
         wav: bool,
     ) -> Self {
+        // Server-sent events carry the word timings; plain audio has nowhere to put them.
+        let config = Config {
+            words_to_v1: request.sse,
+            ..settings.session.clone()
+        };
         let name = format!(
             "http-{:08x}",
             (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
         );
-        let core = Session::new(settings.session.clone(), &name, Some(Stored::default()));
+        let core = Session::new(config, &name, Some(Stored::default()));
         let upstreams = Upstreams::new(Target {
             base_url: settings.base_url.clone(),
             api_key: settings.api_key.clone().unwrap_or_default(),
@@ -315,13 +369,14 @@ impl Job {
         }
     }
 
-    /// The rest of the response's body, after its head: the job is owned by the stream, so
-    /// that dropping it (the client went away) aborts the upstream requests.
-    fn into_body(self) -> impl Stream<Item = Result<Vec<u8>>> {
+    /// The rest of the response, after its head: its audio and the word timings told beside
+    /// it. The job is owned by the stream, so that dropping it (the client went away) aborts
+    /// the upstream requests.
+    fn into_body(self) -> impl Stream<Item = Result<Output>> {
         stream::unfold(Some(self), |job| async move {
             let mut job = job?;
             match job.next().await? {
-                Output::Body(bytes) => Some((Ok(bytes), Some(job))),
+                piece @ (Output::Body(_) | Output::Words(_)) => Some((Ok(piece), Some(job))),
                 Output::BreakOff => Some((
                     Err(worker::Error::RustError("the speech broke off".into())),
                     None,

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 
 use orpheus_protocol::formats::streaming_wav_header;
 use orpheus_protocol::{
-    resolve_voice, EndReason, ErrorCode, Markup, Model, ResponseFormat, ServerMessage, SAMPLE_RATES,
+    resolve_voice, EndReason, ErrorCode, Markup, Model, ResponseFormat, ServerMessage, WordTiming,
+    SAMPLE_RATES,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -449,6 +450,8 @@ pub enum Output {
     Refuse(ApiError),
     /// Body bytes.
     Body(Vec<u8>),
+    /// Where words of the audio so far are said (for server-sent events).
+    Words(Vec<WordTiming>),
     /// The body is complete.
     Finish,
     /// The body must break off: the speech failed after it began.
@@ -522,6 +525,9 @@ impl Responder {
                 } else {
                     Output::BreakOff
                 }]
+            }
+            (Stage::Streaming, ServerMessage::Words { words, .. }) => {
+                vec![Output::Words(words.clone())]
             }
             _ => Vec::new(),
         }

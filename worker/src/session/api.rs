@@ -56,6 +56,9 @@ pub struct Config {
     /// Protocol v2: how long text still being written may pause before the relay cuts a
     /// segment at a word boundary rather than wait for a sentence.
     pub text_flush_ms: Millis,
+    /// Whether a client of protocol v1 is told `words` too: the HTTP endpoint's job is, for an
+    /// answer in server-sent events (a WebSocket client of v1 never is).
+    pub words_to_v1: bool,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             resume_grace_ms: 20_000,
             text_idle_ms: 15_000,
             text_flush_ms: 300,
+            words_to_v1: false,
         }
     }
 }

@@ -103,7 +103,7 @@ impl Session {
     /// stream's `start` went out, audio held back or not, so that each word's timing comes
     /// before the word is heard. Kept for what was heard.
     fn tell_words(&mut self) {
-        let v2 = self.speaks_v2();
+        let v2 = self.speaks_v2() || self.config.words_to_v1;
         let Some(message) = self.message.as_mut() else {
             return;
         };

@@ -90,7 +90,7 @@ pub async fn segment_cache(fx: &Fixture) -> TestResult {
     );
 
     // Over HTTP: the same text is served from the cache; the header keeps it out.
-    let body = serde_json::json!({"model": "canopylabs/orpheus-v1-english", "voice": "troy", "input": TEXT}).to_string();
+    let body = serde_json::json!({"model": "canopylabs/orpheus-v1-english", "voice": "troy", "input": TEXT, "response_format": "wav"}).to_string();
     let auth = format!("Bearer {}", RELAY_API_KEYS[0]);
     for (header, want) in [("on", 0), ("off", segments)] {
         let before = fx.upstream.snapshot().requests;

@@ -18,8 +18,9 @@ use crate::texts::english;
 const PATH: &str = "/v1/audio/speech";
 const MODEL: &str = "canopylabs/orpheus-v1-english";
 
+/// A request for `input` in WAV (checked bit for bit against the upstream's PCM).
 fn speech_body(input: &str) -> Vec<u8> {
-    serde_json::json!({"model": MODEL, "voice": "troy", "input": input})
+    serde_json::json!({"model": MODEL, "voice": "troy", "input": input, "response_format": "wav"})
         .to_string()
         .into_bytes()
 }
@@ -252,10 +253,41 @@ fn close_to(what: &str, decoded: &[i16], want: &[i16], rate: u32, at_least: f64)
     Ok(())
 }
 
+/// The events of a server-sent events answer: the audio of its deltas, the words of its
+/// `speech.audio.words` events, and its `speech.audio.done`, which must come once, last.
+fn sse_events(body: &[u8]) -> TestResult<(Vec<u8>, Vec<Value>, Value)> {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(body);
+    let (mut audio, mut words, mut done) = (Vec::new(), Vec::new(), None);
+    for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        ensure!(
+            done.is_none(),
+            "an event after speech.audio.done: {event:?}"
+        );
+        let json = event
+            .strip_prefix("data: ")
+            .ok_or_else(|| format!("not a data event: {event:?}"))?;
+        let event: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        match event["type"].as_str() {
+            Some("speech.audio.delta") => audio.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(event["audio"].as_str().unwrap_or_default())
+                    .map_err(|e| e.to_string())?,
+            ),
+            Some("speech.audio.words") => {
+                words.extend(event["words"].as_array().cloned().unwrap_or_default())
+            }
+            Some("speech.audio.done") => done = Some(event),
+            other => return Err(format!("an event of type {other:?}")),
+        }
+    }
+    Ok((audio, words, done.ok_or("no speech.audio.done")?))
+}
+
 /// Every format the endpoint writes, read back by a real decoder (ffmpeg): the OpenAI SDK with
-/// no `response_format` gets MP3, as from OpenAI; Opus, FLAC (bit-exact at 24 kHz), G.711 at
-/// 8 kHz, WAV at every rate. Each answer's first bytes come before the message's last segment
-/// is even asked for (they stream).
+/// no `response_format` gets MP3, as from OpenAI; Opus, FLAC (bit-exact at 24 kHz), MP3 in
+/// server-sent events with the word timings beside it, G.711 at 8 kHz, WAV at every rate. Each
+/// answer's first bytes come before the message's last segment is even asked for (they stream).
 pub async fn http_formats(fx: &Fixture) -> TestResult {
     let text = english(600);
     orpheus_e2e::LEDGER
@@ -307,6 +339,54 @@ pub async fn http_formats(fx: &Fixture) -> TestResult {
             close_to(format, &decoded, &want, 24_000, 0.95)?;
         }
     }
+    // Server-sent events: the MP3 in deltas, every word of the input told in order beside it,
+    // the usage at the end.
+    let mut sse = serde_json::json!({"model": "tts-1", "voice": "alloy", "input": text});
+    sse["stream_format"] = "sse".into();
+    let answer = post(
+        fx.relay_url(),
+        RELAY_API_KEYS[0],
+        sse.to_string().as_bytes(),
+    )
+    .await?;
+    ensure!(
+        answer.status == 200 && answer.header("content-type") == Some("text/event-stream"),
+        "sse: {} {:?}",
+        answer.status,
+        answer.header("content-type")
+    );
+    let (mp3, words, done) = sse_events(&answer.body)?;
+    ensure!(
+        done["usage"]["input_tokens"] == text.chars().count(),
+        "sse: usage {done}"
+    );
+    let decoded = orpheus_e2e::ffmpeg_decode(&mp3, &["-f", "mp3"], 24_000).await?;
+    close_to("mp3 in server-sent events", &decoded, &want, 24_000, 0.95)?;
+    let said: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let (at, len) = (
+                w["char_index"].as_u64().unwrap_or(0),
+                w["char_length"].as_u64().unwrap_or(0),
+            );
+            text.chars().skip(at as usize).take(len as usize).collect()
+        })
+        .collect();
+    let expected: Vec<&str> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    ensure!(said == expected, "sse words: {said:?}");
+    let starts: Vec<f64> = words.iter().filter_map(|w| w["start"].as_f64()).collect();
+    ensure!(
+        starts.windows(2).all(|p| p[0] <= p[1])
+            && starts
+                .last()
+                .is_some_and(|&s| s * 24_000.0 < want.len() as f64),
+        "sse word starts out of order or past the audio: {starts:?}"
+    );
+    println!("sse: {} words told beside the audio", words.len());
+
     // At another rate, against the upstream's audio resampled by ffmpeg.
     for (format, rate, input) in [
         (
