@@ -29,10 +29,14 @@ const types = { js: "text/javascript", wasm: "application/wasm" };
 // is timed; for the two peers, the page's handler that feeds them is their socket handler.
 const instrument = () => {
   window.__busy = { socket: 0, worklet: 0, timers: 0 };
+  window.__calls = { socket: 0, worklet: 0, timers: 0 };
   window.__firstArrival = null;
   const timed = (fn, source) => function (...args) {
     const t0 = performance.now();
-    try { return fn.apply(this, args); } finally { window.__busy[source] += performance.now() - t0; }
+    try { return fn.apply(this, args); } finally {
+      window.__busy[source] += performance.now() - t0;
+      window.__calls[source] += 1;
+    }
   };
   for (const proto of [WebSocket.prototype, MessagePort.prototype]) {
     const desc = Object.getOwnPropertyDescriptor(proto, "onmessage");
@@ -110,15 +114,17 @@ const { browser, page: tab, errors } = await open(`http://127.0.0.1:${server.add
 
 const runs = [];
 for (const pattern of ["a", "b", "c"]) {
-  for (const kind of ["orpheus-player", "wavtools", "pcm-player"]) {
+  for (const kind of ["orpheus-player v2", "orpheus-player v1", "wavtools", "pcm-player"]) {
     process.stderr.write(`figures.mjs: ${kind} (${pattern})\n`);
     runs.push(await tab.evaluate(runOne, { kind, pattern, wsBase, tapSource: TAP_PROCESSOR }));
   }
 }
-const stop = await tab.evaluate(runOne, {
-  kind: "orpheus-player", pattern: "c", wsBase, stopAfterMs: 3000, tapSource: TAP_PROCESSOR,
-});
-console.log(JSON.stringify({ runs, stop, pageErrors: errors }));
+// Stop to silence, the same signal stopped 3 s in: the player's `stop`, wavtools' `interrupt`.
+const stops = [];
+for (const kind of ["orpheus-player v2", "wavtools"]) {
+  stops.push(await tab.evaluate(runOne, { kind, pattern: "c", wsBase, stopAfterMs: 3000, tapSource: TAP_PROCESSOR }));
+}
+console.log(JSON.stringify({ runs, stops, pageErrors: errors }));
 await browser.close();
 server.close();
 
@@ -159,14 +165,18 @@ async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
 
   window.__firstArrival = null;
   let ctx, blocks, done, stop = null;
-  if (kind === "orpheus-player") {
-    const p = new window.bench.OrpheusPlayer({ url: `${wsBase}/orpheus/${pattern}`, protocols: () => ["orpheus.v1"] });
+  if (kind.startsWith("orpheus-player")) {
+    // The pattern server speaking version 2 (the player's default: it reports its play
+    // cursor) or only version 1, as an older relay.
+    const version = kind.endsWith("v2") ? "v2" : "v1";
+    const p = new window.bench.OrpheusPlayer({ url: `${wsBase}/orpheus/${version}/${pattern}` });
     const ready = new Promise((r) => p.addEventListener("ready", r, { once: true }));
     p.connect();
     await Promise.all([p.loaded, ready]);
     ctx = p.context;
     ({ blocks } = await tapContext(ctx).then((t) => { p.output.disconnect(); p.output.connect(t.tap); return t; }));
     window.__busy = { socket: 0, worklet: 0, timers: 0 };
+    window.__calls = { socket: 0, worklet: 0, timers: 0 };
     const result = p.speak("bench");
     if (stopAfterMs) {
       while (window.__firstArrival === null) await sleep(5);
@@ -187,7 +197,15 @@ async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
       return connect.call(this, target === ctx.destination && this !== t.tap ? t.tap : target, ...rest);
     };
     window.__busy = { socket: 0, worklet: 0, timers: 0 };
-    done = feedRaw((pcm) => w.add16BitPCM(pcm)).then(async () => {
+    window.__calls = { socket: 0, worklet: 0, timers: 0 };
+    const fed = feedRaw((pcm) => w.add16BitPCM(pcm));
+    if (stopAfterMs) {
+      while (window.__firstArrival === null) await sleep(5);
+      await sleep(stopAfterMs);
+      stop = performance.now();
+      await w.interrupt();
+    }
+    done = fed.then(async () => {
       await sleep(SIGNAL_S * 1000 + 1500 - (performance.now() - window.__firstArrival));
       AudioNode.prototype.connect = connect;
       ctx.close();
@@ -201,6 +219,7 @@ async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
     pp.gainNode.disconnect();
     pp.gainNode.connect(t.tap);
     window.__busy = { socket: 0, worklet: 0, timers: 0 };
+    window.__calls = { socket: 0, worklet: 0, timers: 0 };
     done = feedRaw((pcm) => pp.feed(pcm)).then(async () => {
       await sleep(SIGNAL_S * 1000 + 1500 - (performance.now() - window.__firstArrival));
       pp.destroy();
@@ -212,6 +231,7 @@ async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
   const stamp = ctx.getOutputTimestamp();
   const result = await done;
   const busy = window.__busy;
+  const calls = window.__calls;
   const busyMs = busy.socket + busy.worklet + busy.timers;
   const rate = ctx.sampleRate;
   const heardAt = (frame) => stamp.performanceTime + (frame / rate - stamp.contextTime) * 1000;
@@ -241,6 +261,7 @@ async function runOne({ kind, pattern, wsBase, stopAfterMs, tapSource }) {
     latencyMs: heardAt(first) - window.__firstArrival,
     busyMsPerAudioS: busyMs / SIGNAL_S,
     busy,
+    calls,
     stopToSilenceMs: stop === null ? null : heardAt(last) - stop,
   };
 }

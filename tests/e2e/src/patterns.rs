@@ -1,8 +1,9 @@
 //! The player benchmark's stand-in for the relay: one 10 s signal delivered in an arrival
-//! pattern, to the player as the relay protocol (`/orpheus/{pattern}`: `ready`, then on `speak`
-//! a `start`, audio frames and an `end`) and to other players as raw PCM chunks
-//! (`/raw/{pattern}`, after the client sends `go`; then the text `end`). Every connection gets
-//! the same bytes at the same times, so players are compared on equal terms.
+//! pattern, to the player as the relay protocol (`/orpheus/v2/{pattern}`, version 2 when
+//! offered, or `/orpheus/v1/{pattern}`, version 1 only: `ready`, then on `speak` a `start`,
+//! audio frames and an `end`) and to other players as raw PCM chunks (`/raw/{pattern}`, after
+//! the client sends `go`; then the text `end`). Every connection gets the same bytes at the
+//! same times, so players are compared on equal terms.
 //!
 //! Patterns: `a`, 85 ms chunks at real-time pace; `b`, chunks of 1 to 12,000 bytes (odd counts
 //! included), each sent at its stream time plus a uniform 0-60 ms delay, in order; `c`, 85 ms
@@ -14,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use orpheus_protocol::{AudioFrame, ClientMessage, EndReason, Limits, ServerMessage, SUBPROTOCOL};
+use orpheus_protocol::{
+    AudioFrame, ClientMessage, EndReason, Flow, Limits, ServerMessage, SUBPROTOCOL, SUBPROTOCOL_V2,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -89,7 +92,7 @@ type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 // tungstenite's handshake callback returns its own (large) error type.
 #[allow(clippy::result_large_err)]
 async fn connection(stream: TcpStream, pcm: Arc<Vec<u8>>, seed: u64) -> Result<(), String> {
-    let mut path = String::new();
+    let (mut path, mut v2) = (String::new(), false);
     let ws =
         tokio_tungstenite::accept_hdr_async(stream, |request: &Request, mut response: Response| {
             path = request.uri().path().to_owned();
@@ -98,11 +101,18 @@ async fn connection(stream: TcpStream, pcm: Arc<Vec<u8>>, seed: u64) -> Result<(
                 .get("sec-websocket-protocol")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if offered.split(',').any(|p| p.trim() == SUBPROTOCOL) {
-                response.headers_mut().insert(
-                    "sec-websocket-protocol",
-                    HeaderValue::from_static(SUBPROTOCOL),
-                );
+            // Version 2 when offered and not refused by the path (its reports are read and
+            // ignored: the pattern sets the pace), else version 1.
+            let v1_only = path.starts_with("/orpheus/v1/");
+            let chosen = [SUBPROTOCOL_V2, SUBPROTOCOL]
+                .into_iter()
+                .filter(|&chosen| !(v1_only && chosen == SUBPROTOCOL_V2))
+                .find(|&chosen| offered.split(',').any(|p| p.trim() == chosen));
+            if let Some(chosen) = chosen {
+                v2 = chosen == SUBPROTOCOL_V2;
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", HeaderValue::from_static(chosen));
             }
             Ok(response)
         })
@@ -111,7 +121,7 @@ async fn connection(stream: TcpStream, pcm: Arc<Vec<u8>>, seed: u64) -> Result<(
     let pattern = path.chars().last().unwrap_or('a');
     let plan = schedule(pattern, pcm.len(), seed);
     if path.starts_with("/orpheus/") {
-        as_relay(ws, &pcm, &plan).await
+        as_relay(ws, &pcm, &plan, v2).await
     } else {
         raw(ws, &pcm, &plan).await
     }
@@ -136,9 +146,19 @@ async fn raw(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> Resul
     send(&mut ws, Message::text("end")).await
 }
 
-/// The relay protocol: audio frames of whole samples (an odd byte waits for the next chunk).
-async fn as_relay(mut ws: Ws, pcm: &[u8], plan: &[(Duration, Range<usize>)]) -> Result<(), String> {
-    let ready = ServerMessage::ready("bench", Limits::default(), None).to_json();
+/// The relay protocol, version 1 or 2: audio frames of whole samples (an odd byte waits for
+/// the next chunk).
+async fn as_relay(
+    mut ws: Ws,
+    pcm: &[u8],
+    plan: &[(Duration, Range<usize>)],
+    v2: bool,
+) -> Result<(), String> {
+    let flow = v2.then_some(Flow {
+        window_ms: 2_000,
+        resume_grace_ms: 20_000,
+    });
+    let ready = ServerMessage::ready("bench", Limits::default(), flow).to_json();
     send(&mut ws, Message::text(ready)).await?;
     let id = loop {
         match ws.next().await {

@@ -41,13 +41,13 @@ pub async fn player_figures() -> TestResult {
         orpheus_e2e::patterns::SIGNAL_S
     );
     println!(
-        "  {:<16} {:>3} {:>7} {:>5} {:>8} {:>9} {:>12}",
+        "  {:<17} {:>3} {:>7} {:>5} {:>8} {:>9} {:>12}",
         "player", "", "rate", "gaps", "lost ms", "latency", "main ms/s"
     );
     for run in report["runs"].as_array().ok_or("no runs")? {
         let num = |k: &str| run[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "  {:<16} ({}) {:>7} {:>5} {:>8.1} {:>6.1} ms {:>12.2}",
+            "  {:<17} ({}) {:>7} {:>5} {:>8.1} {:>6.1} ms {:>12.2}",
             run["kind"].as_str().unwrap_or("?"),
             run["pattern"].as_str().unwrap_or("?"),
             num("rate"),
@@ -58,21 +58,29 @@ pub async fn player_figures() -> TestResult {
         );
     }
     for run in report["runs"].as_array().into_iter().flatten() {
-        if run["kind"] == "orpheus-player" {
+        let kind = run["kind"].as_str().unwrap_or("?");
+        if kind.starts_with("orpheus-player") {
             let ms = |k: &str| run["busy"][k].as_f64().unwrap_or(f64::NAN);
+            let calls = |k: &str| run["calls"][k].as_u64().unwrap_or(0);
             println!(
-                "  orpheus-player ({}) main-thread ms in all: socket {:.1}, worklet reports {:.1}, timers {:.1}",
+                "  {kind} ({}) main-thread ms in all: socket {:.1} ({} calls), worklet reports {:.1} ({}), timers {:.1} ({})",
                 run["pattern"].as_str().unwrap_or("?"),
                 ms("socket"),
+                calls("socket"),
                 ms("worklet"),
-                ms("timers")
+                calls("worklet"),
+                ms("timers"),
+                calls("timers")
             );
         }
     }
-    let stop = report["stop"]["stopToSilenceMs"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    println!("  orpheus-player stop to silence at the output: {stop:.1} ms");
+    for stop in report["stops"].as_array().ok_or("no stops")? {
+        println!(
+            "  {:<17} stop to silence at the output: {:.1} ms",
+            stop["kind"].as_str().unwrap_or("?"),
+            stop["stopToSilenceMs"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     Ok(())
 }
 

@@ -94,26 +94,35 @@ async fn relay_first_audio(client: &mut Client, id: &str, text: &str) -> TestRes
 }
 
 pub async fn run(fx: &Fixture) -> TestResult {
-    let mut client = Client::connect(fx, "bench").await?;
-    // Warm up both paths once (worker instantiation, connection set-up).
+    // Through wrangler's local proxy (a development-only hop that relays every frame), and
+    // straight to the workerd that runs the Worker, as a deployed Worker is reached.
+    let mut proxied = Client::connect(fx, "bench").await?;
+    let straight_url = format!(
+        "{}/v1/sessions/bench-straight/ws",
+        fx.relay.worker_url()?.replacen("http", "ws", 1)
+    );
+    let mut straight = Client::connect_at(&straight_url, "bench-straight", false).await?;
+    // Warm up every path once (worker instantiation, connection set-up).
     upstream_first_byte(&fx.upstream_url, SHORT).await?;
-    relay_first_audio(&mut client, "warm", SHORT).await?;
+    relay_first_audio(&mut proxied, "warm", SHORT).await?;
+    relay_first_audio(&mut straight, "warm", SHORT).await?;
 
-    let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+    let (mut direct, mut relayed, mut unproxied) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..OVERHEAD_RUNS {
         direct.push(upstream_first_byte(&fx.upstream_url, SHORT).await?);
-        relayed.push(relay_first_audio(&mut client, &format!("o{i}"), SHORT).await?);
+        relayed.push(relay_first_audio(&mut proxied, &format!("o{i}"), SHORT).await?);
+        unproxied.push(relay_first_audio(&mut straight, &format!("s{i}"), SHORT).await?);
     }
     let (d50, d99) = summary(direct);
-    let (r50, r99) = summary(relayed);
-    println!("time to first audio, {} chars, {OVERHEAD_RUNS} runs each (upstream at {MS_PER_CHAR} ms/char):", SHORT.len());
+    println!("time to first audio, {} chars, {OVERHEAD_RUNS} runs each, in turn (upstream at {MS_PER_CHAR} ms/char):", SHORT.len());
     println!("  upstream direct, first body byte   p50 {d50:7.1} ms   p99 {d99:7.1} ms");
-    println!("  through the relay, first audio     p50 {r50:7.1} ms   p99 {r99:7.1} ms");
-    println!(
-        "  overhead added by the relay        p50 {:7.1} ms   p99 {:7.1} ms",
-        r50 - d50,
-        r99 - d99
-    );
+    for (path, times) in [
+        ("through wrangler's proxy", relayed),
+        ("straight to workerd", unproxied),
+    ] {
+        let (r50, r99) = summary(times);
+        println!("  relay, {path:<25}   p50 {r50:7.1} ms   p99 {r99:7.1} ms   overhead p50 {:5.1} ms   p99 {:5.1} ms", r50 - d50, r99 - d99);
+    }
 
     // The HTTP endpoint: the encoded formats' first bytes against WAV's, in turn.
     let formats = ["wav", "mp3", "opus"];
@@ -144,7 +153,7 @@ pub async fn run(fx: &Fixture) -> TestResult {
         let text = text_of(chars);
         let mut times = Vec::new();
         for i in 0..LENGTH_RUNS {
-            times.push(relay_first_audio(&mut client, &format!("l{chars}-{i}"), &text).await?);
+            times.push(relay_first_audio(&mut proxied, &format!("l{chars}-{i}"), &text).await?);
         }
         let (p50, p99) = summary(times);
         println!("  {chars:5} chars                        p50 {p50:7.1} ms   p99 {p99:7.1} ms");
