@@ -2,12 +2,14 @@
 // the main thread and handed over in processorOptions) on the audio thread. Audio frames come
 // from the socket's Worker on their own port, as the relay sent them; engine commands come from
 // the main thread on the node's port. The engine's events go back to the main thread as
-// [events, stream, played, buffered, underruns, contextTime, wordsPassed]. All DSP is in Rust
-// (player/dsp); this file only wires it.
+// [events, stream, played, buffered, underruns, contextTime, wordsPassed], except a frame
+// received while little is buffered: that goes back to the socket's Worker on the frames' port,
+// as [stream, played, received]. All DSP is in Rust (player/dsp); this file only wires it.
 
 // Event bits (player/dsp/src/engine.rs `event`).
 const PROGRESS = 2;
 const OVER = 8 | 16; // drained or stopped
+const RECEIVED = 32;
 // A live stream is reported at least this often, even when it is not playing (starved, or
 // waiting to start): the relay paces its audio by these reports.
 const REPORT_EVERY_S = 0.25;
@@ -35,6 +37,11 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     this.held = [];
     // Whether a stream is begun and not yet over, and when it was last reported.
     this.live = false;
+    // Whether frames received while little is buffered are answered at once (protocol v2
+    // only): straight to the socket's Worker, which sends the relay its `played`, so that the
+    // link is timed without the page's main thread in the way.
+    this.prompt = false;
+    this.frames = null;
     this.reportedAt = 0;
     this.port.onmessage = (event) => this.command(event.data);
   }
@@ -42,6 +49,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
   command(data) {
     const dsp = this.dsp;
     if (data.cmd === "frames") {
+      this.frames = data.port;
       data.port.onmessage = (event) => {
         this.waiting.push(new Uint8Array(event.data));
         this.feed();
@@ -49,6 +57,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
       this.live = true;
+      this.prompt = data.prompt;
       this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
       this.held = this.held.filter((f) => streamOf(f) > data.stream);
       this.feed();
@@ -86,6 +95,13 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const out = outputs[0][0];
     const dsp = this.dsp;
     let events = dsp.orpheus_render(out.length);
+    if (events & RECEIVED) {
+      events &= ~RECEIVED;
+      if (this.prompt && this.frames) {
+        const played = dsp.orpheus_played();
+        this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered()]);
+      }
+    }
     // (A render quantum is 128 frames; a browser that renders another size gets its own view.)
     if (this.output.length !== out.length) {
       this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);

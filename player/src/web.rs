@@ -88,10 +88,15 @@ fn effect_json(effect: &Effect) -> String {
     match effect {
         Effect::Open => kind("open").finish(),
         Effect::Send(text) => kind("send").str("text", text).finish(),
-        Effect::Engine(Command::Begin { stream, rate }) => kind("engine")
+        Effect::Engine(Command::Begin {
+            stream,
+            rate,
+            prompt,
+        }) => kind("engine")
             .str("cmd", "begin")
             .num("stream", u64::from(*stream))
             .num("rate", u64::from(*rate))
+            .bool("prompt", *prompt)
             .finish(),
         Effect::Engine(Command::End { stream, samples }) => kind("engine")
             .str("cmd", "end")
@@ -164,7 +169,6 @@ impl Core {
     /// A core not yet connected; `seed` (0 to 1) draws its reconnect jitter.
     #[wasm_bindgen(constructor)]
     pub fn new(seed: f64) -> Core {
-        console_error_panic_hook::set_once();
         Core {
             core: PlayerCore::new(Config::default(), (seed * u64::MAX as f64) as u64),
         }

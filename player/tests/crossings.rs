@@ -6,11 +6,12 @@
 
 use orpheus_player::core::ReportKind;
 use orpheus_player_dsp::{engine, event, Push};
-use orpheus_protocol::AudioFrame;
+use orpheus_protocol::{codec, AudioFrame};
 
 const WORKLET: &str = include_str!("../js/worklet.js");
 const INDEX: &str = include_str!("../js/index.js");
 const WEB: &str = include_str!("../src/web.rs");
+const SOCKET: &str = include_str!("../js/socket.js");
 
 /// The value of `const NAME = …;` in `source`: whole numbers, joined by `|`, or one decimal.
 fn js_const(source: &str, name: &str) -> f64 {
@@ -56,6 +57,12 @@ fn the_worklets_constants_are_the_engines() {
     );
     assert_eq!(js_const(WORKLET, "FULL"), f64::from(Push::Full as u32));
     assert_eq!(js_const(WORKLET, "AHEAD"), f64::from(Push::Ahead as u32));
+    assert_eq!(js_const(WORKLET, "RECEIVED"), f64::from(event::RECEIVED));
+    assert!(
+        WEB.contains(r#".bool("prompt", *prompt)"#)
+            && WORKLET.contains("this.prompt = data.prompt;"),
+        "the engine's `begin` carries `prompt` from the core to the worklet"
+    );
     assert_eq!(
         js_const(WORKLET, "REPORT_EVERY_S") * 1000.0,
         orpheus_protocol::REPORT_INTERVAL_MS as f64,
@@ -80,11 +87,30 @@ fn the_worklet_reads_a_frames_stream_where_the_protocol_puts_it() {
 }
 
 #[test]
+fn the_socket_workers_answer_on_receipt_is_the_codecs() {
+    let template = r#"`{"type":"played","stream":${stream},"played":${played},"received":${received},"on_receipt":true}`"#;
+    assert!(
+        SOCKET.contains(template),
+        "the socket Worker's `played` on receipt changed: check it against the codec"
+    );
+    let filled = template
+        .trim_matches('`')
+        .replace("${stream}", "7")
+        .replace("${played}", "36000")
+        .replace("${received}", "38400");
+    assert_eq!(filled, codec::played(7, 36_000, 38_400, true));
+    assert!(
+        WORKLET.contains("this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered()])")
+            && SOCKET.contains("({ data: [stream, played, received] }) => receipt(stream, played, received)"),
+        "the worklet's receipt layout changed: check the socket Worker reads it as sent"
+    );
+}
+
+#[test]
 fn the_core_reads_the_engines_event_bits() {
     let engine_bit = |kind| match kind {
         ReportKind::Started => event::STARTED,
         ReportKind::Progress => event::PROGRESS,
-        ReportKind::Received => event::RECEIVED,
         ReportKind::Underrun => event::UNDERRUN,
         ReportKind::Drained => event::DRAINED,
         ReportKind::Stopped => event::STOPPED,

@@ -241,6 +241,40 @@ async function linkProxy(target) {
   await browser.close();
 }
 
+// Protocol v2's answers on receipt leave from the socket's Worker, not the page: count what
+// that Worker's socket sends, and what reaches the page's main thread from the worklet.
+{
+  const counted = () => {
+    window.__sent = { receipts: 0, periodic: 0 };
+    const NativeWorker = Worker;
+    window.Worker = class extends NativeWorker {
+      constructor(url, options) {
+        const shim = `
+          import ${JSON.stringify(new URL(url, location.href).href)};
+          const send = WebSocket.prototype.send;
+          WebSocket.prototype.send = function (data) {
+            if (typeof data === "string" && data.includes('"type":"played"')) {
+              postMessage({ sentPlayed: data.includes('"on_receipt":true') ? "receipts" : "periodic" });
+            }
+            return send.call(this, data);
+          };`;
+        super(URL.createObjectURL(new Blob([shim], { type: "text/javascript" })), options);
+        this.addEventListener("message", ({ data }) => {
+          if (data?.sentPlayed) window.__sent[data.sentPlayed] += 1;
+        });
+      }
+    };
+  };
+  const { browser, page } = await open(base, { init: counted });
+  step("receipts");
+  report.receipts = await page.evaluate(async (text) => {
+    const p = window.orpheus.player;
+    const result = await p.speak(text);
+    return { result, sent: window.__sent };
+  }, texts.long);
+  await browser.close();
+}
+
 // A browser that refuses a 24 kHz AudioContext: the player falls back to the device's rate.
 {
   const no24k = () => {

@@ -178,8 +178,6 @@ pub enum ReportKind {
     Started,
     /// It is playing (periodic).
     Progress,
-    /// A frame of it arrived while little was buffered: the relay paces a slow link by these.
-    Received,
     /// It ran dry.
     Underrun,
     /// Its last sample was rendered.
@@ -192,12 +190,12 @@ pub enum ReportKind {
 
 impl ReportKind {
     /// Each kind with its event bit from the engine (`orpheus_player_dsp::event`), in the
-    /// order the kinds of one event are taken in: a frame received acks at once, so a progress
-    /// report in the same event needs no ack of its own.
-    pub const BITS: [(u32, ReportKind); 7] = [
+    /// order the kinds of one event are taken in. (A frame received while little is buffered
+    /// is answered by the worklet and the socket's Worker, never the page: see
+    /// `player/js/worklet.js`.)
+    pub const BITS: [(u32, ReportKind); 6] = [
         (1, ReportKind::Started),
         (64, ReportKind::Word),
-        (32, ReportKind::Received),
         (2, ReportKind::Progress),
         (4, ReportKind::Underrun),
         (8, ReportKind::Drained),
@@ -308,6 +306,10 @@ pub enum Command {
         stream: u32,
         /// Its sample rate.
         rate: u32,
+        /// Whether every frame received while little is buffered is reported at once: a relay
+        /// of protocol v2 paces a slow link by the `played` those reports answer; with v1
+        /// they would only cost the page.
+        prompt: bool,
     },
     /// The relay ended the stream after this many samples.
     End {

@@ -197,13 +197,13 @@ impl PlayerCore {
         Some((m, m.stream()?))
     }
 
-    /// Protocol v2: reports the current message's play cursor to the relay (`on_receipt`: as
-    /// the answer to a frame just received).
-    pub(super) fn ack(&mut self, on_receipt: bool) {
+    /// Protocol v2: reports the current message's play cursor to the relay (periodically, and
+    /// at once before a stop; the answers on receipt go from the socket's Worker).
+    pub(super) fn ack(&mut self) {
         let Some((m, stream)) = self.reportable() else {
             return;
         };
-        let frame = codec::played(stream, m.played, m.played + m.buffered, on_receipt);
+        let frame = codec::played(stream, m.played, m.played + m.buffered, false);
         self.acked_at = self.now;
         self.effects.push(Effect::Send(frame));
     }
@@ -398,8 +398,12 @@ impl PlayerCore {
                 _ => Playback::Finished,
             };
         }
-        self.effects
-            .push(Effect::Engine(Command::Begin { stream, rate }));
+        let prompt = self.resume_grace.is_some();
+        self.effects.push(Effect::Engine(Command::Begin {
+            stream,
+            rate,
+            prompt,
+        }));
     }
 
     pub(super) fn on_end(
@@ -489,10 +493,8 @@ impl PlayerCore {
         {
             m.apply(&report, now);
         }
-        match report.kind {
-            ReportKind::Received => self.ack(true),
-            ReportKind::Progress if self.now - self.acked_at >= 0.2 => self.ack(false),
-            _ => {}
+        if report.kind == ReportKind::Progress && self.now - self.acked_at >= 0.2 {
+            self.ack();
         }
     }
 

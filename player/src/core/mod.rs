@@ -27,7 +27,9 @@
 //! - underruns are counted by the engine and reported, never hidden.
 //!
 //! With a relay of protocol v2 (`ready` carries `flow`), the player also reports its play
-//! cursor (`played`, with each progress report of the engine and at once on stop), and a socket
+//! cursor (`played`, with each progress report of the engine and at once on stop; the answer
+//! to each frame received while little is buffered goes from the worklet through the socket's
+//! Worker, never through the page), and a socket
 //! lost before the message's `end` does not end the message: the engine plays on what it has,
 //! and once the session is `ready` again the player asks to `resume` at its cursor. The relay
 //! answers with the rest of the audio (the engine drops what it already has), a new stream that
@@ -197,7 +199,7 @@ impl PlayerCore {
             }
             Input::Stop => {
                 // The relay learns how far the listener got before it hears of the stop.
-                self.ack(false);
+                self.ack();
                 if let Some(m) = self.current.take() {
                     self.retire(m, EndReason::Stopped);
                 }
@@ -207,7 +209,7 @@ impl PlayerCore {
                 self.watch_link();
                 self.expire_parked();
                 if self.keepalive_deadline().is_some_and(|at| self.now >= at) {
-                    self.ack(false);
+                    self.ack();
                 }
             }
             Input::Context(state) => {

@@ -93,17 +93,15 @@ fn v2_reports_the_cursor_while_the_engine_is_silent_so_the_link_is_not_taken_for
 }
 
 #[test]
-fn v2_reports_every_frame_received_on_receipt_while_little_is_buffered() {
+fn v2_reports_its_cursor_with_progress_unmarked_and_at_most_every_200_ms() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
     p.start("a", 1);
     p.report(ReportKind::Started, 1, 0);
-    for played in [100, 200, 300] {
-        p.now += 0.01;
-        p.report(ReportKind::Received, 1, played);
+    for played in [6_000, 6_100, 12_000] {
+        p.now += if played == 6_100 { 0.1 } else { 0.25 };
+        p.report(ReportKind::Progress, 1, played);
     }
-    p.now += 0.25;
-    p.report(ReportKind::Progress, 1, 6_000);
     let reports: Vec<(u64, bool)> = sent_of(&p, "played")
         .into_iter()
         .map(|m| match m {
@@ -115,8 +113,8 @@ fn v2_reports_every_frame_received_on_receipt_while_little_is_buffered() {
         .collect();
     assert_eq!(
         reports,
-        vec![(100, true), (200, true), (300, true), (6_000, false)],
-        "each frame at once, marked; the periodic report as before"
+        vec![(6_000, false), (12_000, false)],
+        "the answers on receipt are the socket Worker's; the core's are periodic"
     );
 }
 
@@ -178,7 +176,8 @@ fn v2_a_restarted_message_plays_its_new_stream() {
         p.commands.last(),
         Some(&Command::Begin {
             stream: 2,
-            rate: 24_000
+            rate: 24_000,
+            prompt: true
         })
     );
 }

@@ -300,6 +300,20 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
         "completed after {total_s} s for {audio_s} s of audio: did the engine report after all?"
     );
 
+    // Protocol v2: the socket's Worker answers frames on receipt (the relay paces by them);
+    // the core's own reports are periodic.
+    let receipts = &report["receipts"];
+    ensure!(
+        receipts["result"]["reason"] == "done"
+            && receipts["sent"]["receipts"].as_u64().is_some_and(|n| n > 0)
+            && receipts["sent"]["periodic"].as_u64().is_some_and(|n| n > 0),
+        "played on receipt and periodic: {receipts}"
+    );
+    println!(
+        "protocol v2 reports from the socket's Worker: {} on receipt, {} periodic",
+        receipts["sent"]["receipts"], receipts["sent"]["periodic"]
+    );
+
     // Suspended context: blocked-by-autoplay, never "speaking", until a gesture resumes it.
     let blocked = &report["blocked"];
     let states = states_of(blocked);
