@@ -94,16 +94,20 @@ async fn run_sdk(
     let out = out.to_string_lossy().into_owned();
     command.args([base, RELAY_API_KEYS[0], text_file, &out, format]);
     command.args(extra_body);
-    let run = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .map_err(|_| format!("{name} took over 120 s"))?
-        .map_err(|e| format!("{name}: {e}"))?;
-    ensure!(
-        run.status.success(),
-        "{name} ({format}) failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    Ok(run)
+    client_run(&format!("{name} ({format})"), command).await
+}
+
+/// `text` in the file `name` of the clients' work directory, for a client to read; noted in
+/// the ledger of what no log may show.
+fn text_for_clients(fx: &Fixture, text: &str, name: &str) -> TestResult<PathBuf> {
+    orpheus_e2e::LEDGER
+        .lock()
+        .expect("ledger")
+        .texts
+        .push(text.to_owned());
+    let path = work_dir(fx)?.join(name);
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 fn work_dir(fx: &Fixture) -> TestResult<PathBuf> {
@@ -117,14 +121,8 @@ fn work_dir(fx: &Fixture) -> TestResult<PathBuf> {
 /// upstream's for the text's segments, in order.
 pub async fn http_sdks(fx: &Fixture) -> TestResult {
     let text = english(2000);
+    let text_file = text_for_clients(fx, &text, "text.txt")?;
     let dir = work_dir(fx)?;
-    let text_file = dir.join("text.txt");
-    std::fs::write(&text_file, &text).map_err(|e| e.to_string())?;
-    orpheus_e2e::LEDGER
-        .lock()
-        .expect("ledger")
-        .texts
-        .push(text.clone());
     let base = fx.relay_url();
     let text_arg = text_file.to_string_lossy().into_owned();
     for (name, format) in [
@@ -157,16 +155,9 @@ pub async fn http_sdks(fx: &Fixture) -> TestResult {
 /// upstream is asked for what should be said. A lexicon over its limits is refused with the
 /// limit it broke, before the upstream.
 pub async fn http_text_options(fx: &Fixture) -> TestResult {
-    let dir = work_dir(fx)?;
     let text = "**Groq** reads [the docs](https://example.com/docs) aloud.";
-    let text_file = dir.join("markdown.txt");
-    std::fs::write(&text_file, text).map_err(|e| e.to_string())?;
-    orpheus_e2e::LEDGER
-        .lock()
-        .expect("ledger")
-        .texts
-        .push(text.to_owned());
-    let out = dir.join("markdown.wav");
+    let text_file = text_for_clients(fx, text, "markdown.txt")?;
+    let out = work_dir(fx)?.join("markdown.wav");
     let extra = r#"{"lexicon": {"Groq": "grok"}}"#;
     run_sdk(
         "openai",
@@ -290,15 +281,9 @@ fn sse_events(body: &[u8]) -> TestResult<(Vec<u8>, Vec<Value>, Value)> {
 /// answer's first bytes come before the message's last segment is even asked for (they stream).
 pub async fn http_formats(fx: &Fixture) -> TestResult {
     let text = english(600);
-    orpheus_e2e::LEDGER
-        .lock()
-        .expect("ledger")
-        .texts
-        .push(text.clone());
+    let text_file = text_for_clients(fx, &text, "formats.txt")?;
     let want = samples_of(&orpheus_e2e::expected_pcm(&text));
     let dir = work_dir(fx)?;
-    let text_file = dir.join("formats.txt");
-    std::fs::write(&text_file, &text).map_err(|e| e.to_string())?;
     let out = dir.join("default.mp3");
     let run = run_sdk(
         "openai",
@@ -435,15 +420,9 @@ pub async fn http_formats(fx: &Fixture) -> TestResult {
 /// its own decoder, or ffmpeg) is the upstream's speech.
 pub async fn http_clients(fx: &Fixture) -> TestResult {
     let text = english(400);
-    orpheus_e2e::LEDGER
-        .lock()
-        .expect("ledger")
-        .texts
-        .push(text.clone());
+    let text_file = text_for_clients(fx, &text, "clients.txt")?;
     let want = samples_of(&orpheus_e2e::expected_pcm(&text));
     let dir = work_dir(fx)?;
-    let text_file = dir.join("clients.txt");
-    std::fs::write(&text_file, &text).map_err(|e| e.to_string())?;
     let text_arg = text_file.to_string_lossy().into_owned();
     let python =
         PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default()).join("bin/python");
