@@ -1,7 +1,7 @@
 // The player's socket, in a dedicated Worker: audio frames go from here straight to the
-// AudioWorklet engine (transferred, not copied) and never touch the page's main thread, nor do
-// the engine's answers on receipt (protocol v2's `played` with `on_receipt`); text frames and
-// the link's events go to the main thread, where the core decides. Messages to and from the
+// AudioWorklet engine (transferred, not copied) and never touch the page's main thread, nor
+// does the engine's play cursor on its way back (protocol v2's `played`); text frames and the
+// link's events go to the main thread, where the core decides. Messages to and from the
 // main thread carry the socket's generation, so nothing of a socket the player has given up is
 // ever taken for the current one's.
 
@@ -13,7 +13,7 @@ let heardAt = 0;
 onmessage = ({ data }) => {
   if (data.t === "engine") {
     engine = data.port;
-    engine.onmessage = ({ data: [stream, played, received] }) => receipt(stream, played, received);
+    engine.onmessage = ({ data: [stream, played, received, onReceipt] }) => report(stream, played, received, onReceipt);
     for (const frame of early) engine.postMessage(frame, [frame]);
     early = [];
   } else if (data.t === "open") {
@@ -58,12 +58,12 @@ function open(url, protocols, generation) {
   ws = socket;
 }
 
-// Protocol v2: a frame arrived while little was buffered (the worklet asks only then, and only
-// of a relay of v2): the play cursor goes back at once, marked, by which the relay paces a slow
-// link (orpheus_protocol::codec::played with on_receipt).
-function receipt(stream, played, received) {
+// Protocol v2: the engine's play cursor, as the worklet reports it while the relay wants it:
+// periodically, and at once for a frame received while little is buffered (`on_receipt`, by
+// which the relay paces a slow link). As orpheus_protocol::codec::played writes it.
+function report(stream, played, received, onReceipt) {
   if (ws && ws.readyState === WebSocket.OPEN) {
-    ws.send(`{"type":"played","stream":${stream},"played":${played},"received":${received},"on_receipt":true}`);
+    ws.send(`{"type":"played","stream":${stream},"played":${played},"received":${received}${onReceipt ? ',"on_receipt":true' : ""}}`);
   }
 }
 

@@ -2,9 +2,10 @@
 // the main thread and handed over in processorOptions) on the audio thread. Audio frames come
 // from the socket's Worker on their own port, as the relay sent them; engine commands come from
 // the main thread on the node's port. The engine's events go back to the main thread as
-// [events, stream, played, buffered, underruns, contextTime, wordsPassed], except a frame
-// received while little is buffered: that goes back to the socket's Worker on the frames' port,
-// as [stream, played, received]. All DSP is in Rust (player/dsp); this file only wires it.
+// [events, stream, played, buffered, underruns, contextTime, wordsPassed] (a frame received
+// goes unreported there); protocol v2's play cursor goes back to the socket's Worker on the
+// frames' port, as [stream, played, received, onReceipt]. All DSP is in Rust (player/dsp); this
+// file only wires it.
 
 // Event bits (player/dsp/src/engine.rs `event`).
 const PROGRESS = 2;
@@ -37,10 +38,11 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     this.held = [];
     // Whether a stream is begun and not yet over, and when it was last reported.
     this.live = false;
-    // Whether frames received while little is buffered are answered at once (protocol v2
-    // only): straight to the socket's Worker, which sends the relay its `played`, so that the
-    // link is timed without the page's main thread in the way.
-    this.prompt = false;
+    // Protocol v2: whether the stream's play cursor goes to the relay (from its begin to the
+    // relay's end or a stop): straight to the socket's Worker, which sends it as `played`, at
+    // once for a frame received while little is buffered and with each progress report. The
+    // page's main thread is not in the way, and the link is timed without it.
+    this.reporting = false;
     this.frames = null;
     this.reportedAt = 0;
     this.port.onmessage = (event) => this.command(event.data);
@@ -57,7 +59,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
       this.live = true;
-      this.prompt = data.prompt;
+      this.reporting = data.reports;
       this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
       this.held = this.held.filter((f) => streamOf(f) > data.stream);
       this.feed();
@@ -69,7 +71,9 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       }
     } else if (data.cmd === "end") {
       dsp.orpheus_end(data.stream, data.samples);
+      if (dsp.orpheus_stream() === data.stream) this.reporting = false;
     } else if (data.cmd === "stop" && dsp.orpheus_stream() === data.stream) {
+      this.reporting = false;
       this.waiting.length = 0;
       dsp.orpheus_stop(data.stream);
     }
@@ -95,20 +99,19 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     const out = outputs[0][0];
     const dsp = this.dsp;
     let events = dsp.orpheus_render(out.length);
-    if (events & RECEIVED) {
-      events &= ~RECEIVED;
-      if (this.prompt && this.frames) {
-        const played = dsp.orpheus_played();
-        this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered()]);
-      }
-    }
+    const received = events & RECEIVED;
+    events &= ~RECEIVED;
     // (A render quantum is 128 frames; a browser that renders another size gets its own view.)
     if (this.output.length !== out.length) {
       this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);
     }
     out.set(this.output);
     if (!events && this.live && currentTime - this.reportedAt >= REPORT_EVERY_S) events = PROGRESS;
-    if (events & OVER) this.live = false;
+    if (this.reporting && (received || events & PROGRESS)) {
+      const played = dsp.orpheus_played();
+      this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered(), received ? 1 : 0]);
+    }
+    if (events & OVER) this.live = this.reporting = false;
     if (events) {
       this.reportedAt = currentTime;
       this.port.postMessage([events, dsp.orpheus_stream(), dsp.orpheus_played(),

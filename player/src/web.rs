@@ -91,12 +91,12 @@ fn effect_json(effect: &Effect) -> String {
         Effect::Engine(Command::Begin {
             stream,
             rate,
-            prompt,
+            reports,
         }) => kind("engine")
             .str("cmd", "begin")
             .num("stream", u64::from(*stream))
             .num("rate", u64::from(*rate))
-            .bool("prompt", *prompt)
+            .bool("reports", *reports)
             .finish(),
         Effect::Engine(Command::End { stream, samples }) => kind("engine")
             .str("cmd", "end")

@@ -59,9 +59,9 @@ fn the_worklets_constants_are_the_engines() {
     assert_eq!(js_const(WORKLET, "AHEAD"), f64::from(Push::Ahead as u32));
     assert_eq!(js_const(WORKLET, "RECEIVED"), f64::from(event::RECEIVED));
     assert!(
-        WEB.contains(r#".bool("prompt", *prompt)"#)
-            && WORKLET.contains("this.prompt = data.prompt;"),
-        "the engine's `begin` carries `prompt` from the core to the worklet"
+        WEB.contains(r#".bool("reports", *reports)"#)
+            && WORKLET.contains("this.reporting = data.reports;"),
+        "the engine's `begin` carries `reports` from the core to the worklet"
     );
     assert_eq!(
         js_const(WORKLET, "REPORT_EVERY_S") * 1000.0,
@@ -87,22 +87,32 @@ fn the_worklet_reads_a_frames_stream_where_the_protocol_puts_it() {
 }
 
 #[test]
-fn the_socket_workers_answer_on_receipt_is_the_codecs() {
-    let template = r#"`{"type":"played","stream":${stream},"played":${played},"received":${received},"on_receipt":true}`"#;
+fn the_socket_workers_played_is_the_codecs() {
+    let template = r#"`{"type":"played","stream":${stream},"played":${played},"received":${received}${onReceipt ? ',"on_receipt":true' : ""}}`"#;
     assert!(
         SOCKET.contains(template),
-        "the socket Worker's `played` on receipt changed: check it against the codec"
+        "the socket Worker's `played` changed: check it against the codec"
     );
-    let filled = template
-        .trim_matches('`')
-        .replace("${stream}", "7")
-        .replace("${played}", "36000")
-        .replace("${received}", "38400");
-    assert_eq!(filled, codec::played(7, 36_000, 38_400, true));
+    for on_receipt in [false, true] {
+        let filled = template
+            .trim_matches('`')
+            .replace("${stream}", "7")
+            .replace("${played}", "36000")
+            .replace("${received}", "38400")
+            .replace(
+                r#"${onReceipt ? ',"on_receipt":true' : ""}"#,
+                if on_receipt {
+                    r#","on_receipt":true"#
+                } else {
+                    ""
+                },
+            );
+        assert_eq!(filled, codec::played(7, 36_000, 38_400, on_receipt));
+    }
     assert!(
-        WORKLET.contains("this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered()])")
-            && SOCKET.contains("({ data: [stream, played, received] }) => receipt(stream, played, received)"),
-        "the worklet's receipt layout changed: check the socket Worker reads it as sent"
+        WORKLET.contains("this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered(), received ? 1 : 0])")
+            && SOCKET.contains("({ data: [stream, played, received, onReceipt] }) => report(stream, played, received, onReceipt)"),
+        "the worklet's report layout changed: check the socket Worker reads it as sent"
     );
 }
 

@@ -306,10 +306,11 @@ pub enum Command {
         stream: u32,
         /// Its sample rate.
         rate: u32,
-        /// Whether every frame received while little is buffered is reported at once: a relay
-        /// of protocol v2 paces a slow link by the `played` those reports answer; with v1
-        /// they would only cost the page.
-        prompt: bool,
+        /// Whether the engine's play cursor goes back to the relay (protocol v2's `played`:
+        /// periodically, and at once for a frame received while little is buffered) from the
+        /// worklet through the socket's Worker, until the stream's end or a stop. A relay of v1
+        /// has no use for it.
+        reports: bool,
     },
     /// The relay ended the stream after this many samples.
     End {

@@ -197,8 +197,9 @@ impl PlayerCore {
         Some((m, m.stream()?))
     }
 
-    /// Protocol v2: reports the current message's play cursor to the relay (periodically, and
-    /// at once before a stop; the answers on receipt go from the socket's Worker).
+    /// Protocol v2: reports the current message's play cursor to the relay, at once before a
+    /// stop and while the engine cannot (its context does not run); otherwise the worklet
+    /// reports it through the socket's Worker.
     pub(super) fn ack(&mut self) {
         let Some((m, stream)) = self.reportable() else {
             return;
@@ -398,11 +399,11 @@ impl PlayerCore {
                 _ => Playback::Finished,
             };
         }
-        let prompt = self.resume_grace.is_some();
+        let reports = self.resume_grace.is_some();
         self.effects.push(Effect::Engine(Command::Begin {
             stream,
             rate,
-            prompt,
+            reports,
         }));
     }
 
@@ -492,9 +493,6 @@ impl PlayerCore {
             .find(|m| m.stream() == Some(report.stream))
         {
             m.apply(&report, now);
-        }
-        if report.kind == ReportKind::Progress && self.now - self.acked_at >= 0.2 {
-            self.ack();
         }
     }
 

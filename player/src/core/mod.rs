@@ -27,9 +27,8 @@
 //! - underruns are counted by the engine and reported, never hidden.
 //!
 //! With a relay of protocol v2 (`ready` carries `flow`), the player also reports its play
-//! cursor (`played`, with each progress report of the engine and at once on stop; the answer
-//! to each frame received while little is buffered goes from the worklet through the socket's
-//! Worker, never through the page), and a socket
+//! cursor (`played`: the worklet periodically and on receipt, through the socket's Worker and
+//! never through the page; the core at once on stop), and a socket
 //! lost before the message's `end` does not end the message: the engine plays on what it has,
 //! and once the session is `ready` again the player asks to `resume` at its cursor. The relay
 //! answers with the rest of the audio (the engine drops what it already has), a new stream that

@@ -18,7 +18,7 @@ fn a_message_completes_once_when_the_engine_has_played_its_last_sample() {
         vec![Command::Begin {
             stream: 1,
             rate: 24_000,
-            prompt: false
+            reports: false
         }]
     );
     p.report(ReportKind::Started, 1, 0);

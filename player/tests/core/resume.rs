@@ -8,10 +8,19 @@ use orpheus_protocol::{ClientMessage, EndReason, ServerMessage};
 use crate::page::{sent_of, Page};
 
 #[test]
-fn v2_reports_the_play_cursor_while_playing_and_at_once_on_stop() {
+fn v2_reports_the_play_cursor_while_playing_from_the_worklet_and_at_once_on_stop() {
     let mut p = Page::v2();
     p.speak("a", "Hello there.");
     p.start("a", 1);
+    assert_eq!(
+        p.commands.last(),
+        Some(&Command::Begin {
+            stream: 1,
+            rate: 24_000,
+            reports: true
+        }),
+        "while playing, the worklet reports the cursor (every 250 ms and on receipt)"
+    );
     p.report(ReportKind::Started, 1, 0);
     for played in [6_000, 12_000] {
         p.now += 0.25;
@@ -19,33 +28,40 @@ fn v2_reports_the_play_cursor_while_playing_and_at_once_on_stop() {
     }
     p.now += 0.01;
     p.report(ReportKind::Progress, 1, 12_240);
+    assert!(
+        sent_of(&p, "played").is_empty(),
+        "the core adds none of its own"
+    );
     p.feed(Input::Stop);
     let played: Vec<u64> = sent_of(&p, "played")
         .into_iter()
         .map(|m| match m {
             ClientMessage::Played {
-                stream: 1, played, ..
+                stream: 1,
+                played,
+                on_receipt: false,
+                ..
             } => played,
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(
-        played,
-        vec![6_000, 12_000, 12_240],
-        "every 250 ms, and on stop"
-    );
+    assert_eq!(played, vec![12_240], "on stop, the last cursor");
     let last_two: Vec<&String> = p.sent.iter().rev().take(2).collect();
     assert!(last_two[0].contains("\"stop\"") && last_two[1].contains("\"played\""));
 
     let mut v1 = Page::new();
     v1.speak("a", "Hello there.");
     v1.start("a", 1);
+    assert!(
+        matches!(
+            v1.commands.last(),
+            Some(Command::Begin { reports: false, .. })
+        ),
+        "a v1 relay hears no reports from the worklet"
+    );
     v1.report(ReportKind::Progress, 1, 6_000);
     v1.feed(Input::Stop);
-    assert!(
-        sent_of(&v1, "played").is_empty(),
-        "a v1 relay hears no reports"
-    );
+    assert!(sent_of(&v1, "played").is_empty(), "nor from the core");
 }
 
 #[test]
@@ -90,32 +106,6 @@ fn v2_reports_the_cursor_while_the_engine_is_silent_so_the_link_is_not_taken_for
     let after_end = p.sent.len();
     p.tick_by(3.0);
     assert_eq!(p.sent.len(), after_end);
-}
-
-#[test]
-fn v2_reports_its_cursor_with_progress_unmarked_and_at_most_every_200_ms() {
-    let mut p = Page::v2();
-    p.speak("a", "Hello there.");
-    p.start("a", 1);
-    p.report(ReportKind::Started, 1, 0);
-    for played in [6_000, 6_100, 12_000] {
-        p.now += if played == 6_100 { 0.1 } else { 0.25 };
-        p.report(ReportKind::Progress, 1, played);
-    }
-    let reports: Vec<(u64, bool)> = sent_of(&p, "played")
-        .into_iter()
-        .map(|m| match m {
-            ClientMessage::Played {
-                played, on_receipt, ..
-            } => (played, on_receipt),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(
-        reports,
-        vec![(6_000, false), (12_000, false)],
-        "the answers on receipt are the socket Worker's; the core's are periodic"
-    );
 }
 
 #[test]
@@ -177,7 +167,7 @@ fn v2_a_restarted_message_plays_its_new_stream() {
         Some(&Command::Begin {
             stream: 2,
             rate: 24_000,
-            prompt: true
+            reports: true
         })
     );
 }
