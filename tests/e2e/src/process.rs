@@ -62,51 +62,73 @@ impl Relay {
         let log_path = log_dir.join(format!("{name}.log"));
         File::create(&log_path).map_err(|e| e.to_string())?;
 
-        let (port, inspector_port) = (free_port(), free_port());
-        let mut command: Vec<String> = [
-            "dev",
-            "-c",
-            "wrangler.toml",
-            "-c",
-            "encoder/wrangler.toml",
-            "--local",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--inspector-port",
-            &inspector_port.to_string(),
-            "--persist-to",
-            &scratch.0.join("state").to_string_lossy(),
-            "--env-file",
-            &env_file.to_string_lossy(),
-        ]
-        .map(str::to_owned)
-        .into();
-        for (key, value) in vars {
-            command.extend(["--var".to_owned(), format!("{key}:{value}")]);
-        }
-        let child = Self::spawn(root, &command, &log_path)?;
-        let relay = Self {
-            url: format!("http://127.0.0.1:{port}"),
-            log_path,
-            port,
-            inspector_port,
-            command,
-            root: root.to_owned(),
-            child,
-            _scratch: scratch,
-        };
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while Instant::now() < deadline {
-            if healthy(port) {
-                return Ok(relay);
+        // A port picked free may be taken by another process before wrangler binds it, and
+        // wrangler then exits at once: start again on fresh ports rather than fail the test.
+        let mut exits = Vec::new();
+        for _ in 0..3 {
+            let (port, inspector_port) = (free_port(), free_port());
+            let mut command: Vec<String> = [
+                "dev",
+                "-c",
+                "wrangler.toml",
+                "-c",
+                "encoder/wrangler.toml",
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--inspector-port",
+                &inspector_port.to_string(),
+                "--persist-to",
+                &scratch.0.join("state").to_string_lossy(),
+                "--env-file",
+                &env_file.to_string_lossy(),
+            ]
+            .map(str::to_owned)
+            .into();
+            for (key, value) in vars {
+                command.extend(["--var".to_owned(), format!("{key}:{value}")]);
             }
-            std::thread::sleep(Duration::from_millis(250));
+            let mut child = Self::spawn(root, &command, &log_path)?;
+            let deadline = Instant::now() + Duration::from_secs(180);
+            let exited = loop {
+                if healthy(port) {
+                    break None;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "wrangler dev did not become ready in 180 s; see {}:\n{}",
+                        log_path.display(),
+                        log_tail(&log_path)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            };
+            match exited {
+                None => {
+                    return Ok(Self {
+                        url: format!("http://127.0.0.1:{port}"),
+                        log_path,
+                        port,
+                        inspector_port,
+                        command,
+                        root: root.to_owned(),
+                        child,
+                        _scratch: scratch,
+                    })
+                }
+                Some(status) => exits.push(status.to_string()),
+            }
         }
         Err(format!(
-            "wrangler dev did not become ready; see {}",
-            relay.log_path.display()
+            "wrangler dev exited before it served, three times ({}); see {}:\n{}",
+            exits.join(", "),
+            log_path.display(),
+            log_tail(&log_path)
         ))
     }
 
@@ -293,6 +315,13 @@ fn listening_ports(pid: &str) -> Vec<u16> {
             (*state == "0A" && inodes.iter().any(|i| i == inode)).then_some(port)
         })
         .collect()
+}
+
+/// The last lines of a log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn healthy(port: u16) -> bool {
