@@ -221,8 +221,11 @@ export class OrpheusPlayer extends EventTarget {
    */
   configure({ markup, lexicon } = {}) {
     const settled = new Promise((resolve, reject) => this.#configuring.push({ resolve, reject }));
-    const flat = lexicon ? Object.entries(lexicon).flat().map(String) : undefined;
-    this.#run(this.#core.configure(markup ?? undefined, flat, this.#now()));
+    // One JSON string crosses into wasm; every replacement a string, as the relay reads it.
+    const entries = lexicon
+      ? JSON.stringify(Object.fromEntries(Object.entries(lexicon).map(([word, said]) => [word, String(said)])))
+      : undefined;
+    this.#run(this.#core.configure(markup ?? undefined, entries, this.#now()));
     return settled;
   }
 

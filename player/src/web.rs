@@ -2,16 +2,19 @@
 //! execute as JSON text (a few per control message; audio frames never come here). Times are
 //! the AudioContext's, in seconds; durations in the effects are whole milliseconds.
 
+use crate::prelude::*;
+
 use wasm_bindgen::prelude::*;
 
 use crate::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, Progress, Report,
     ReportKind, SpeakOptions, Word,
 };
-use orpheus_protocol::codec::{numbers, RelayError, Writer};
+use orpheus_protocol::codec::{numbers, string_map, RelayError, Writer};
 
+/// Whole milliseconds, rounded half up (`f64::round` is std's; the cast saturates below 0).
 fn ms(seconds: f64) -> u64 {
-    (seconds * 1000.0).round().max(0.0) as u64
+    (seconds * 1000.0 + 0.5) as u64
 }
 
 fn error_json(e: &RelayError) -> String {
@@ -240,19 +243,15 @@ impl Core {
     }
 
     /// The session's defaults: how the relay reads text (`markdown`, `plain`) and a lexicon
-    /// given as words and their replacements in turn (`[word, said, word, said, …]`; `None`
-    /// leaves the session's as it is).
+    /// as the JSON object of its words and what is said for them (`None` leaves the session's
+    /// as it is; one string crosses into wasm more cheaply than an array of them).
     pub fn configure(
         &mut self,
         markup: Option<String>,
-        lexicon: Option<Vec<String>>,
+        lexicon: Option<String>,
         now: f64,
     ) -> String {
-        let lexicon = lexicon.map(|flat| {
-            flat.chunks_exact(2)
-                .map(|pair| (pair[0].clone(), pair[1].clone()))
-                .collect()
-        });
+        let lexicon = lexicon.and_then(|json| string_map(&json));
         self.run(Input::Configure { markup, lexicon }, now)
     }
 

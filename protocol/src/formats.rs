@@ -1,6 +1,8 @@
 //! The audio formats the relay's HTTP endpoint answers in (docs/http.md), by the names OpenAI's
 //! and Groq's speech APIs give them: what the relay's Worker and its encoder Worker agree on.
 
+use crate::prelude::*;
+
 /// Orpheus' own sample rate: the upstream's audio, and PCM and WAV when no other is asked for.
 pub const NATIVE_RATE: u32 = 24_000;
 

@@ -10,6 +10,8 @@
 //!     12    … PCM s16le, mono, a whole and non-zero number of samples
 //! ```
 
+use crate::prelude::*;
+
 /// Length of the frame header in bytes.
 pub const FRAME_HEADER_LEN: usize = 12;
 
@@ -43,8 +45,8 @@ pub enum FrameError {
     PartialSample,
 }
 
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::TooShort => write!(f, "audio frame shorter than header plus one sample"),
             Self::UnknownVersion(v) => write!(f, "unknown audio frame version {v}"),
@@ -53,7 +55,7 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
+impl core::error::Error for FrameError {}
 
 impl<'a> AudioFrame<'a> {
     /// Number of samples in the frame.

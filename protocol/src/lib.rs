@@ -8,6 +8,21 @@
 //! which the player ships. The worker, the player and the tests all speak exactly the same
 //! protocol.
 
+// No `std`: the player's wasm then carries neither std's panic machinery nor its formatting.
+#![no_std]
+
+#[cfg_attr(any(feature = "serde", test), macro_use)]
+extern crate alloc;
+#[cfg(any(feature = "serde", test))]
+extern crate std;
+
+/// What `std`'s prelude would give, taken from `alloc`.
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
+}
+
 pub mod codec;
 pub mod codes;
 pub mod formats;
@@ -65,7 +80,7 @@ pub enum Version {
 impl Version {
     /// The highest version among the offered subprotocols (`Sec-WebSocket-Protocol`), if any.
     pub fn negotiate(offered: &str) -> Option<Version> {
-        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        let offered: alloc::vec::Vec<&str> = offered.split(',').map(str::trim).collect();
         [Version::V2, Version::V1]
             .into_iter()
             .find(|v| offered.contains(&v.subprotocol()))

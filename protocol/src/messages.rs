@@ -1,6 +1,8 @@
 //! JSON control messages: what clients send and what the relay answers.
 
-use std::collections::BTreeMap;
+use crate::prelude::*;
+
+use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,7 +26,7 @@ pub enum ClientMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<String>,
         /// Protocol v2: more text follows in `append`s, until `finish`.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(skip_serializing_if = "core::ops::Not::not")]
         more: bool,
         /// Whether a segment may be served from the relay's segment cache (the default); `false`
         /// asks the upstream for every segment.

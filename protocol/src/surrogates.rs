@@ -6,12 +6,14 @@
 //! the whole frame. The relay reads each lone surrogate as U+FFFD, the replacement character, as
 //! a browser's own UTF-8 encoder does when it sends such a string unescaped.
 
+use crate::prelude::*;
+
 /// The JSON escape of U+FFFD.
 const REPLACEMENT_ESCAPE: &[u8] = b"\\uFFFD";
 
 /// Reads the code unit of a `\uXXXX` escape whose four hex digits start at `at`.
 fn code_unit(bytes: &[u8], at: usize) -> Option<u16> {
-    let hex = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    let hex = core::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
     u16::from_str_radix(hex, 16).ok()
 }
 

@@ -6,6 +6,8 @@
 //! The browser presents it as the WebSocket subprotocol `orpheus.ticket.<ticket>` next to
 //! `orpheus.v1`. Both alphabets are HTTP token characters, as subprotocols require.
 
+use crate::prelude::*;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -61,13 +63,13 @@ impl TicketError {
     }
 }
 
-impl std::fmt::Display for TicketError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for TicketError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl std::error::Error for TicketError {}
+impl core::error::Error for TicketError {}
 
 fn signature(secret: &[u8], payload: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");

@@ -3,6 +3,8 @@
 //! engine's [`Report`]s) and what it asks the page and the engine to do ([`Effect`],
 //! [`Command`]).
 
+use crate::prelude::*;
+
 pub use orpheus_protocol::codec::{SpeakOptions, Word};
 
 use orpheus_protocol::codec::{Metrics, RelayError};

@@ -3,6 +3,8 @@
 //! While a message waits for its end the link is watched: a ping after silence, then the socket
 //! given up as dead; an attempt not ready in time is given up and tried again.
 
+use crate::prelude::*;
+
 use orpheus_protocol::{is_refusal, EndReason, CLOSE_POLICY_VIOLATION, CLOSE_REPLACED, PING_FRAME};
 
 use super::api::{Effect, LinkError, Seconds};

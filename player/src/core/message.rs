@@ -4,6 +4,8 @@
 //! the safety timer. With protocol v2, its cursor reported to the relay, and its parking and
 //! resuming across a lost socket.
 
+use crate::prelude::*;
+
 use orpheus_protocol::codec::{self, Metrics, RelayError};
 use orpheus_protocol::EndReason;
 
@@ -12,7 +14,7 @@ use super::api::{
     SpeakOptions, Word,
 };
 use super::link::Link;
-use super::written::{TextEnd, Written};
+use super::written::{char_count, TextEnd, Written};
 use super::PlayerCore;
 
 /// Where a message is on its way to completion. It only moves forward.
@@ -214,19 +216,22 @@ impl PlayerCore {
             self.retire(old, EndReason::Superseded);
         }
         let frame = codec::speak(&id, text, &options);
-        let chars = text.chars().count();
+        let chars = char_count(text);
         let written = options.more.then(|| Written {
             text: text.to_owned(),
-            chars: chars as u64,
-            in_speak: chars as u64,
-            sent: chars as u64,
+            chars,
+            in_speak: chars,
+            sent: chars,
             sent_at: f64::NEG_INFINITY,
             end: TextEnd::Open,
             options: options.clone(),
         });
         let mut message = Message {
             id,
-            phase: Phase::Unsent { frame, chars },
+            phase: Phase::Unsent {
+                frame,
+                chars: chars as usize,
+            },
             written,
             playback: Playback::NotBegun,
             retired: None,

@@ -43,6 +43,8 @@
 //! `message` (a message from `speak` to its one completion) and `written` (text still being
 //! written).
 
+use crate::prelude::*;
+
 pub mod api;
 mod link;
 mod message;
@@ -58,7 +60,7 @@ use orpheus_protocol::{EndReason, Limits, Markup};
 
 use link::Link;
 use message::{Message, Playback};
-use written::TextEnd;
+use written::{char_count, TextEnd};
 
 /// The player core.
 #[derive(Debug)]
@@ -124,7 +126,7 @@ impl PlayerCore {
 
     /// Takes the effects produced so far.
     pub fn take_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
+        ::core::mem::take(&mut self.effects)
     }
 
     /// The current state.
@@ -187,7 +189,7 @@ impl PlayerCore {
             Input::Speak { id, text, options } => self.on_speak(id, &text, options),
             Input::Append { id, text } => {
                 if let Some(w) = self.written_open(&id) {
-                    w.chars += text.chars().count() as u64;
+                    w.chars += char_count(&text);
                     w.text.push_str(&text);
                 }
             }
@@ -322,7 +324,7 @@ impl PlayerCore {
     /// state if it changed.
     fn settle(&mut self) {
         let (now, safety) = (self.now, self.config.safety);
-        let (done, waiting): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.retiring)
+        let (done, waiting): (Vec<Message>, Vec<Message>) = ::core::mem::take(&mut self.retiring)
             .into_iter()
             .partition(|m| m.complete_at(now, safety));
         self.retiring = waiting;

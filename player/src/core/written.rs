@@ -3,12 +3,20 @@
 //! finished it, everything again after a resume, and (for a relay of protocol v1) the whole
 //! text in one `speak` once it is complete.
 
+use crate::prelude::*;
+
 use orpheus_protocol::codec::{self, SpeakOptions};
 
 use super::api::{Effect, Seconds};
 use super::link::Link;
 use super::message::{Message, Phase};
 use super::PlayerCore;
+
+/// The Unicode scalar values of `text`, as the relay counts: every byte that does not continue
+/// a character starts one. (`chars().count()` is a kilobyte of wasm.)
+pub(super) fn char_count(text: &str) -> u64 {
+    text.bytes().filter(|&b| b & 0xC0 != 0x80).count() as u64
+}
 
 /// Protocol v2: the text of a message the app is still writing, and how much of it the relay
 /// was sent. (Counts are Unicode scalar values, as the relay counts.)
@@ -105,5 +113,17 @@ impl PlayerCore {
     pub(super) fn written_open(&mut self, id: &str) -> Option<&mut Written> {
         let m = self.current.as_mut().filter(|m| m.id == id)?;
         m.written.as_mut().filter(|w| w.end == TextEnd::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::char_count;
+
+    #[test]
+    fn counts_characters_as_the_relay_does() {
+        for text in ["", "plain", "é", "مرحبا", "😀 and 👍🏽", "a\u{0}b"] {
+            assert_eq!(char_count(text), text.chars().count() as u64, "{text}");
+        }
     }
 }

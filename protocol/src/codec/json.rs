@@ -1,6 +1,8 @@
 //! The JSON the codec needs and no more: a reader of values (whole numbers, strings with every
 //! escape, nesting bounded) and a writer of flat objects.
 
+use crate::prelude::*;
+
 /// A parsed JSON value.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Json {
@@ -43,6 +45,7 @@ impl Json {
 }
 
 struct Reader<'a> {
+    text: &'a str,
     bytes: &'a [u8],
     at: usize,
     depth: u32,
@@ -163,13 +166,20 @@ impl Reader<'_> {
             return None;
         }
         self.at += 1;
-        let mut out = Vec::new();
+        let mut out = String::new();
+        // Runs between escapes are copied as they are: a quote or a backslash is ASCII, so
+        // every run ends on a character boundary.
+        let mut run = self.at;
         loop {
             let byte = *self.bytes.get(self.at)?;
             self.at += 1;
             match byte {
-                b'"' => return String::from_utf8(out).ok(),
+                b'"' => {
+                    out.push_str(self.text.get(run..self.at - 1)?);
+                    return Some(out);
+                }
                 b'\\' => {
+                    out.push_str(self.text.get(run..self.at - 1)?);
                     let escape = *self.bytes.get(self.at)?;
                     self.at += 1;
                     let c = match escape {
@@ -179,12 +189,14 @@ impl Reader<'_> {
                         b'b' => '\u{8}',
                         b'f' => '\u{c}',
                         b'u' => self.escaped_char()?,
-                        other => other as char,
+                        b'"' | b'\\' | b'/' => escape as char,
+                        // Not JSON (and a byte of a longer character would split it).
+                        _ => return None,
                     };
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    out.push(c);
+                    run = self.at;
                 }
-                _ => out.push(byte),
+                _ => {}
             }
         }
     }
@@ -208,6 +220,7 @@ impl Reader<'_> {
 
 pub(super) fn parse_json(text: &str) -> Option<Json> {
     let mut reader = Reader {
+        text,
         bytes: text.as_bytes(),
         at: 0,
         depth: 0,
@@ -252,7 +265,7 @@ pub fn write_number(out: &mut String, mut value: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// A JSON array of whole numbers.

@@ -6,6 +6,8 @@
 //!
 //! Numbers on the wire are whole numbers; the reader keeps the integer part of any number.
 
+use crate::prelude::*;
+
 mod json;
 
 use crate::EndReason;
@@ -244,6 +246,21 @@ pub fn configure(markup: Option<&str>, lexicon: Option<&[(String, String)]>) -> 
     }
 }
 
+/// The entries of a JSON object whose values are all strings (a lexicon as an app writes it),
+/// in order; `None` for anything else.
+pub fn string_map(text: &str) -> Option<Vec<(String, String)>> {
+    match parse_json(text)? {
+        Json::Obj(fields) => fields
+            .into_iter()
+            .map(|(key, value)| match value {
+                Json::Str(value) => Some((key, value)),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
 /// Protocol v2: `text` for message `id`, after its first `at` characters.
 pub fn append(id: &str, text: &str, at: u64) -> String {
     Writer::default()
@@ -316,7 +333,7 @@ mod tests {
             if in_json {
                 current.push_str(line);
                 if parse_json(&current).is_some() {
-                    examples.push(std::mem::take(&mut current));
+                    examples.push(core::mem::take(&mut current));
                 }
             }
         }
@@ -454,12 +471,42 @@ mod tests {
     }
 
     #[test]
+    fn string_maps() {
+        let map = string_map(r#"{"Groq":"grok","SQL":"se\"quel"}"#).unwrap();
+        assert_eq!(
+            map,
+            [
+                ("Groq".into(), "grok".into()),
+                ("SQL".into(), "se\"quel".into())
+            ]
+        );
+        assert_eq!(string_map("{}"), Some(Vec::new()));
+        for not in [r#"{"a":1}"#, r#"["a","b"]"#, "", r#""a""#] {
+            assert_eq!(string_map(not), None, "{not}");
+        }
+        let lexicon = configure(None, Some(&map));
+        assert_eq!(
+            lexicon,
+            r#"{"type":"configure","lexicon":{"Groq":"grok","SQL":"se\"quel"}}"#
+        );
+    }
+
+    #[test]
     fn escapes_and_surrogates() {
         let pair =
             r#"{"type":"start","id":"\ud83d\ude00 \u00e9\t","stream":1,"sample_rate":24000}"#;
         assert!(
             matches!(Incoming::parse(pair), Some(Incoming::Start { id, .. }) if id == "😀 é\t")
         );
+        let plain = r#"{"type":"start","id":"a\/b\"c\\d مرحبا","stream":1,"sample_rate":24000}"#;
+        assert!(
+            matches!(Incoming::parse(plain), Some(Incoming::Start { id, .. }) if id == "a/b\"c\\d مرحبا")
+        );
+        // An escape JSON does not have is refused, also before a character of several bytes.
+        for bad in [r#""x\q""#, "\"x\\é\""] {
+            let text = format!(r#"{{"type":"start","id":{bad},"stream":1,"sample_rate":24000}}"#);
+            assert_eq!(Incoming::parse(&text), None, "{text}");
+        }
         let lone = r#"{"type":"start","id":"x\ud83d","stream":1,"sample_rate":24000}"#;
         assert!(
             matches!(Incoming::parse(lone), Some(Incoming::Start { id, .. }) if id == "x\u{FFFD}")
