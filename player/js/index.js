@@ -286,13 +286,20 @@ export class OrpheusPlayer extends EventTarget {
   }
 
   addEventListener(type, listener, options) {
-    if (type === "progress" && listener) this.#progressListeners += 1;
+    if (type === "progress" && listener) this.#listenProgress(1);
     super.addEventListener(type, listener, options);
   }
 
   removeEventListener(type, listener, options) {
-    if (type === "progress" && listener) this.#progressListeners = Math.max(0, this.#progressListeners - 1);
+    if (type === "progress" && listener) this.#listenProgress(-1);
     super.removeEventListener(type, listener, options);
+  }
+
+  // The worklet reports progress to the page only while someone listens.
+  #listenProgress(change) {
+    const before = this.#progressListeners > 0;
+    this.#progressListeners = Math.max(0, this.#progressListeners + change);
+    if (before !== this.#progressListeners > 0) this.#post({ cmd: "progress", on: !before });
   }
 
   #post(message, transfer = []) {

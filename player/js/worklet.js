@@ -3,16 +3,17 @@
 // from the socket's Worker on their own port, as the relay sent them; engine commands come from
 // the main thread on the node's port. The engine's events go back to the main thread as
 // [events, stream, played, buffered, underruns, contextTime, wordsPassed] (a frame received
-// goes unreported there); protocol v2's play cursor goes back to the socket's Worker on the
-// frames' port, as [stream, played, received, onReceipt]. All DSP is in Rust (player/dsp); this
-// file only wires it.
+// goes unreported there, and progress only while the page listens for it); protocol v2's play
+// cursor goes back to the socket's Worker on the frames' port, as [stream, played, received,
+// onReceipt]. All DSP is in Rust (player/dsp); this file only wires it.
 
 // Event bits (player/dsp/src/engine.rs `event`).
 const PROGRESS = 2;
 const OVER = 8 | 16; // drained or stopped
 const RECEIVED = 32;
-// A live stream is reported at least this often, even when it is not playing (starved, or
-// waiting to start): the relay paces its audio by these reports.
+// A live stream's cursor goes to the relay at least this often, even when it is not playing
+// (starved, or waiting to start): the relay paces its audio by these reports. A page that
+// listens for progress hears of it as often.
 const REPORT_EVERY_S = 0.25;
 
 const ACCEPTED = 0;
@@ -44,7 +45,10 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     // page's main thread is not in the way, and the link is timed without it.
     this.reporting = false;
     this.frames = null;
-    this.reportedAt = 0;
+    this.relayReportedAt = 0;
+    // Whether the page listens for progress (it is told so), and when it last heard.
+    this.progress = false;
+    this.pageReportedAt = 0;
     this.port.onmessage = (event) => this.command(event.data);
   }
 
@@ -56,6 +60,8 @@ class OrpheusProcessor extends AudioWorkletProcessor {
         this.waiting.push(new Uint8Array(event.data));
         this.feed();
       };
+    } else if (data.cmd === "progress") {
+      this.progress = data.on;
     } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
       this.live = true;
@@ -106,14 +112,18 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);
     }
     out.set(this.output);
-    if (!events && this.live && currentTime - this.reportedAt >= REPORT_EVERY_S) events = PROGRESS;
-    if (this.reporting && (received || events & PROGRESS)) {
+    if (this.reporting && (received || currentTime - this.relayReportedAt >= REPORT_EVERY_S)) {
+      this.relayReportedAt = currentTime;
       const played = dsp.orpheus_played();
       this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered(), received ? 1 : 0]);
     }
+    // The page hears of events at once, and of progress only while it listens: a page that
+    // only speaks is not woken four times a second.
+    if (!this.progress) events &= ~PROGRESS;
+    else if (!events && this.live && currentTime - this.pageReportedAt >= REPORT_EVERY_S) events = PROGRESS;
     if (events & OVER) this.live = this.reporting = false;
     if (events) {
-      this.reportedAt = currentTime;
+      this.pageReportedAt = currentTime;
       this.port.postMessage([events, dsp.orpheus_stream(), dsp.orpheus_played(),
         dsp.orpheus_buffered(), dsp.orpheus_underruns(), currentTime, dsp.orpheus_words_passed()]);
     }

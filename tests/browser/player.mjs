@@ -50,9 +50,12 @@ async function linkProxy(target) {
   step("second");
   report.second = await page.evaluate(async ([a, b]) => {
     const p = window.orpheus.player;
+    // The session's lexicon crosses into the core as one JSON string: set, then cleared.
+    const configured = await p.configure({ lexicon: { Groq: "grok", Ünïcode: 5 } });
+    const cleared = await p.configure({ lexicon: {} });
     const first = await p.speak(a, { voice: "troy" });
     const second = await p.speak(b, { voice: "diana" });
-    return { first, second, state: p.state };
+    return { first, second, state: p.state, configured, cleared };
   }, [texts.first, texts.second]);
 
   // A real click on Speak, as a person would; the page's own UI shows the state.

@@ -110,6 +110,10 @@ pub async fn browser_player(fx: &Fixture) -> TestResult {
     done_with_all(&second["first"], &text("first"), "first")?;
     done_with_all(&second["second"], &text("second"), "second")?;
     ensure!(second["state"] == "idle", "after two messages: {second}");
+    ensure!(
+        second["configured"]["lexicon"] == 2 && second["cleared"]["lexicon"] == 0,
+        "the lexicon set and cleared: {second}"
+    );
 
     // 100 consecutive messages: every promise settles once.
     let hundred = &report["hundred"];
