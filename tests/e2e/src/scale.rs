@@ -6,6 +6,9 @@
 //! finished playing starts late (an underrun the listener hears), and what follows is scheduled
 //! after it. A frame's lateness is that wait; the figures report its percentiles over every
 //! frame of every message.
+//!
+//! Two shapes of load: the ramp's steps ([`run_step`]), sessions speaking replies one after
+//! another, and a burst ([`run_burst`]), sessions that all connect and speak in the same second.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,20 +86,38 @@ struct Tally {
     failures: BTreeMap<String, u64>,
     samples: u64,
     lateness_ms: Vec<f64>,
+    /// From each `speak` to its first audio frame.
+    first_audio_ms: Vec<f64>,
+}
+
+impl Tally {
+    fn ended(&mut self, ended: Option<String>) {
+        match ended {
+            None => self.done += 1,
+            Some(reason) => *self.failures.entry(reason).or_default() += 1,
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.done += other.done;
+        for (reason, count) in other.failures {
+            *self.failures.entry(reason).or_default() += count;
+        }
+        self.samples += other.samples;
+        self.lateness_ms.extend(other.lateness_ms);
+        self.first_audio_ms.extend(other.first_audio_ms);
+    }
 }
 
 /// Runs one step against `relay`: connects `step.sessions` listeners straight to the workerd
 /// that runs the Worker ([`Relay::worker_url`]), lets them speak for `step.duration`, waits for
 /// their last messages, and measures workerd over the speaking time.
 pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
-    let endpoint = Endpoint {
-        base: relay.worker_url()?.replace("http://", "ws://"),
-        secret: TEST_SECRET.to_owned(),
-        origin: TEST_ORIGIN.to_owned(),
-    };
+    let endpoint = endpoint(relay)?;
     let mut sockets = Vec::with_capacity(step.sessions);
     for batch in (0..step.sessions).collect::<Vec<_>>().chunks(CONNECTING) {
-        let opening = batch.iter().map(|&index| connect(&endpoint, step, index));
+        let ids: Vec<String> = batch.iter().map(|&index| session_id(step, index)).collect();
+        let opening = ids.iter().map(|sid| connect(&endpoint, sid));
         for socket in futures_util::future::join_all(opening).await {
             sockets.push(socket?);
         }
@@ -115,13 +136,7 @@ pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
 
     let mut total = Tally::default();
     for tally in tallies {
-        let tally = tally?;
-        total.done += tally.done;
-        for (reason, count) in tally.failures {
-            *total.failures.entry(reason).or_default() += count;
-        }
-        total.samples += tally.samples;
-        total.lateness_ms.extend(tally.lateness_ms);
+        total.add(tally?);
     }
     total.lateness_ms.sort_by(f64::total_cmp);
     let late = |p| {
@@ -152,10 +167,18 @@ fn session_id(step: Step, index: usize) -> String {
     format!("scale-{}-{}-{index}", std::process::id(), step.sessions)
 }
 
-async fn connect(endpoint: &Endpoint, step: Step, index: usize) -> TestResult<Socket> {
-    let sid = session_id(step, index);
+fn endpoint(relay: &Relay) -> TestResult<Endpoint> {
+    Ok(Endpoint {
+        base: relay.worker_url()?.replace("http://", "ws://"),
+        secret: TEST_SECRET.to_owned(),
+        origin: TEST_ORIGIN.to_owned(),
+    })
+}
+
+/// Connects session `sid` (protocol v2) and waits for its `ready`.
+async fn connect(endpoint: &Endpoint, sid: &str) -> TestResult<Socket> {
     let give_up = Instant::now() + Duration::from_secs(30);
-    let mut socket = load::connect(endpoint, &sid, true, give_up).await?;
+    let mut socket = load::connect(endpoint, sid, true, give_up).await?;
     // The `ready`.
     match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
         Ok(Some(Ok(Message::Text(_)))) => Ok(socket),
@@ -231,12 +254,8 @@ async fn listen(
             .collect();
         let speak = serde_json::json!({"type": "speak", "id": id, "text": text.join(" ")});
         send(&mut socket, speak.to_string()).await?;
-        let ended = play(&mut socket, &mut tally, deadline + DRAIN).await;
-        match ended {
-            Ok(None) => tally.done += 1,
-            Ok(Some(reason)) => *tally.failures.entry(reason).or_default() += 1,
-            Err(e) => return Err(format!("{sid}: {e}")),
-        }
+        let ended = play(&mut socket, &mut tally, Instant::now(), deadline + DRAIN).await;
+        tally.ended(ended.map_err(|e| format!("{sid}: {e}"))?);
         tokio::time::sleep(Duration::from_millis(rng.u64(300..1500))).await;
     }
     let _ = socket.close(None).await;
@@ -250,11 +269,12 @@ async fn send(socket: &mut Socket, text: String) -> TestResult {
         .map_err(|e| e.to_string())
 }
 
-/// Plays one message to its `end`, reporting the cursor; `None` if it ended `done`, else how it
-/// ended.
+/// Plays one message, asked for at `sent`, to its `end`, reporting the cursor; `None` if it
+/// ended `done`, else how it ended.
 async fn play(
     socket: &mut Socket,
     tally: &mut Tally,
+    sent: Instant,
     give_up: Instant,
 ) -> TestResult<Option<String>> {
     let mut playing = Playing::new();
@@ -268,6 +288,9 @@ async fn play(
                 match frame {
                     Some(Ok(Message::Binary(bytes))) => {
                         let frame = AudioFrame::decode(&bytes).map_err(|e| e.to_string())?;
+                        if playing.started.is_none() {
+                            tally.first_audio_ms.push((now - sent).as_secs_f64() * 1000.0);
+                        }
                         let late = playing.schedule(frame.samples(), now);
                         tally.samples += u64::from(frame.samples());
                         tally.lateness_ms.push(late.as_secs_f64() * 1000.0);
@@ -300,6 +323,83 @@ async fn play(
             _ = &mut too_late => return Ok(Some("never".into())),
         }
     }
+}
+
+/// What a burst measured.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    /// Sessions in the burst.
+    pub sessions: usize,
+    /// Messages that ended `done`.
+    pub done: u64,
+    /// Sessions that did not (a message's `reason` or `reason code`, or why it never spoke).
+    pub failures: BTreeMap<String, u64>,
+    /// From a session's start to its `ready`, in milliseconds, sorted.
+    pub connect_ms: Vec<f64>,
+    /// From a session's `speak` to its first audio frame, in milliseconds, sorted.
+    pub first_audio_ms: Vec<f64>,
+    /// Every frame's lateness against real-time playback, in milliseconds, sorted.
+    pub lateness_ms: Vec<f64>,
+}
+
+/// A burst on `relay`: `sessions` sessions, straight to the workerd that runs the Worker, each
+/// starting at a random moment of the same second, connect (protocol v2) and speak `text` once,
+/// played in real time to its end. Nothing paces them: that is the burst.
+pub async fn run_burst(relay: &Relay, sessions: usize, text: &str, seed: u64) -> TestResult<Burst> {
+    let endpoint = endpoint(relay)?;
+    let runs = (0..sessions).map(|index| burst_session(&endpoint, sessions, index, text, seed));
+    let mut total = Tally::default();
+    let mut connect_ms = Vec::new();
+    for (connected, tally) in futures_util::future::join_all(runs).await {
+        connect_ms.extend(connected);
+        total.add(tally);
+    }
+    let sorted = |mut ms: Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        ms
+    };
+    Ok(Burst {
+        sessions,
+        done: total.done,
+        failures: total.failures,
+        connect_ms: sorted(connect_ms),
+        first_audio_ms: sorted(total.first_audio_ms),
+        lateness_ms: sorted(total.lateness_ms),
+    })
+}
+
+/// One session of a burst: how long it took to connect (if it did), and what it heard.
+async fn burst_session(
+    endpoint: &Endpoint,
+    sessions: usize,
+    index: usize,
+    text: &str,
+    seed: u64,
+) -> (Option<f64>, Tally) {
+    let mut rng = orpheus_test_support::rng(seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let mut tally = Tally::default();
+    tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
+    let started = Instant::now();
+    let sid = format!("burst-{}-{sessions}-{index}", std::process::id());
+    let mut socket = match connect(endpoint, &sid).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            tally.ended(Some(format!("not connected: {e}")));
+            return (None, tally);
+        }
+    };
+    let connected = started.elapsed().as_secs_f64() * 1000.0;
+    let speak = serde_json::json!({"type": "speak", "id": "m1", "text": text});
+    let ended = match send(&mut socket, speak.to_string()).await {
+        Ok(()) => {
+            let sent = Instant::now();
+            play(&mut socket, &mut tally, sent, sent + DRAIN).await
+        }
+        Err(e) => Err(e),
+    };
+    tally.ended(ended.unwrap_or_else(|e| Some(format!("lost: {e}"))));
+    let _ = socket.close(None).await;
+    (Some(connected), tally)
 }
 
 /// The ramp as a picture: frame lateness (p50, p99, on a log scale from 1 ms) and workerd CPU per

@@ -1,15 +1,15 @@
 //! The load modes, each taking minutes (docs/scaling.md): `scale`, the ramp (frame lateness,
-//! CPU per second of audio and memory of one workerd for growing numbers of sessions), `soak`,
-//! workerd's memory over a long run, and `profile`, a CPU profile of workerd under load, summed
-//! up by function.
+//! CPU per second of audio and memory of one workerd for growing numbers of sessions), `burst`,
+//! many sessions connecting and speaking in the same second, `soak`, workerd's memory over a
+//! long run, and `profile`, a CPU profile of workerd under load, summed up by function.
 
 use std::path::Path;
 use std::time::Duration;
 
 use groq_local::Config as UpstreamConfig;
-use orpheus_e2e::{ensure, Fixture, TestResult};
+use orpheus_e2e::{ensure, percentile, Fixture, TestResult};
 
-use crate::MS_PER_CHAR;
+use crate::{summary, text_of, MS_PER_CHAR};
 
 /// The fixture and relay the load modes run on: the upstream paced like Groq (first byte after
 /// generation, then twice real time) and the relay with production's upstream timeouts, not the
@@ -85,6 +85,49 @@ pub fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
     let picture = root.join("docs/scale-ramp.svg");
     std::fs::write(&picture, orpheus_e2e::scale::ramp_svg(&figures)).map_err(|e| e.to_string())?;
     println!("  the ramp drawn in {}", picture.display());
+    Ok(())
+}
+
+/// Characters each session of a burst speaks.
+const BURST_CHARS: usize = 200;
+
+/// Direct requests that measure the upstream's own time to first byte before a burst.
+const BURST_UPSTREAM_RUNS: usize = 5;
+
+/// The burst (`burst`): `sessions` sessions connecting and speaking [`BURST_CHARS`] characters
+/// each within one second, straight to workerd, beside the upstream's own time to first byte
+/// for the same text (measured alone just before).
+pub fn burst(root: &Path, sessions: usize) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    let text = text_of(BURST_CHARS);
+    let (upstream, burst) = fixture.runtime.block_on(async {
+        let mut upstream = Vec::new();
+        for _ in 0..BURST_UPSTREAM_RUNS {
+            upstream.push(crate::relay::upstream_first_byte(&fixture.upstream_url, &text).await?);
+        }
+        let burst = orpheus_e2e::scale::run_burst(&relay, sessions, &text, 0xB0257).await?;
+        TestResult::Ok((upstream, burst))
+    })?;
+    let (u50, _) = summary(upstream);
+    let line = |name: &str, ms: &[f64]| {
+        if ms.is_empty() {
+            println!("  {name:<34} none");
+        } else {
+            let (p50, p99) = (percentile(ms, 50.0), percentile(ms, 99.0));
+            println!("  {name:<34} p50 {p50:7.0} ms   p99 {p99:7.0} ms");
+        }
+    };
+    println!(
+        "burst: {sessions} sessions connecting and speaking {BURST_CHARS} characters each within one second, straight to workerd"
+    );
+    println!("  upstream alone, first body byte    p50 {u50:7.0} ms");
+    line("connect to ready", &burst.connect_ms);
+    line("speak to first audio", &burst.first_audio_ms);
+    line("frame lateness at the listener", &burst.lateness_ms);
+    println!("  messages done: {} of {}", burst.done, burst.sessions);
+    for (reason, count) in &burst.failures {
+        println!("           {count} ended {reason}");
+    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@ const FORMAT_RUNS: usize = 20;
 const SHORT: &str = "Hello there, how are you doing today?";
 
 /// Time from sending a speech request straight to the upstream to its first body byte.
-async fn upstream_first_byte(upstream_url: &str, input: &str) -> TestResult<f64> {
+pub async fn upstream_first_byte(upstream_url: &str, input: &str) -> TestResult<f64> {
     first_body_byte(
         upstream_url,
         "/openai/v1/audio/speech",
