@@ -8,8 +8,10 @@
 //!   player's truth for progress, completion, and what the listener heard.
 //! - Adaptive start: a stream starts once its first frame has waited one jitter allowance and
 //!   at least one allowance of audio is buffered (at once if the whole stream is there). The
-//!   allowance is small (see [`DEFAULT_ALLOWANCE_S`]) and doubles after each underrun, up to
-//!   [`MAX_ALLOWANCE_S`].
+//!   allowance is small (see [`DEFAULT_ALLOWANCE_S`]). After an underrun it doubles, and when
+//!   the late audio arrives it grows by as long as the stream waited for it (whichever is more),
+//!   up to [`MAX_ALLOWANCE_S`]: one gap teaches the arrival's jitter, rather than one doubling a
+//!   gap. It is the engine's, so a session's later messages start with what earlier ones taught.
 //! - The engine never stops on an empty ring: it renders silence, counts one underrun per
 //!   starvation, and resumes once an allowance of audio is buffered again, fading in over
 //!   [`STOP_RAMP_S`] (a link that dropped and resumed goes on without a click).
@@ -115,6 +117,9 @@ struct Stream {
     underruns: u32,
     /// When (in output frames) its first frame arrived.
     first_frame_at: Option<u64>,
+    /// When (in output frames) it last ran dry, and the allowance then, until the next frame
+    /// arrives.
+    starved: Option<(u64, f64)>,
     /// Output frames since the last progress report.
     since_progress: u64,
 }
@@ -243,6 +248,7 @@ impl Engine {
             phase: Phase::Waiting,
             underruns: 0,
             first_frame_at: None,
+            starved: None,
             since_progress: 0,
         });
     }
@@ -293,6 +299,11 @@ impl Engine {
         }
         s.received += new;
         s.first_frame_at.get_or_insert(clock);
+        if let Some((at, allowance)) = s.starved.take() {
+            // The allowance was short by as long as the stream waited for this frame.
+            let waited = (clock - at) as f64 / f64::from(self.out_rate);
+            self.allowance = self.allowance.max(allowance + waited).min(MAX_ALLOWANCE_S);
+        }
         if (s.buffered() as f64) < PROMPT_BELOW_S * s.step * f64::from(self.out_rate) {
             self.events |= event::RECEIVED;
         }
@@ -444,10 +455,12 @@ impl Engine {
                 self.finish(event::STOPPED);
                 return 0.0;
             }
-            self.allowance = (self.allowance * 2.0).clamp(0.005, MAX_ALLOWANCE_S);
+            let (clock, allowance) = (self.clock, self.allowance);
+            self.allowance = (allowance * 2.0).clamp(0.005, MAX_ALLOWANCE_S);
             if let State::Live(s) = &mut self.state {
                 s.phase = Phase::Starved;
                 s.underruns += 1;
+                s.starved = Some((clock, allowance));
             }
             self.events |= event::UNDERRUN;
             return 0.0;
@@ -658,6 +671,38 @@ mod tests {
         let (out, events) = render(&mut e, 1);
         assert_ne!(out[0], 0.0, "then it plays from the quantum's first frame");
         assert_eq!(events[0] & event::STARTED, event::STARTED);
+    }
+
+    #[test]
+    fn a_late_frame_teaches_the_allowance_how_late_it_was() {
+        let mut e = engine(RATE);
+        e.begin(1, RATE);
+        let source = signal(4800, 9);
+        push_all(&mut e, 1, &source[..1200], 1200);
+        // Plays its 50 ms, runs dry, and the next frame comes 30 quanta (160 ms) later.
+        let (_, events) = render(&mut e, 20);
+        assert!(events.iter().any(|&b| b & event::UNDERRUN != 0));
+        assert_eq!(e.allowance(), 2.0 * DEFAULT_ALLOWANCE_S, "doubled at once");
+        // From the start of the quantum it ran dry in.
+        let dry_for = events
+            .iter()
+            .rev()
+            .take_while(|&&b| b & event::UNDERRUN == 0)
+            .count()
+            + 1
+            + 30;
+        render(&mut e, 30);
+        e.push(&frame(1, 1200, &source[1200..]));
+        let waited = (dry_for * QUANTUM) as f64 / f64::from(RATE);
+        let grown = DEFAULT_ALLOWANCE_S + waited;
+        assert!(
+            (e.allowance() - grown).abs() < 1e-9,
+            "{} against {grown}",
+            e.allowance()
+        );
+        // Only the first frame after the gap teaches; the next ones arrive in time.
+        e.push(&frame(1, 4800, &signal(10, 10)));
+        assert!((e.allowance() - grown).abs() < 1e-9);
     }
 
     #[test]
