@@ -96,17 +96,27 @@ const BURST_UPSTREAM_RUNS: usize = 5;
 
 /// The burst (`burst`): `sessions` sessions connecting and speaking [`BURST_CHARS`] characters
 /// each within one second, straight to workerd, beside the upstream's own time to first byte
-/// for the same text (measured alone just before).
+/// for the relay's first request (the text's first segment), measured alone once the burst is
+/// over.
 pub fn burst(root: &Path, sessions: usize) -> TestResult {
     let (fixture, relay) = load_relay(root)?;
     let text = text_of(BURST_CHARS);
-    let (upstream, burst) = fixture.runtime.block_on(async {
+    let (first_segment, upstream, burst) = fixture.runtime.block_on(async {
+        let burst = orpheus_e2e::scale::run_burst(&relay, sessions, &text, 0xB0257).await?;
+        // The relay's first request of each message: the segment the text begins with.
+        let first_segment = fixture
+            .upstream
+            .inputs()
+            .into_iter()
+            .find(|input| text.starts_with(input.as_str()))
+            .ok_or("no request began with the text")?;
         let mut upstream = Vec::new();
         for _ in 0..BURST_UPSTREAM_RUNS {
-            upstream.push(crate::relay::upstream_first_byte(&fixture.upstream_url, &text).await?);
+            upstream.push(
+                crate::relay::upstream_first_byte(&fixture.upstream_url, &first_segment).await?,
+            );
         }
-        let burst = orpheus_e2e::scale::run_burst(&relay, sessions, &text, 0xB0257).await?;
-        TestResult::Ok((upstream, burst))
+        TestResult::Ok((first_segment, upstream, burst))
     })?;
     let (u50, _) = summary(upstream);
     let line = |name: &str, ms: &[f64]| {
@@ -120,7 +130,10 @@ pub fn burst(root: &Path, sessions: usize) -> TestResult {
     println!(
         "burst: {sessions} sessions connecting and speaking {BURST_CHARS} characters each within one second, straight to workerd"
     );
-    println!("  upstream alone, first body byte    p50 {u50:7.0} ms");
+    println!(
+        "  upstream alone, first body byte    p50 {u50:7.0} ms   (the first segment, {} characters)",
+        first_segment.chars().count()
+    );
     line("connect to ready", &burst.connect_ms);
     line("speak to first audio", &burst.first_audio_ms);
     line("frame lateness at the listener", &burst.lateness_ms);
