@@ -104,6 +104,7 @@ fn main() {
         eviction_mid_stream,
         soak_short,
         scale_short,
+        burst_short,
         browser_player,
         browser_through_chaos,
         browser_lost_handshake,

@@ -1,11 +1,12 @@
-//! The load benchmark (`scripts/bench scale`) in its short form: a dozen sessions speaking
-//! replies one after another on the main relay, every message ending `done`, and the figures
-//! the benchmark reports (printed, not judged: timing belongs to the benchmark).
+//! The load benchmarks in their short forms, on the main relay: `scripts/bench scale` (a dozen
+//! sessions speaking replies one after another) and `scripts/bench burst` (twenty sessions
+//! connecting and speaking in the same second); every message ends `done`, and the figures the
+//! benchmarks report are printed, not judged: timing belongs to the benchmarks.
 
 use std::time::Duration;
 
-use orpheus_e2e::scale::{run_step, Step};
-use orpheus_e2e::{ensure, Fixture, TestResult};
+use orpheus_e2e::scale::{run_burst, run_step, Step};
+use orpheus_e2e::{ensure, percentile, Fixture, TestResult};
 
 pub async fn scale_short(fx: &Fixture) -> TestResult {
     let step = Step {
@@ -44,6 +45,35 @@ pub async fn scale_short(fx: &Fixture) -> TestResult {
     ensure!(
         f.cpu_ms_per_audio_s > 0.0 && f.rss > 0,
         "workerd was not measured: {f:?}"
+    );
+    Ok(())
+}
+
+pub async fn burst_short(fx: &Fixture) -> TestResult {
+    const SESSIONS: usize = 20;
+    let text = "A burst of sessions, all speaking in the same second.";
+    let b = run_burst(&fx.relay, SESSIONS, text, 0xB0257).await?;
+    ensure!(
+        b.done == SESSIONS as u64 && b.failures.is_empty(),
+        "{} of {SESSIONS} done: {:?}",
+        b.done,
+        b.failures
+    );
+    ensure!(
+        b.connect_ms.len() == SESSIONS && b.first_audio_ms.len() == SESSIONS,
+        "not every session was measured: {} connected, {} heard audio",
+        b.connect_ms.len(),
+        b.first_audio_ms.len()
+    );
+    ensure!(!b.lateness_ms.is_empty(), "no frame measured");
+    let p99 = |ms: &[f64]| percentile(ms, 99.0);
+    println!(
+        "burst_short: {SESSIONS} sessions in one second, {} done; connect p99 {:.0} ms, first \
+         audio p99 {:.0} ms, lateness p99 {:.1} ms",
+        b.done,
+        p99(&b.connect_ms),
+        p99(&b.first_audio_ms),
+        p99(&b.lateness_ms)
     );
     Ok(())
 }
