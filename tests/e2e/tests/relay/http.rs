@@ -415,9 +415,11 @@ pub async fn http_formats(fx: &Fixture) -> TestResult {
 
 /// Real clients, unchanged but for their base URL and key: LiveKit Agents' OpenAI TTS plugin
 /// (`synthesize` used standalone, no LiveKit server) with its defaults (gpt-4o-mini-tts, voice
-/// ash, mp3 in server-sent events) and with wav; the AI SDK's `generateSpeech` with its OpenAI
-/// provider (tts-1, alloy); and docs/http.md's `curl ... -o speech.mp3`. What each decodes (with
-/// its own decoder, or ffmpeg) is the upstream's speech.
+/// ash, mp3 in server-sent events) and with wav; Pipecat's OpenAI TTS service (`run_tts` used
+/// standalone, no pipeline) with its defaults (gpt-4o-mini-tts, voice alloy, pcm); the AI SDK's
+/// `generateSpeech` with its OpenAI provider (tts-1, alloy); and docs/http.md's
+/// `curl ... -o speech.mp3`. What each decodes (with its own decoder, or ffmpeg) is the
+/// upstream's speech.
 pub async fn http_clients(fx: &Fixture) -> TestResult {
     let text = english(400);
     let text_file = text_for_clients(fx, &text, "clients.txt")?;
@@ -450,6 +452,24 @@ pub async fn http_clients(fx: &Fixture) -> TestResult {
         let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
         close_to(&what, &decoded, &want, 24_000, 0.95)?;
     }
+
+    let what = "Pipecat's OpenAI TTS service (its defaults: alloy, pcm)";
+    let out = dir.join("pipecat.pcm");
+    let mut command = tokio::process::Command::new(&python);
+    command.arg(sdk.join("pipecat_tts.py")).args([
+        fx.relay_url(),
+        RELAY_API_KEYS[0],
+        &text_arg,
+        &out.to_string_lossy(),
+    ]);
+    let run = client_run(what, command).await?;
+    ensure!(
+        String::from_utf8_lossy(&run.stdout).trim() == "24000",
+        "{what}: rates {:?}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
+    close_to(what, &decoded, &want, 24_000, 0.95)?;
 
     let out = dir.join("ai-sdk.audio");
     let mut command = tokio::process::Command::new("node");
