@@ -7,10 +7,13 @@
 //! lies one place a word may start (the end of a pause, the end of a stop consonant's
 //! silence, or the lowest point of the dip). A dynamic programme picks, for each word in order,
 //! the place it starts at, so that the nuclei a word holds match its syllables (counted from
-//! its spelling, numbers read out, a function word such as "the" counted weak, symbols a
-//! voice reads such as "@" or the dot of an address counted as unseen words), its length
-//! matches its share of the segment (by syllables and letters), words start at deep dips, and
-//! pauses fall after commas and full stops. Its limits: a word whose syllables are miscounted
+//! its spelling, numbers read out, a short word in capitals or one without a vowel spelled
+//! letter by letter, a function word such as "the" counted weak, symbols a voice reads such
+//! as "@" or the dot of an address counted as unseen words), its length matches its share of
+//! the segment (by syllables and letters), words start at deep dips, and pauses fall after
+//! commas and full stops. A word that opens with a vowel or a glide then starts a third of the
+//! way from its dip to its first nucleus: nothing of its own parts it from the word before, so
+//! the dip lies in that word's last sound. Its limits: a word whose syllables are miscounted
 //! (a foreign name, an abbreviation said letter by letter, a symbol read another way) shifts
 //! its neighbours by about a syllable, and a voice that runs words together without dips is
 //! placed by the lengths alone. Measured against espeak-ng's own word events: `scripts/bench

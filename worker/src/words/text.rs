@@ -29,6 +29,9 @@ pub struct Word {
     /// Whether it is a word of the text (told to the client), or a symbol a voice reads out
     /// (`@`, `%`, the dot of an address), which takes time but is no word of the app's.
     pub told: bool,
+    /// Whether it opens with a vowel or a glide (y, w, r): no closure or friction of its own
+    /// parts it from the word before, so the dip before it lies in that word's last sound.
+    pub opens_softly: bool,
 }
 
 /// Abbreviations whose full stop ends no sentence (lower case, without the stop).
@@ -70,6 +73,7 @@ pub fn words_of(text: &str) -> Vec<Word> {
                     weight: weight(syllables, 3.0),
                     pause: Pause::None,
                     told: false,
+                    opens_softly: false,
                 });
             }
             i += 1;
@@ -89,6 +93,8 @@ pub fn words_of(text: &str) -> Vec<Word> {
             weight: weight(syllables, (i - start) as f64),
             pause: pause_after(&chars, i, &word),
             told: true,
+            opens_softly: chars[start].is_ascii_alphabetic()
+                && "aeiouywr".contains(chars[start].to_ascii_lowercase()),
         });
     }
     words
@@ -229,6 +235,20 @@ pub fn syllables(word: &str) -> f64 {
         return whole + fraction + if letters > 2 { 1.0 } else { 0.0 };
     }
     let vowel = |c: char| "aeiouy".contains(c);
+    // Spelled out letter by letter: a short word in capitals ("API", "GB") or one with no vowel
+    // ("npm", but not an abbreviation read as its word, "Dr"); each letter a syllable, but
+    // "double-you".
+    let capitals = (2..=5).contains(&lower.len()) && word.chars().all(|c| c.is_ascii_uppercase());
+    let text: String = lower.iter().collect();
+    let unsayable = word.chars().all(|c| c.is_ascii_alphabetic())
+        && !lower.iter().any(|&c| vowel(c))
+        && !ABBREVIATIONS.contains(&text.as_str());
+    if capitals || unsayable {
+        return lower
+            .iter()
+            .map(|&c| if c == 'w' { 3.0 } else { 1.0 })
+            .sum();
+    }
     let len = lower.len();
     let mut count = 0i32;
     let mut previous = false;
@@ -240,7 +260,6 @@ pub fn syllables(word: &str) -> f64 {
         }
         previous = is_vowel;
     }
-    let text: String = lower.iter().collect();
     let ends = |suffix: &str| text.ends_with(suffix);
     let before = |back: usize| {
         if len > back {
@@ -356,5 +375,24 @@ mod tests {
         assert_eq!(syllables("strikes"), 1.0);
         assert_eq!(syllables("skipped"), 1.0);
         assert_eq!(syllables("rejected"), 3.0);
+    }
+
+    #[test]
+    fn abbreviations_are_counted_as_spelled() {
+        assert_eq!(syllables("API"), 3.0, "ay pee eye");
+        assert_eq!(syllables("npm"), 3.0, "en pee em");
+        assert_eq!(syllables("WWW"), 9.0);
+        assert_eq!(syllables("GB"), 2.0);
+        assert_eq!(syllables("Groq"), 1.0, "a word, not capitals");
+        assert_eq!(syllables("OK"), 2.0, "oh kay");
+    }
+
+    #[test]
+    fn words_opening_with_a_vowel_or_a_glide_open_softly() {
+        let softly: Vec<bool> = words_of("Take an apple, you were right 3 times.")
+            .iter()
+            .map(|w| w.opens_softly)
+            .collect();
+        assert_eq!(softly, [false, true, true, true, true, true, false, false]);
     }
 }
