@@ -157,14 +157,17 @@ impl Fixture {
     }
 
     /// Starts an extra relay on the same upstream with other security settings; it always has
-    /// the upstream key, and `session_secret` if given.
+    /// the upstream key and the HTTP endpoint's keys, and `session_secret` if given.
     pub fn extra_relay(
         &self,
         name: &str,
         extra_vars: &[(&str, &str)],
         session_secret: Option<&str>,
     ) -> TestResult<Relay> {
-        let mut secrets = vec![("GROQ_API_KEY".to_owned(), TEST_KEY.to_owned())];
+        let mut secrets = vec![
+            ("GROQ_API_KEY".to_owned(), TEST_KEY.to_owned()),
+            ("RELAY_API_KEYS".to_owned(), crate::RELAY_API_KEYS.join(",")),
+        ];
         secrets.extend(session_secret.map(|s| ("SESSION_SECRET".to_owned(), s.to_owned())));
         Relay::start(
             &self.root,

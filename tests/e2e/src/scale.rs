@@ -9,6 +9,8 @@
 //!
 //! Two shapes of load: the ramp's steps ([`run_step`]), sessions speaking replies one after
 //! another, and a burst ([`run_burst`]), sessions that all connect and speak in the same second.
+//! And the same replies over the HTTP endpoint in one format ([`run_http_step`]), to set what an
+//! encoded answer costs beside a PCM one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +21,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::load::{self, Endpoint};
-use crate::{percentile, Relay, Socket, TestResult, TEST_ORIGIN, TEST_SECRET};
+use crate::{
+    http_exchange, percentile, Relay, Socket, TestResult, RELAY_API_KEYS, SAMPLES_PER_CHAR,
+    TEST_ORIGIN, TEST_SECRET,
+};
 
 const RATE: f64 = 24_000.0;
 /// How often a listener reports its play cursor, as the player does.
@@ -400,6 +405,112 @@ async fn burst_session(
     tally.ended(ended.unwrap_or_else(|e| Some(format!("lost: {e}"))));
     let _ = socket.close(None).await;
     (Some(connected), tally)
+}
+
+/// What one HTTP step measured.
+#[derive(Debug, Clone)]
+pub struct HttpFigures {
+    /// The `response_format` asked for.
+    pub format: String,
+    /// Answers read whole with status 200.
+    pub answered: u64,
+    /// Requests that got another status or no answer (with counts).
+    pub failures: BTreeMap<String, u64>,
+    /// Seconds of audio the upstream made for the step's requests.
+    pub audio_s: f64,
+    /// Bytes of the answers' bodies.
+    pub bytes: u64,
+    /// workerd CPU time per second of audio, in milliseconds.
+    pub cpu_ms_per_audio_s: f64,
+    /// Share of one core workerd used over the step.
+    pub cpu_share: f64,
+}
+
+/// Runs one HTTP step against `relay` (with the upstream whose record is `upstream`): `sessions`
+/// clients, straight to the workerd that runs the Worker, each asking `POST /v1/audio/speech`
+/// for replies in `format` one after another for `step.duration` (the segment cache off, so
+/// every segment is asked of the upstream), reading each answer whole. workerd is measured until
+/// the last answer is in; the audio is what the upstream made for the step's requests.
+pub async fn run_http_step(
+    relay: &Relay,
+    upstream: &groq_local::Stats,
+    step: Step,
+    format: &str,
+) -> TestResult<HttpFigures> {
+    let base = relay.worker_url()?;
+    let said_before = upstream.inputs().len();
+    let (cpu_before, started) = (relay.workerd_cpu()?, Instant::now());
+    let deadline = started + step.duration;
+    let clients = (0..step.sessions).map(|index| ask(&base, step, index, format, deadline));
+    let mut figures = HttpFigures {
+        format: format.to_owned(),
+        answered: 0,
+        failures: BTreeMap::new(),
+        audio_s: 0.0,
+        bytes: 0,
+        cpu_ms_per_audio_s: f64::NAN,
+        cpu_share: 0.0,
+    };
+    for (answered, bytes, failures) in futures_util::future::join_all(clients).await {
+        figures.answered += answered;
+        figures.bytes += bytes;
+        for (why, count) in failures {
+            *figures.failures.entry(why).or_default() += count;
+        }
+    }
+    let (cpu_after, elapsed) = (relay.workerd_cpu()?, started.elapsed());
+    let chars: usize = upstream.inputs()[said_before..]
+        .iter()
+        .map(|input| input.chars().count())
+        .sum();
+    figures.audio_s = (chars * SAMPLES_PER_CHAR) as f64 / RATE;
+    let cpu_ms = (cpu_after - cpu_before).as_secs_f64() * 1000.0;
+    figures.cpu_ms_per_audio_s = cpu_ms / figures.audio_s;
+    figures.cpu_share = cpu_ms / (elapsed.as_secs_f64() * 1000.0);
+    Ok(figures)
+}
+
+/// One HTTP client of a step: how many answers it read whole, their bytes, and its failures.
+async fn ask(
+    base: &str,
+    step: Step,
+    index: usize,
+    format: &str,
+    deadline: Instant,
+) -> (u64, u64, BTreeMap<String, u64>) {
+    let mut rng = orpheus_test_support::rng(step.seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let (mut answered, mut bytes, mut failures) = (0, 0, BTreeMap::new());
+    let auth = format!("Bearer {}", RELAY_API_KEYS[0]);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("x-orpheus-cache", "off"),
+    ];
+    tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
+    while Instant::now() < deadline {
+        let text: Vec<&str> = (0..rng.usize(1..=3))
+            .map(|_| SENTENCES[rng.usize(..SENTENCES.len())])
+            .collect();
+        let body = serde_json::json!({
+            "model": "canopylabs/orpheus-v1-english", "voice": "troy",
+            "input": text.join(" "), "response_format": format,
+        })
+        .to_string();
+        match http_exchange(base, "POST", "/v1/audio/speech", &headers, body.as_bytes()).await {
+            Ok(answer) if answer.status == 200 => {
+                answered += 1;
+                bytes += answer.body.len() as u64;
+            }
+            Ok(answer) => {
+                *failures
+                    .entry(format!("status {}", answer.status))
+                    .or_default() += 1
+            }
+            Err(e) => *failures.entry(e).or_default() += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..1500))).await;
+    }
+    (answered, bytes, failures)
 }
 
 /// The ramp as a picture: frame lateness (p50, p99, on a log scale from 1 ms) and workerd CPU per

@@ -1,7 +1,8 @@
 //! The load modes, each taking minutes (docs/scaling.md): `scale`, the ramp (frame lateness,
 //! CPU per second of audio and memory of one workerd for growing numbers of sessions), `burst`,
-//! many sessions connecting and speaking in the same second, `soak`, workerd's memory over a
-//! long run, and `profile`, a CPU profile of workerd under load, summed up by function.
+//! many sessions connecting and speaking in the same second, `transcode`, what the HTTP
+//! endpoint's answers cost in each format, `soak`, workerd's memory over a long run, and
+//! `profile`, a CPU profile of workerd under load, summed up by function.
 
 use std::path::Path;
 use std::time::Duration;
@@ -140,6 +141,47 @@ pub fn burst(root: &Path, sessions: usize) -> TestResult {
     println!("  messages done: {} of {}", burst.done, burst.sessions);
     for (reason, count) in &burst.failures {
         println!("           {count} ended {reason}");
+    }
+    Ok(())
+}
+
+/// What the HTTP endpoint's answers cost in each format (`transcode`): `sessions` clients asking
+/// for replies one after another, `seconds` per format, PCM (written by the Worker) beside the
+/// encoded formats (written by the encoder Worker), in turn on one relay, then in turn again.
+pub fn transcode(root: &Path, sessions: usize, seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    println!(
+        "the HTTP endpoint, {sessions} clients asking for replies one after another, {seconds} s per format, in turn, twice"
+    );
+    println!("  format   answered  failed   audio s   bytes per audio s   workerd CPU/audio s   CPU share");
+    for round in 0..2 {
+        for (k, format) in ["pcm", "mp3", "opus"].into_iter().enumerate() {
+            let step = orpheus_e2e::scale::Step {
+                sessions,
+                duration: Duration::from_secs(seconds),
+                seed: 0x7C0DE + (round * 3 + k) as u64,
+            };
+            let f = fixture.runtime.block_on(orpheus_e2e::scale::run_http_step(
+                &relay,
+                &fixture.upstream,
+                step,
+                format,
+            ))?;
+            let failed: u64 = f.failures.values().sum();
+            println!(
+                "  {:<6} {:10} {:7} {:9.0} {:19.0} {:18.1} ms {:10.0}%",
+                f.format,
+                f.answered,
+                failed,
+                f.audio_s,
+                f.bytes as f64 / f.audio_s,
+                f.cpu_ms_per_audio_s,
+                f.cpu_share * 100.0
+            );
+            for (why, count) in &f.failures {
+                println!("           {count} failed: {why}");
+            }
+        }
     }
     Ok(())
 }

@@ -20,7 +20,7 @@
 //!    in Chromium.
 //!
 //! One module a mode: `relay`, `listener`, `written`, `player`, `words`, and `load` (`scale`,
-//! `burst`, `soak`, `profile`).
+//! `burst`, `transcode`, `soak`, `profile`).
 
 mod listener;
 mod load;
@@ -60,6 +60,7 @@ pub fn mean(values: &[f64]) -> f64 {
 const USAGE: &str = "usage: bench [relay|listener|written|player|words]   (all when none is named)
        bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,500,800 for 60 s each)
        bench burst [SESSIONS]   (sessions connecting and speaking within one second; default 500)
+       bench transcode [SESSIONS] [SECONDS]   (the HTTP endpoint's CPU per format; default 100 clients, 30 s each)
        bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 30 minutes)
        bench profile [SESSIONS] [SECONDS]   (where workerd's CPU goes; default 200 sessions, 20 s)";
 
@@ -114,6 +115,12 @@ fn main() {
             usage()
         };
         finish(load::burst(&root, sessions));
+    }
+    if mode.as_deref() == Some("transcode") {
+        let (Some(sessions), Some(seconds)) = (number_arg(2, 100), number_arg(3, 30)) else {
+            usage()
+        };
+        finish(load::transcode(&root, sessions, seconds));
     }
     if mode.as_deref() == Some("profile") {
         let (Some(sessions), Some(seconds)) = (number_arg(2, 200), number_arg(3, 20)) else {
