@@ -105,6 +105,7 @@ fn main() {
         soak_short,
         scale_short,
         burst_short,
+        transcode_short,
         browser_player,
         browser_through_chaos,
         browser_lost_handshake,

@@ -1,11 +1,12 @@
 //! The load benchmarks in their short forms, on the main relay: `scripts/bench scale` (a dozen
-//! sessions speaking replies one after another) and `scripts/bench burst` (twenty sessions
-//! connecting and speaking in the same second); every message ends `done`, and the figures the
-//! benchmarks report are printed, not judged: timing belongs to the benchmarks.
+//! sessions speaking replies one after another), `scripts/bench burst` (twenty sessions
+//! connecting and speaking in the same second) and `scripts/bench transcode` (four HTTP clients
+//! asking for PCM, then MP3); every message ends `done` or every answer is read, and the figures
+//! the benchmarks report are printed, not judged: timing belongs to the benchmarks.
 
 use std::time::Duration;
 
-use orpheus_e2e::scale::{run_burst, run_step, Step};
+use orpheus_e2e::scale::{run_burst, run_http_step, run_step, Step};
 use orpheus_e2e::{ensure, percentile, Fixture, TestResult};
 
 pub async fn scale_short(fx: &Fixture) -> TestResult {
@@ -75,5 +76,35 @@ pub async fn burst_short(fx: &Fixture) -> TestResult {
         p99(&b.first_audio_ms),
         p99(&b.lateness_ms)
     );
+    Ok(())
+}
+
+pub async fn transcode_short(fx: &Fixture) -> TestResult {
+    for format in ["pcm", "mp3"] {
+        let step = Step {
+            sessions: 4,
+            duration: Duration::from_secs(4),
+            seed: 0x7C0DE,
+        };
+        let f = run_http_step(&fx.relay, &fx.upstream, step, format).await?;
+        ensure!(
+            f.failures.is_empty() && f.answered >= step.sessions as u64,
+            "{format}: {} answered, failures {:?}",
+            f.answered,
+            f.failures
+        );
+        ensure!(
+            f.audio_s > 0.0 && f.bytes > 0 && f.cpu_ms_per_audio_s > 0.0,
+            "{format}: nothing measured: {f:?}"
+        );
+        println!(
+            "transcode_short: {format}, {} answers, {:.0} s of audio, {:.0} bytes and {:.1} ms of \
+             workerd CPU per second of audio",
+            f.answered,
+            f.audio_s,
+            f.bytes as f64 / f.audio_s,
+            f.cpu_ms_per_audio_s
+        );
+    }
     Ok(())
 }
