@@ -65,12 +65,20 @@ export async function installTap(page) {
         return btoa(binary);
       };
       // Each block at its own frame: a quantum the tap did not see stays silent instead of
-      // shifting everything after it earlier.
+      // shifting everything after it earlier. A block whose frame does not advance past the
+      // one before (the audio thread's clock read twice) goes right after it, in the order it
+      // was rendered, instead of over it; such blocks are counted.
       const firstFrame = blocks.length ? blocks[0][0] : 0;
-      const total = blocks.reduce((n, [frame, b]) => Math.max(n, frame - firstFrame + b.length), 0);
-      const all = new Float32Array(total);
-      for (const [frame, b] of blocks) all.set(b, frame - firstFrame);
-      return { firstFrame, samples: encode(all) };
+      let [next, repeats] = [firstFrame, 0];
+      const placed = blocks.map(([frame, b]) => {
+        if (frame < next) repeats += 1;
+        const at = Math.max(frame, next);
+        next = at + b.length;
+        return [at - firstFrame, b];
+      });
+      const all = new Float32Array(next - firstFrame);
+      for (const [at, b] of placed) all.set(b, at);
+      return { firstFrame, samples: encode(all), repeats };
     };
   }, TAP_PROCESSOR);
 }
@@ -97,7 +105,7 @@ export async function capture(page, text, { voice = "troy", written = false } = 
     }
     const result = written ? await p.speakStream(pieces(), { voice }) : await p.speak(text, { voice });
     await new Promise((r) => setTimeout(r, 300));
-    const { samples } = window.tapped(p);
-    return { result, states, rate: p.context.sampleRate, samples };
+    const { samples, repeats } = window.tapped(p);
+    return { result, states, rate: p.context.sampleRate, samples, repeats };
   }, [text, voice, written]);
 }

@@ -219,7 +219,8 @@ async function linkProxy(target) {
     window.tapped(p);
     const result = await p.speak(text);
     await new Promise((r) => setTimeout(r, 300));
-    return { result, rate: p.context.sampleRate, samples: window.tapped(p).samples };
+    const { samples, repeats } = window.tapped(p);
+    return { result, rate: p.context.sampleRate, samples, repeats };
   }, texts.tone);
 
   report.pageErrors = errors;

@@ -19,10 +19,15 @@ fn played_exactly(run: &Value, text: &str, what: &str) -> TestResult {
         .map_err(|e| format!("{what}: {e}"))?;
     ensure!(
         worst <= 1e-6,
-        "{what}: played audio differs from the source by up to {worst}"
+        "{what}: played audio differs from the source by up to {worst} ({} quanta with a \
+         repeated frame)",
+        run["repeats"]
     );
+    // Quanta the capture placed by their order, their context frame not having advanced.
+    let repeats = run["repeats"].as_u64().unwrap_or(0);
     println!(
-        "{what}: {} samples at {rate} Hz played exactly (offset {offset}, largest difference {worst})",
+        "{what}: {} samples at {rate} Hz played exactly (offset {offset}, largest difference \
+         {worst}; {repeats} quanta with a repeated frame)",
         captured.len() - offset
     );
     Ok(())
