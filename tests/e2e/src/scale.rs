@@ -46,6 +46,19 @@ const SENTENCES: [&str; 8] = [
     "Let me look that up for you, it will only take a moment.",
 ];
 
+/// Client `index`'s own random numbers in a run seeded `seed`.
+fn client_rng(seed: u64, index: usize) -> orpheus_test_support::Rng {
+    orpheus_test_support::rng(seed ^ ((index as u64 + 1) * 0x9E37_79B9))
+}
+
+/// A reply an agent might give: one to three of [`SENTENCES`].
+fn reply(rng: &mut orpheus_test_support::Rng) -> String {
+    let sentences: Vec<&str> = (0..rng.usize(1..=3))
+        .map(|_| SENTENCES[rng.usize(..SENTENCES.len())])
+        .collect();
+    sentences.join(" ")
+}
+
 /// One step of the ramp.
 #[derive(Debug, Clone, Copy)]
 pub struct Step {
@@ -246,7 +259,7 @@ async fn listen(
     deadline: Instant,
 ) -> TestResult<Tally> {
     let sid = session_id(step, index);
-    let mut rng = orpheus_test_support::rng(step.seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let mut rng = client_rng(step.seed, index);
     let mut tally = Tally::default();
     // Sessions start at different moments, as users do.
     tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
@@ -254,10 +267,7 @@ async fn listen(
     while Instant::now() < deadline {
         number += 1;
         let id = format!("m{number}");
-        let text: Vec<&str> = (0..rng.usize(1..=3))
-            .map(|_| SENTENCES[rng.usize(..SENTENCES.len())])
-            .collect();
-        let speak = serde_json::json!({"type": "speak", "id": id, "text": text.join(" ")});
+        let speak = serde_json::json!({"type": "speak", "id": id, "text": reply(&mut rng)});
         send(&mut socket, speak.to_string()).await?;
         let ended = play(&mut socket, &mut tally, Instant::now(), deadline + DRAIN).await;
         tally.ended(ended.map_err(|e| format!("{sid}: {e}"))?);
@@ -381,7 +391,7 @@ async fn burst_session(
     text: &str,
     seed: u64,
 ) -> (Option<f64>, Tally) {
-    let mut rng = orpheus_test_support::rng(seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let mut rng = client_rng(seed, index);
     let mut tally = Tally::default();
     tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
     let started = Instant::now();
@@ -478,7 +488,7 @@ async fn ask(
     format: &str,
     deadline: Instant,
 ) -> (u64, u64, BTreeMap<String, u64>) {
-    let mut rng = orpheus_test_support::rng(step.seed ^ ((index as u64 + 1) * 0x9E37_79B9));
+    let mut rng = client_rng(step.seed, index);
     let (mut answered, mut bytes, mut failures) = (0, 0, BTreeMap::new());
     let auth = format!("Bearer {}", RELAY_API_KEYS[0]);
     let headers = [
@@ -488,12 +498,9 @@ async fn ask(
     ];
     tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
     while Instant::now() < deadline {
-        let text: Vec<&str> = (0..rng.usize(1..=3))
-            .map(|_| SENTENCES[rng.usize(..SENTENCES.len())])
-            .collect();
         let body = serde_json::json!({
             "model": "canopylabs/orpheus-v1-english", "voice": "troy",
-            "input": text.join(" "), "response_format": format,
+            "input": reply(&mut rng), "response_format": format,
         })
         .to_string();
         match http_exchange(base, "POST", "/v1/audio/speech", &headers, body.as_bytes()).await {

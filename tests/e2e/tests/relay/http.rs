@@ -426,50 +426,31 @@ pub async fn http_clients(fx: &Fixture) -> TestResult {
     let want = samples_of(&orpheus_e2e::expected_pcm(&text));
     let dir = work_dir(fx)?;
     let text_arg = text_file.to_string_lossy().into_owned();
-    let python =
-        PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default()).join("bin/python");
     let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    for format in [None, Some("wav")] {
-        let what = format!(
-            "LiveKit's plugin ({})",
-            format.unwrap_or("its defaults: mp3, sse")
+    let python_client = |what: String, script: &'static str, out: PathBuf, format: Option<&str>| {
+        let mut command = tokio::process::Command::new(
+            PathBuf::from(std::env::var("ORPHEUS_PYTHON_ENV").unwrap_or_default())
+                .join("bin/python"),
         );
-        let out = dir.join(format!("livekit-{}.pcm", format.unwrap_or("default")));
-        let mut command = tokio::process::Command::new(&python);
-        command.arg(sdk.join("livekit_tts.py")).args([
+        command.arg(sdk.join(script)).args([
             fx.relay_url(),
             RELAY_API_KEYS[0],
             &text_arg,
             &out.to_string_lossy(),
         ]);
         command.args(format);
-        let run = client_run(&what, command).await?;
-        ensure!(
-            String::from_utf8_lossy(&run.stdout).trim() == "24000",
-            "{what}: rate {:?}",
-            String::from_utf8_lossy(&run.stdout)
+        speaks_pcm_at_24k(what, command, out, &want)
+    };
+    for format in [None, Some("wav")] {
+        let what = format!(
+            "LiveKit's plugin ({})",
+            format.unwrap_or("its defaults: mp3, sse")
         );
-        let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
-        close_to(&what, &decoded, &want, 24_000, 0.95)?;
+        let out = dir.join(format!("livekit-{}.pcm", format.unwrap_or("default")));
+        python_client(what, "livekit_tts.py", out, format).await?;
     }
-
-    let what = "Pipecat's OpenAI TTS service (its defaults: alloy, pcm)";
-    let out = dir.join("pipecat.pcm");
-    let mut command = tokio::process::Command::new(&python);
-    command.arg(sdk.join("pipecat_tts.py")).args([
-        fx.relay_url(),
-        RELAY_API_KEYS[0],
-        &text_arg,
-        &out.to_string_lossy(),
-    ]);
-    let run = client_run(what, command).await?;
-    ensure!(
-        String::from_utf8_lossy(&run.stdout).trim() == "24000",
-        "{what}: rates {:?}",
-        String::from_utf8_lossy(&run.stdout)
-    );
-    let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
-    close_to(what, &decoded, &want, 24_000, 0.95)?;
+    let what = "Pipecat's OpenAI TTS service (its defaults: alloy, pcm)".to_owned();
+    python_client(what, "pipecat_tts.py", dir.join("pipecat.pcm"), None).await?;
 
     let out = dir.join("ai-sdk.audio");
     let mut command = tokio::process::Command::new("node");
@@ -514,6 +495,24 @@ pub async fn http_clients(fx: &Fixture) -> TestResult {
     let audio = std::fs::read(&out).map_err(|e| e.to_string())?;
     let decoded = orpheus_e2e::ffmpeg_decode(&audio, &["-f", "mp3"], 24_000).await?;
     close_to("curl -o speech.mp3", &decoded, &want, 24_000, 0.95)
+}
+
+/// Runs a client that writes the PCM it decoded to `out` and prints its sample rate: the rate
+/// must be 24 kHz and the audio the upstream's.
+async fn speaks_pcm_at_24k(
+    what: String,
+    command: tokio::process::Command,
+    out: PathBuf,
+    want: &[i16],
+) -> TestResult {
+    let run = client_run(&what, command).await?;
+    ensure!(
+        String::from_utf8_lossy(&run.stdout).trim() == "24000",
+        "{what}: rate {:?}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let decoded = samples_of(&std::fs::read(&out).map_err(|e| e.to_string())?);
+    close_to(&what, &decoded, want, 24_000, 0.95)
 }
 
 /// Runs a client to its end (at most 120 s), which must succeed.
