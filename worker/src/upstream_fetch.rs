@@ -69,15 +69,18 @@ extern "C" {
 
 /// A response body, read through a BYOB reader in pieces as large as the runtime has ready
 /// (workerd's default reader hands out 4 KiB chunks, and each read costs a promise and a
-/// wake-up). A fetched body is always a byte stream; one that is not reads as failed.
+/// wake-up), one read always ahead: the first is asked for with the head, and each next one as
+/// soon as a piece is taken, so the runtime fills it while the core handles the head or the
+/// piece before (the first audio leaves sooner). A fetched body is always a byte stream; one
+/// that is not reads as failed.
 struct Body {
     reader: Option<ReadableStreamByobReader>,
-    /// The buffer the next read fills (each read hands it back).
-    buffer: Option<Uint8Array>,
+    /// The read in flight.
+    ahead: Option<JsFuture>,
 }
 
 impl Body {
-    /// The body of `response`; `None` when it has none.
+    /// The body of `response`, its first read asked for; `None` when it has none.
     fn of(response: &worker::Response) -> Option<Self> {
         let ResponseBody::Stream(raw) = response.body() else {
             return None;
@@ -85,22 +88,28 @@ impl Body {
         let options = ReadableStreamGetReaderOptions::new();
         options.set_mode(ReadableStreamReaderMode::Byob);
         let reader = raw.unchecked_ref::<BodyStream>().byob_reader(&options).ok();
-        Some(Self {
+        let mut body = Self {
             reader,
-            buffer: None,
-        })
+            ahead: None,
+        };
+        body.read_into(Uint8Array::new_with_length(READ_BYTES));
+        Some(body)
+    }
+
+    /// Asks for the next piece, into `view` (the read takes its buffer over).
+    fn read_into(&mut self, view: Uint8Array) {
+        if let Some(reader) = &self.reader {
+            self.ahead = Some(JsFuture::from(reader.read_with_array_buffer_view(&view)));
+        }
     }
 
     /// The next piece; `None` at the end, `Some(Err)` if the body failed.
     async fn next(&mut self) -> Option<Result<Vec<u8>, ()>> {
-        let Some(reader) = &self.reader else {
+        // No read in flight: the body is not a byte stream (after the end nothing asks again).
+        let Some(read) = self.ahead.take() else {
             return Some(Err(()));
         };
-        let view = self
-            .buffer
-            .take()
-            .unwrap_or_else(|| Uint8Array::new_with_length(READ_BYTES));
-        let read = match JsFuture::from(reader.read_with_array_buffer_view(&view)).await {
+        let read = match read.await {
             Ok(read) => read.unchecked_into::<ReadableStreamReadResult>(),
             Err(_) => return Some(Err(())),
         };
@@ -108,9 +117,10 @@ impl Body {
             return None;
         }
         let filled = read.get_value().unchecked_into::<Uint8Array>();
-        // The read took the buffer over; the next one fills all of it again.
-        self.buffer = Some(Uint8Array::new(&filled.buffer()));
-        Some(Ok(filled.to_vec()))
+        let piece = filled.to_vec();
+        // The piece is copied out: the next read may fill all of its buffer again.
+        self.read_into(Uint8Array::new(&filled.buffer()));
+        Some(Ok(piece))
     }
 }
 

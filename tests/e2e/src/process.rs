@@ -26,6 +26,9 @@ impl Drop for TempDir {
     }
 }
 
+/// The relay's Worker and the encoder Worker it binds, as `wrangler dev` runs them.
+const RELAY_CONFIGS: &[&str] = &["wrangler.toml", "encoder/wrangler.toml"];
+
 /// One `wrangler dev` running the Worker, killed (with workerd) on drop.
 pub struct Relay {
     /// `http://127.0.0.1:PORT`.
@@ -50,6 +53,18 @@ impl Relay {
         vars: &[(String, String)],
         secrets: &[(String, String)],
     ) -> TestResult<Self> {
+        Self::start_configs(root, name, RELAY_CONFIGS, vars, secrets)
+    }
+
+    /// Like [`Relay::start`], for the Workers of other `configs` (the first is served) that
+    /// answer `/healthz`.
+    pub fn start_configs(
+        root: &Path,
+        name: &str,
+        configs: &[&str],
+        vars: &[(String, String)],
+        secrets: &[(String, String)],
+    ) -> TestResult<Self> {
         let scratch = TempDir(
             std::env::temp_dir().join(format!("orpheus-e2e-{}-{name}", std::process::id())),
         );
@@ -67,26 +82,26 @@ impl Relay {
         let mut exits = Vec::new();
         for _ in 0..3 {
             let (port, inspector_port) = (free_port(), free_port());
-            let mut command: Vec<String> = [
-                "dev",
-                "-c",
-                "wrangler.toml",
-                "-c",
-                "encoder/wrangler.toml",
-                "--local",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--inspector-port",
-                &inspector_port.to_string(),
-                "--persist-to",
-                &scratch.0.join("state").to_string_lossy(),
-                "--env-file",
-                &env_file.to_string_lossy(),
-            ]
-            .map(str::to_owned)
-            .into();
+            let mut command: Vec<String> = vec!["dev".to_owned()];
+            for config in configs {
+                command.extend(["-c".to_owned(), (*config).to_owned()]);
+            }
+            command.extend(
+                [
+                    "--local",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--inspector-port",
+                    &inspector_port.to_string(),
+                    "--persist-to",
+                    &scratch.0.join("state").to_string_lossy(),
+                    "--env-file",
+                    &env_file.to_string_lossy(),
+                ]
+                .map(str::to_owned),
+            );
             for (key, value) in vars {
                 command.extend(["--var".to_owned(), format!("{key}:{value}")]);
             }

@@ -1,10 +1,12 @@
 //! `bench relay`: the overhead the relay adds (time from `speak` to the first audio frame
 //! through the relay, against the upstream's own time to first byte fetched directly, p50 and
-//! p99), and time to first audio for 100 and for 2,000 characters of text.
+//! p99, and against a Worker that only forwards the request, in the same workerd set-up: the
+//! floor that `wrangler dev` puts under any Worker), and time to first audio for 100 and for
+//! 2,000 characters of text.
 
 use std::time::{Duration, Instant};
 
-use orpheus_e2e::{Client, Fixture, Frame, TestResult, TEST_KEY};
+use orpheus_e2e::{Client, Fixture, Frame, Relay, TestResult, TEST_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -102,27 +104,53 @@ pub async fn run(fx: &Fixture) -> TestResult {
         fx.relay.worker_url()?.replacen("http", "ws", 1)
     );
     let mut straight = Client::connect_at(&straight_url, "bench-straight", false).await?;
+    let floor = tokio::task::block_in_place(|| {
+        let vars = [("UPSTREAM_URL".to_owned(), fx.upstream_url.clone())];
+        Relay::start_configs(
+            &fx.root,
+            "floor",
+            &["tests/e2e/floor/wrangler.toml"],
+            &vars,
+            &[],
+        )
+    })?;
+    let floor_url = floor.worker_url()?;
+    let through_floor = |input| {
+        first_body_byte(
+            &floor_url,
+            "/openai/v1/audio/speech",
+            TEST_KEY,
+            input,
+            "wav",
+        )
+    };
     // Warm up every path once (worker instantiation, connection set-up).
     upstream_first_byte(&fx.upstream_url, SHORT).await?;
+    through_floor(SHORT).await?;
     relay_first_audio(&mut proxied, "warm", SHORT).await?;
     relay_first_audio(&mut straight, "warm", SHORT).await?;
 
     let (mut direct, mut relayed, mut unproxied) = (Vec::new(), Vec::new(), Vec::new());
+    let mut forwarded = Vec::new();
     for i in 0..OVERHEAD_RUNS {
         direct.push(upstream_first_byte(&fx.upstream_url, SHORT).await?);
+        forwarded.push(through_floor(SHORT).await?);
         relayed.push(relay_first_audio(&mut proxied, &format!("o{i}"), SHORT).await?);
         unproxied.push(relay_first_audio(&mut straight, &format!("s{i}"), SHORT).await?);
     }
     let (d50, d99) = summary(direct);
+    let (f50, f99) = summary(forwarded);
     println!("time to first audio, {} chars, {OVERHEAD_RUNS} runs each, in turn (upstream at {MS_PER_CHAR} ms/char):", SHORT.len());
     println!("  upstream direct, first body byte   p50 {d50:7.1} ms   p99 {d99:7.1} ms");
+    println!("  a forwarding Worker (the floor)    p50 {f50:7.1} ms   p99 {f99:7.1} ms   overhead p50 {:5.1} ms   p99 {:5.1} ms", f50 - d50, f99 - d99);
     for (path, times) in [
         ("through wrangler's proxy", relayed),
         ("straight to workerd", unproxied),
     ] {
         let (r50, r99) = summary(times);
-        println!("  relay, {path:<25}   p50 {r50:7.1} ms   p99 {r99:7.1} ms   overhead p50 {:5.1} ms   p99 {:5.1} ms", r50 - d50, r99 - d99);
+        println!("  relay, {path:<25}   p50 {r50:7.1} ms   p99 {r99:7.1} ms   overhead p50 {:5.1} ms   p99 {:5.1} ms   beyond the floor p50 {:5.1} ms   p99 {:5.1} ms", r50 - d50, r99 - d99, r50 - f50, r99 - f99);
     }
+    drop(floor);
 
     // The HTTP endpoint: the encoded formats' first bytes against WAV's, in turn.
     let formats = ["wav", "mp3", "opus"];
