@@ -15,6 +15,10 @@ const RECEIVED = 32;
 // (starved, or waiting to start): the relay paces its audio by these reports. A page that
 // listens for progress hears of it as often.
 const REPORT_EVERY_S = 0.25;
+// With at least PLENTY_S buffered beyond the cursor, the relay hears of it only this often:
+// nothing needs topping up sooner, and every report wakes the relay (protocol v2).
+const PLENTY_S = 1;
+const SPARSE_REPORT_EVERY_S = 0.75;
 
 const ACCEPTED = 0;
 const FULL = 2;
@@ -46,6 +50,8 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     this.reporting = false;
     this.frames = null;
     this.relayReportedAt = 0;
+    // PLENTY_S in the stream's samples.
+    this.plenty = 0;
     // Whether the page listens for progress (it is told so), and when it last heard.
     this.progress = false;
     this.pageReportedAt = 0;
@@ -64,6 +70,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       this.progress = data.on;
     } else if (data.cmd === "begin") {
       dsp.orpheus_begin(data.stream, data.rate);
+      this.plenty = PLENTY_S * data.rate;
       this.live = true;
       this.reporting = data.reports;
       this.waiting = this.held.filter((f) => streamOf(f) === data.stream);
@@ -112,7 +119,8 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);
     }
     out.set(this.output);
-    if (this.reporting && (received || currentTime - this.relayReportedAt >= REPORT_EVERY_S)) {
+    const every = dsp.orpheus_buffered() >= this.plenty ? SPARSE_REPORT_EVERY_S : REPORT_EVERY_S;
+    if (this.reporting && (received || currentTime - this.relayReportedAt >= every)) {
       this.relayReportedAt = currentTime;
       const played = dsp.orpheus_played();
       this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered(), received ? 1 : 0]);

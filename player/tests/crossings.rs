@@ -68,6 +68,16 @@ fn the_worklets_constants_are_the_engines() {
         orpheus_protocol::REPORT_INTERVAL_MS as f64,
         "a live stream is reported as often as the protocol asks"
     );
+    assert_eq!(
+        js_const(WORKLET, "PLENTY_S") * 1000.0,
+        orpheus_protocol::PLENTY_MS as f64,
+        "a stream with plenty buffered is reported less often from where the protocol says"
+    );
+    assert_eq!(
+        js_const(WORKLET, "SPARSE_REPORT_EVERY_S") * 1000.0,
+        orpheus_protocol::SPARSE_REPORT_INTERVAL_MS as f64,
+        "and as often as it says"
+    );
 }
 
 #[test]

@@ -62,6 +62,26 @@ pub const PROMPT_BELOW_MS: u64 = 500;
 /// Protocol v2: how often a client reports its play cursor while a message plays.
 pub const REPORT_INTERVAL_MS: u64 = 250;
 
+/// Protocol v2: a client with at least this much audio beyond its play cursor reports only
+/// every [`SPARSE_REPORT_INTERVAL_MS`]: it needs no quicker top-up, and every report wakes the
+/// relay.
+pub const PLENTY_MS: u64 = 1000;
+
+/// Protocol v2: how often a client with [`PLENTY_MS`] beyond its cursor reports it. Shorter
+/// than the relay's silence (1 s, after which it estimates the cursor from the clock), and
+/// short enough that the window (2 s) tops such a client up before it runs low.
+pub const SPARSE_REPORT_INTERVAL_MS: u64 = 750;
+
+/// Protocol v2: how long a client waits between two reports of its play cursor, with `ahead_ms`
+/// of audio beyond it.
+pub const fn report_interval_ms(ahead_ms: u64) -> u64 {
+    if ahead_ms >= PLENTY_MS {
+        SPARSE_REPORT_INTERVAL_MS
+    } else {
+        REPORT_INTERVAL_MS
+    }
+}
+
 /// A protocol version, negotiated by subprotocol at connect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(

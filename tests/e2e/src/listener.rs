@@ -1,6 +1,8 @@
 //! A protocol v2 listener: a client that plays at a chosen speed, its cursor never passing what
-//! it received, and reports its cursor as the player does: every 250 ms, and every frame it
-//! receives while it has less than [`orpheus_protocol::PROMPT_BELOW_MS`] beyond its cursor.
+//! it received, and reports its cursor as the player does: as often as
+//! [`orpheus_protocol::report_interval_ms`] says (every 250 ms, every 750 ms with a second or
+//! more ahead), and every frame it receives while it has less than
+//! [`orpheus_protocol::PROMPT_BELOW_MS`] beyond its cursor.
 
 use std::time::{Duration, Instant};
 
@@ -289,7 +291,9 @@ impl Listener {
                 Some(other) => return Err(format!("unexpected {other:?}")),
                 None => {}
             }
-            if self.reported_at.elapsed() >= Duration::from_millis(250) {
+            let ahead_ms = (self.received() - self.played()) * 1000 / RATE as u64;
+            let every = orpheus_protocol::report_interval_ms(ahead_ms);
+            if self.reported_at.elapsed() >= Duration::from_millis(every) {
                 self.report().await?;
             }
         }

@@ -27,8 +27,6 @@ use crate::{
 };
 
 const RATE: f64 = 24_000.0;
-/// How often a listener reports its play cursor, as the player does.
-const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// How long a listener waits after the run's time for its last message to end.
 const DRAIN: Duration = Duration::from_secs(60);
 /// At most this many sessions connect at once.
@@ -293,7 +291,7 @@ async fn play(
     give_up: Instant,
 ) -> TestResult<Option<String>> {
     let mut playing = Playing::new();
-    let mut report = tokio::time::interval(REPORT_EVERY);
+    let mut report_at = Instant::now();
     let too_late = tokio::time::sleep_until(give_up);
     tokio::pin!(too_late);
     loop {
@@ -325,9 +323,13 @@ async fn play(
                     None => return Err("the relay closed the socket".into()),
                 }
             }
-            _ = report.tick() => {
+            _ = tokio::time::sleep_until(report_at) => {
+                // As often as the player reports: less often with plenty ahead.
+                let played = playing.played(Instant::now());
+                let ahead_ms = (playing.received - played) * 1000 / RATE as u64;
+                let every = orpheus_protocol::report_interval_ms(ahead_ms);
+                report_at += Duration::from_millis(every);
                 if let Some(stream) = playing.stream {
-                    let played = playing.played(Instant::now());
                     let report = serde_json::json!({
                         "type": "played", "stream": stream, "played": played,
                         "received": playing.received,

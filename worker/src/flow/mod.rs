@@ -8,8 +8,9 @@
 //!   `played`: a slow reader holds at most the window in the relay and in the socket's queue.
 //! - **In flight.** Audio sent but not yet reported received is capped too, at what the link
 //!   needs to keep up: one and a half times its round trip (the smallest seen, so queueing never
-//!   inflates it) plus an ack interval, and at least [`MIN_IN_FLIGHT_MS`]. On a link slower than
-//!   real time little queues up ahead of an `end`.
+//!   inflates it) plus the time to the client's next report (it reports less often with plenty
+//!   ahead: [`orpheus_protocol::report_interval_ms`]), and at least [`MIN_IN_FLIGHT_MS`]. On a
+//!   link slower than real time little queues up ahead of an `end`.
 //! - **Silence.** A client that has not reported for [`SILENCE_MS`] is taken to be playing in
 //!   real time since its last report (a lost report, an engine that cannot report): flow
 //!   control can delay audio, never stall a message for good.
@@ -44,9 +45,6 @@ pub const SILENCE_MS: u64 = 1000;
 
 /// How often an estimated cursor is looked at again.
 const ESTIMATE_EVERY_MS: u64 = 100;
-
-/// How often a client reports its cursor while audio arrives (docs/protocol.md).
-pub const ACK_INTERVAL_MS: u64 = orpheus_protocol::REPORT_INTERVAL_MS;
 
 /// How many frames a paced or measuring link's allowance in flight is sent in: a frame is a
 /// fraction of it, so that the link never waits for a report.
@@ -228,17 +226,19 @@ impl FlowControl {
         }
     }
 
-    /// The audio allowed in flight, in milliseconds.
-    pub fn in_flight_ms(&self) -> Millis {
+    /// The audio allowed in flight at `rate`, in milliseconds.
+    pub fn in_flight_ms(&self, rate: u32) -> Millis {
         let rtt = self.rtt.min().unwrap_or(0);
-        MIN_IN_FLIGHT_MS.max((rtt + ACK_INTERVAL_MS) * 3 / 2)
+        let ahead = millis(self.received - self.played, rate);
+        let next_report = orpheus_protocol::report_interval_ms(ahead);
+        MIN_IN_FLIGHT_MS.max((rtt + next_report) * 3 / 2)
     }
 
     /// The stream samples the window and the link allow out at `now`, `sent` having gone out.
     fn limits(&self, sent: u64, rate: u32, now: Millis) -> (u64, u64) {
         let by_window = self.cursor(now, rate, sent) + samples(self.window_ms, rate);
         let in_flight = match self.pace(rate, now) {
-            Pace::Unpaced => samples(self.in_flight_ms(), rate),
+            Pace::Unpaced => samples(self.in_flight_ms(rate), rate),
             Pace::Measuring => samples(MEASURING_MS, rate),
             Pace::Draining => samples(QUIET_MS, rate),
             Pace::Paced { in_flight, .. } => in_flight,
@@ -285,17 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn a_client_with_plenty_ahead_may_have_a_report_interval_more_in_flight() {
+        use orpheus_protocol::{REPORT_INTERVAL_MS, SPARSE_REPORT_INTERVAL_MS};
+        let mut flow = FlowControl::new(2000);
+        flow.on_sent(4_800, false, RATE, 0);
+        flow.on_ack(0, 4_800, false, 100);
+        assert_eq!(flow.in_flight_ms(RATE), (100 + REPORT_INTERVAL_MS) * 3 / 2);
+        // 1.3 s ahead: its next report is further off.
+        flow.on_sent(36_000, false, RATE, 200);
+        flow.on_ack(4_800, 36_000, false, 300);
+        let sparse = (100 + SPARSE_REPORT_INTERVAL_MS) * 3 / 2;
+        assert_eq!(flow.in_flight_ms(RATE), sparse);
+    }
+
+    #[test]
     fn in_flight_follows_the_smallest_round_trip() {
         let mut flow = FlowControl::new(2000);
         flow.on_sent(4_800, false, RATE, 0);
         flow.on_ack(0, 4_800, false, 400);
         flow.on_sent(9_600, false, RATE, 1_000);
         flow.on_ack(0, 9_600, false, 1_100);
-        assert_eq!(flow.in_flight_ms(), (100 + ACK_INTERVAL_MS) * 3 / 2);
+        let every = orpheus_protocol::REPORT_INTERVAL_MS;
+        assert_eq!(flow.in_flight_ms(RATE), (100 + every) * 3 / 2);
         // A queue building up later does not inflate it.
         flow.on_sent(14_400, false, RATE, 2_000);
         flow.on_ack(0, 14_400, false, 3_000);
-        assert_eq!(flow.in_flight_ms(), (100 + ACK_INTERVAL_MS) * 3 / 2);
+        assert_eq!(flow.in_flight_ms(RATE), (100 + every) * 3 / 2);
     }
 
     #[test]

@@ -12,8 +12,9 @@ const RATE: u32 = 24_000;
 /// A link from the relay to a client, simulated by the millisecond: a bandwidth, a delay
 /// each way (plus, optionally, jitter each way that keeps frames and reports in order, as
 /// the chaos proxy's does), and a client that plays in real time and reports as the player
-/// does (on receipt while under [`orpheus_protocol::PROMPT_BELOW_MS`] ahead, else every
-/// 250 ms; or only every 250 ms). The relay always has audio to send.
+/// does (on receipt while under [`orpheus_protocol::PROMPT_BELOW_MS`] ahead, else as often as
+/// [`orpheus_protocol::report_interval_ms`] says; or only that often). The relay always has
+/// audio to send.
 struct Link {
     flow: FlowControl,
     bytes_per_ms: f64,
@@ -36,6 +37,8 @@ struct Run {
     utilisation: f64,
     /// Samples received in all.
     received: u64,
+    /// Milliseconds the client had nothing to play, after the first three seconds.
+    dry_ms: u64,
 }
 
 impl Link {
@@ -57,7 +60,7 @@ impl Link {
         let (mut link_free_at, mut train, mut last_report) = (0f64, 0f64, 0);
         let mut arrivals: VecDeque<(f64, u64)> = VecDeque::new();
         let mut reports: VecDeque<(Millis, u64, u64, bool)> = VecDeque::new();
-        let (mut reported_at, mut most_queued_ms) = (0, 0f64);
+        let (mut reported_at, mut most_queued_ms, mut dry_ms) = (0, 0f64, 0);
         let warm = self.warm;
         let mut received_at_warm = 0;
         for now in 0..duration {
@@ -74,8 +77,13 @@ impl Link {
                 }
             }
             if received > 0 {
+                if now > warm && played + 1.0 > received as f64 {
+                    dry_ms += 1;
+                }
                 played = (played + f64::from(RATE) / 1000.0).min(received as f64);
-                if report.is_none() && now >= reported_at + ACK_INTERVAL_MS {
+                let ahead = millis(received - played as u64, RATE);
+                let every = orpheus_protocol::report_interval_ms(ahead);
+                if report.is_none() && now >= reported_at + every {
                     report = Some(false);
                 }
             }
@@ -121,6 +129,7 @@ impl Link {
             most_queued_ms,
             utilisation: (received - received_at_warm) as f64 / capacity,
             received,
+            dry_ms,
         }
     }
 }
@@ -152,8 +161,10 @@ fn a_bursty_slow_link_is_paced() {
 #[test]
 fn a_fast_link_keeps_the_listener_ahead() {
     let run = Link::new(4.0, 25).run(20_000);
-    // Playing in real time from its first frame, it never ran dry.
+    // Playing in real time from its first frame, it never ran dry, though it reports only
+    // every 750 ms once it has a second ahead.
     assert!(run.received >= samples(20_000, RATE), "{run:?}");
+    assert_eq!(run.dry_ms, 0, "{run:?}");
 }
 
 /// A link with `jitter` each way, run twice: with a client that reports on receipt, and
@@ -182,6 +193,7 @@ fn a_jittery_slow_link_is_not_starved() {
 fn a_fast_jittery_link_keeps_the_listener_ahead() {
     let (paced, unpaced) = jittery(4.0, 250);
     assert!(paced.received >= samples(19_000, RATE), "{paced:?}");
+    assert_eq!(unpaced.dry_ms, 0, "{unpaced:?}");
     // (Less only by what the first round trips hold back while the link is timed, and by
     // the few stretches where its jitter made only one sample look fast.)
     assert!(
