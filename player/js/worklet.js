@@ -107,6 +107,11 @@ class OrpheusProcessor extends AudioWorkletProcessor {
     }
   }
 
+  // How long the relay may go without a report of the stream's cursor.
+  reportEvery() {
+    return this.dsp.orpheus_buffered() >= this.plenty ? SPARSE_REPORT_EVERY_S : REPORT_EVERY_S;
+  }
+
   process(_inputs, outputs) {
     if (this.waiting.length) this.feed();
     const out = outputs[0][0];
@@ -119,8 +124,7 @@ class OrpheusProcessor extends AudioWorkletProcessor {
       this.output = new Float32Array(dsp.memory.buffer, dsp.orpheus_output(), out.length);
     }
     out.set(this.output);
-    const every = dsp.orpheus_buffered() >= this.plenty ? SPARSE_REPORT_EVERY_S : REPORT_EVERY_S;
-    if (this.reporting && (received || currentTime - this.relayReportedAt >= every)) {
+    if (this.reporting && (received || currentTime - this.relayReportedAt >= this.reportEvery())) {
       this.relayReportedAt = currentTime;
       const played = dsp.orpheus_played();
       this.frames.postMessage([dsp.orpheus_stream(), played, played + dsp.orpheus_buffered(), received ? 1 : 0]);
