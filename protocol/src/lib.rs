@@ -72,10 +72,10 @@ pub const PLENTY_MS: u64 = 1000;
 /// short enough that the window (2 s) tops such a client up before it runs low.
 pub const SPARSE_REPORT_INTERVAL_MS: u64 = 750;
 
-/// Protocol v2: how long a client waits between two reports of its play cursor, with `ahead_ms`
-/// of audio beyond it.
-pub const fn report_interval_ms(ahead_ms: u64) -> u64 {
-    if ahead_ms >= PLENTY_MS {
+/// Protocol v2: how long a client waits between two reports of its play cursor, with `ahead`
+/// samples at `rate` beyond it.
+pub const fn report_interval_ms(ahead: u64, rate: u32) -> u64 {
+    if ahead * 1000 >= PLENTY_MS * rate as u64 {
         SPARSE_REPORT_INTERVAL_MS
     } else {
         REPORT_INTERVAL_MS
@@ -169,6 +169,16 @@ pub fn is_valid_session_id(sid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_reports_less_often_from_a_second_ahead() {
+        assert_eq!(report_interval_ms(23_999, 24_000), REPORT_INTERVAL_MS);
+        assert_eq!(
+            report_interval_ms(24_000, 24_000),
+            SPARSE_REPORT_INTERVAL_MS
+        );
+        assert_eq!(report_interval_ms(47_999, 48_000), REPORT_INTERVAL_MS);
+    }
 
     #[test]
     fn the_highest_offered_version_wins() {

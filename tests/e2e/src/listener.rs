@@ -291,8 +291,8 @@ impl Listener {
                 Some(other) => return Err(format!("unexpected {other:?}")),
                 None => {}
             }
-            let ahead_ms = (self.received() - self.played()) * 1000 / RATE as u64;
-            let every = orpheus_protocol::report_interval_ms(ahead_ms);
+            let ahead = self.received() - self.played();
+            let every = orpheus_protocol::report_interval_ms(ahead, RATE as u32);
             if self.reported_at.elapsed() >= Duration::from_millis(every) {
                 self.report().await?;
             }

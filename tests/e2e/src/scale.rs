@@ -326,8 +326,7 @@ async fn play(
             _ = tokio::time::sleep_until(report_at) => {
                 // As often as the player reports: less often with plenty ahead.
                 let played = playing.played(Instant::now());
-                let ahead_ms = (playing.received - played) * 1000 / RATE as u64;
-                let every = orpheus_protocol::report_interval_ms(ahead_ms);
+                let every = orpheus_protocol::report_interval_ms(playing.received - played, RATE as u32);
                 report_at += Duration::from_millis(every);
                 if let Some(stream) = playing.stream {
                     let report = serde_json::json!({

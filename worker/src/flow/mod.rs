@@ -229,8 +229,7 @@ impl FlowControl {
     /// The audio allowed in flight at `rate`, in milliseconds.
     pub fn in_flight_ms(&self, rate: u32) -> Millis {
         let rtt = self.rtt.min().unwrap_or(0);
-        let ahead = millis(self.received - self.played, rate);
-        let next_report = orpheus_protocol::report_interval_ms(ahead);
+        let next_report = orpheus_protocol::report_interval_ms(self.received - self.played, rate);
         MIN_IN_FLIGHT_MS.max((rtt + next_report) * 3 / 2)
     }
 

@@ -81,8 +81,7 @@ impl Link {
                     dry_ms += 1;
                 }
                 played = (played + f64::from(RATE) / 1000.0).min(received as f64);
-                let ahead = millis(received - played as u64, RATE);
-                let every = orpheus_protocol::report_interval_ms(ahead);
+                let every = orpheus_protocol::report_interval_ms(received - played as u64, RATE);
                 if report.is_none() && now >= reported_at + every {
                     report = Some(false);
                 }
