@@ -108,13 +108,15 @@ pub fn align(words: &[Word], frames: &[f32]) -> Option<Vec<(usize, usize)>> {
 /// nucleus after it, never past its own end.
 fn open_softly(words: &[Word], nuclei: &[usize], placed: &mut [(usize, usize)]) {
     for (word, (start, end)) in words.iter().zip(placed.iter_mut()).skip(1) {
-        let Some(&nucleus) = nuclei.iter().find(|&&q| q > *start) else {
+        if !word.opens_softly {
+            continue;
+        }
+        // The nuclei are in order.
+        let Some(&nucleus) = nuclei.get(nuclei.partition_point(|&q| q <= *start)) else {
             continue;
         };
-        if word.opens_softly {
-            let moved = *start + ((nucleus - *start) as f64 * SOFT_ONSET_SHARE) as usize;
-            *start = moved.min(end.saturating_sub(1)).max(*start);
-        }
+        let moved = *start + ((nucleus - *start) as f64 * SOFT_ONSET_SHARE) as usize;
+        *start = moved.min(end.saturating_sub(1)).max(*start);
     }
 }
 
