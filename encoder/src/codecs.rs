@@ -13,7 +13,7 @@ use rusty_mp3::{Mp3Encoder, Mp3EncoderConfig};
 const MP3_KBPS: u32 = 64;
 
 /// Opus' bit rate for mono speech, bit/s: speech's native codec is transparent well below.
-const OPUS_BPS: i32 = 32_000;
+pub const OPUS_BPS: i32 = 32_000;
 
 /// FLAC's block: samples a frame.
 const FLAC_BLOCK: usize = 4_096;

@@ -2,12 +2,14 @@
 // the import map in index.html resolves the package; bundled, tests/sample-app builds it from
 // the packed tarball). One session per page load; tickets from the page's own server at
 // /_dev/ticket (the relay's development endpoint, or the sample app's backend). The relay is the
-// page's own host unless `?relay=ws://host:port` names another.
+// page's own host unless `?relay=ws://host:port` names another; `?encoding=pcm` hears PCM where
+// the player would ask for Opus.
 import { OrpheusPlayer } from "orpheus-player";
 
 const session = "demo-" + crypto.randomUUID().slice(0, 8);
 const scheme = location.protocol === "https:" ? "wss" : "ws";
-const relay = new URLSearchParams(location.search).get("relay") ?? `${scheme}://${location.host}`;
+const query = new URLSearchParams(location.search);
+const relay = query.get("relay") ?? `${scheme}://${location.host}`;
 
 // Tickets are single-use: the player asks for a fresh one before every (re)connection.
 async function protocols() {
@@ -19,6 +21,7 @@ async function protocols() {
 const player = new OrpheusPlayer({
   url: `${relay}/v1/sessions/${session}/ws`,
   protocols,
+  encoding: query.get("encoding") ?? "auto",
 });
 const $ = (id) => document.getElementById(id);
 const seconds = (s) => `${s.toFixed(2)} s`;

@@ -130,6 +130,9 @@ export interface OrpheusPlayerOptions {
   sampleRate?: number;
   /** The engine's initial jitter allowance in milliseconds (default 20). */
   allowanceMs?: number;
+  /** `"auto"` (the default): the relay sends Opus (about 34 kbit/s instead of PCM's 384) when
+   * the browser decodes it with WebCodecs, else PCM. `"pcm"`: always PCM, bit-exact. */
+  encoding?: "auto" | "pcm";
 }
 
 export interface StateChangeDetail {

@@ -52,6 +52,8 @@ export class OrpheusPlayer extends EventTarget {
   #closed = false;
   #progressListeners = 0;
   #configuring = []; // configure() calls waiting for the relay's answer
+  #encoding; // "auto" or "pcm"
+  #opus = false; // whether the socket's Worker decodes Opus
   #onVisible;
 
   /**
@@ -61,10 +63,14 @@ export class OrpheusPlayer extends EventTarget {
    *   connection for the subprotocols to offer (a fresh single-use ticket each time)
    * @param {number} [options.sampleRate] the AudioContext rate to ask for (24000, Orpheus's)
    * @param {number} [options.allowanceMs] the engine's initial jitter allowance (20 ms)
+   * @param {"auto" | "pcm"} [options.encoding] "auto": Opus from the relay (about 34 kbit/s
+   *   instead of PCM's 384) when the browser decodes it (WebCodecs), else PCM; "pcm": always
+   *   PCM, bit-exact
    */
-  constructor({ url, protocols, sampleRate = 24000, allowanceMs = 20 } = {}) {
+  constructor({ url, protocols, sampleRate = 24000, allowanceMs = 20, encoding = "auto" } = {}) {
     super();
     this.#url = url;
+    this.#encoding = encoding;
     this.#protocols = protocols ?? (() => ["orpheus.v2", "orpheus.v1"]);
     this.#core = new Core(Math.random());
     this.#socket = new Worker(SOCKET_URL, { type: "module" });
@@ -147,7 +153,7 @@ export class OrpheusPlayer extends EventTarget {
     this.#settleBoundaries(undefined, false);
     const id = `m${++this.#nextId}`;
     const result = new Promise((resolve) => this.#pending.set(id, { resolve, text: String(text) }));
-    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, cache !== false, markup ?? undefined, this.#now()));
+    this.#run(this.#core.speak(id, String(text), voice ?? undefined, model ?? undefined, false, cache !== false, markup ?? undefined, this.#asked(), this.#now()));
     this.#stopOnAbort(id, signal);
     return result;
   }
@@ -169,7 +175,7 @@ export class OrpheusPlayer extends EventTarget {
       pending.resolve = resolve;
       this.#pending.set(id, pending);
     });
-    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, cache !== false, markup ?? undefined, this.#now()));
+    this.#run(this.#core.speak(id, "", voice ?? undefined, model ?? undefined, true, cache !== false, markup ?? undefined, this.#asked(), this.#now()));
     this.#stopOnAbort(id, signal);
     this.#write(id, pending, chunks);
     return result;
@@ -324,8 +330,14 @@ export class OrpheusPlayer extends EventTarget {
     this.#socket.postMessage({ t: "open", url: this.#url, protocols, generation });
   }
 
+  /** The audio encoding to ask the relay for. */
+  #asked() {
+    return this.#opus && this.#encoding === "auto" ? "opus" : undefined;
+  }
+
   /** What the socket's Worker reports; anything of a socket given up is ignored. */
   #link(event) {
+    if (event.t === "codecs") this.#opus = event.opus;
     if (event.generation !== this.#generation || this.#closed) return;
     const now = this.#now();
     if (event.t === "text") this.#run(this.#core.text(event.text, now));

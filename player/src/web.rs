@@ -209,7 +209,7 @@ impl Core {
 
     /// The app asked to speak; `more` when the text goes on in `append`s until `finish`;
     /// `cache` false keeps it from the relay's segment cache; `markup` (`markdown`, `plain`)
-    /// says how the relay reads the text.
+    /// says how the relay reads the text; `encoding` (`opus`) how its audio travels.
     #[allow(clippy::too_many_arguments)]
     pub fn speak(
         &mut self,
@@ -220,6 +220,7 @@ impl Core {
         more: bool,
         cache: bool,
         markup: Option<String>,
+        encoding: Option<String>,
         now: f64,
     ) -> String {
         let options = SpeakOptions {
@@ -228,6 +229,7 @@ impl Core {
             more,
             cache,
             markup,
+            encoding,
         };
         self.run(Input::Speak { id, text, options }, now)
     }

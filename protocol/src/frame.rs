@@ -9,6 +9,19 @@
 //!      8    4 offset: index of the frame's first sample within the stream
 //!     12    … PCM s16le, mono, a whole and non-zero number of samples
 //! ```
+//!
+//! Protocol v2, a stream whose `start` says `opus`: a 16-byte header followed by Opus packets.
+//!
+//! ```text
+//! offset size field
+//!      0    1 version (2)
+//!      1    1 flags (bit 1: the first packet starts a run, to be decoded by a fresh decoder)
+//!      2    2 delay: the run's decoded audio lags its input by this many samples at 48 kHz
+//!      4    4 stream
+//!      8    4 offset: the stream sample where the input of the frame's first packet begins
+//!     12    4 samples: stream samples the packets carry (what they decode to beyond is padding)
+//!     16    … one or more packets, each a u16 length and then the packet
+//! ```
 
 use crate::prelude::*;
 
@@ -20,6 +33,15 @@ pub const FRAME_VERSION: u8 = 1;
 
 /// Flag bit: this frame carries the last samples of an upstream segment.
 pub const LAST_IN_SEGMENT: u8 = 0b1;
+
+/// The header version of an Opus frame.
+pub const OPUS_FRAME_VERSION: u8 = 2;
+
+/// Length of an Opus frame's header in bytes.
+pub const OPUS_HEADER_LEN: usize = 16;
+
+/// Flag bit of an Opus frame: its first packet starts a run (the decoder starts afresh).
+pub const RUN_START: u8 = 0b10;
 
 /// A decoded audio frame borrowing its PCM bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +63,8 @@ pub enum FrameError {
     TooShort,
     /// A header version this decoder does not know.
     UnknownVersion(u8),
+    /// An Opus frame with no packet, or a packet's length running past the frame.
+    BrokenPacket,
     /// The PCM payload is not a whole number of 16-bit samples.
     PartialSample,
 }
@@ -51,6 +75,7 @@ impl core::fmt::Display for FrameError {
             Self::TooShort => write!(f, "audio frame shorter than header plus one sample"),
             Self::UnknownVersion(v) => write!(f, "unknown audio frame version {v}"),
             Self::PartialSample => write!(f, "audio frame payload is not whole samples"),
+            Self::BrokenPacket => write!(f, "opus frame packets are missing or cut short"),
         }
     }
 }
@@ -103,6 +128,99 @@ impl<'a> AudioFrame<'a> {
     }
 }
 
+/// A decoded Opus frame borrowing its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusFrame<'a> {
+    /// Flag bits (see [`RUN_START`]).
+    pub flags: u8,
+    /// The run's decoder delay, in samples at 48 kHz.
+    pub delay: u16,
+    /// The stream.
+    pub stream: u32,
+    /// The stream sample where the first packet's input begins.
+    pub offset: u32,
+    /// Stream samples the packets carry.
+    pub samples: u32,
+    /// The packets, each with its u16 length before it.
+    pub packets: &'a [u8],
+}
+
+impl<'a> OpusFrame<'a> {
+    /// Appends `packet` with its length, as [`OpusFrame::packets`] holds it.
+    pub fn put_packet(packets: &mut Vec<u8>, packet: &[u8]) {
+        packets.extend_from_slice(&(packet.len() as u16).to_le_bytes());
+        packets.extend_from_slice(packet);
+    }
+
+    /// Whether its first packet starts a run.
+    pub fn starts_run(&self) -> bool {
+        self.flags & RUN_START != 0
+    }
+
+    /// Encodes the frame, header and packets, into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(OPUS_HEADER_LEN + self.packets.len());
+        out.push(OPUS_FRAME_VERSION);
+        out.push(self.flags);
+        out.extend_from_slice(&self.delay.to_le_bytes());
+        out.extend_from_slice(&self.stream.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.samples.to_le_bytes());
+        out.extend_from_slice(self.packets);
+        out
+    }
+
+    /// Decodes a binary WebSocket message, checking that its packets are whole.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        if bytes.len() < OPUS_HEADER_LEN {
+            return Err(FrameError::TooShort);
+        }
+        if bytes[0] != OPUS_FRAME_VERSION {
+            return Err(FrameError::UnknownVersion(bytes[0]));
+        }
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let frame = Self {
+            flags: bytes[1],
+            delay: u16::from_le_bytes([bytes[2], bytes[3]]),
+            stream: word(4),
+            offset: word(8),
+            samples: word(12),
+            packets: &bytes[OPUS_HEADER_LEN..],
+        };
+        let mut count = 0;
+        for packet in frame.packets() {
+            packet?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(FrameError::BrokenPacket);
+        }
+        Ok(frame)
+    }
+
+    /// Its packets, in order.
+    pub fn packets(&self) -> impl Iterator<Item = Result<&'a [u8], FrameError>> {
+        let mut rest = self.packets;
+        core::iter::from_fn(move || {
+            let (len, tail) = match rest {
+                [] => return None,
+                [a, b, tail @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), tail),
+                _ => {
+                    rest = &[];
+                    return Some(Err(FrameError::BrokenPacket));
+                }
+            };
+            if len == 0 || len > tail.len() {
+                rest = &[];
+                return Some(Err(FrameError::BrokenPacket));
+            }
+            let (packet, after) = tail.split_at(len);
+            rest = after;
+            Some(Ok(packet))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +261,38 @@ mod tests {
             AudioFrame::decode(&bytes),
             Err(FrameError::UnknownVersion(2))
         );
+    }
+
+    #[test]
+    fn opus_frames_round_trip_and_packets_must_be_whole() {
+        let mut packets = Vec::new();
+        OpusFrame::put_packet(&mut packets, &[9, 8, 7]);
+        OpusFrame::put_packet(&mut packets, &[6]);
+        let frame = OpusFrame {
+            flags: RUN_START,
+            delay: 312,
+            stream: 7,
+            offset: 480,
+            samples: 700,
+            packets: &packets,
+        };
+        let bytes = frame.encode();
+        assert_eq!(&bytes[..4], &[2, 2, 0x38, 1]);
+        let back = OpusFrame::decode(&bytes).unwrap();
+        assert_eq!(back, frame);
+        assert!(back.starts_run());
+        let got: Vec<&[u8]> = back.packets().map(Result::unwrap).collect();
+        assert_eq!(got, [&[9u8, 8, 7][..], &[6]]);
+
+        let cut = &bytes[..bytes.len() - 1];
+        assert_eq!(OpusFrame::decode(cut), Err(FrameError::BrokenPacket));
+        assert_eq!(
+            OpusFrame::decode(&bytes[..OPUS_HEADER_LEN]),
+            Err(FrameError::BrokenPacket)
+        );
+        assert_eq!(OpusFrame::decode(&bytes[..15]), Err(FrameError::TooShort));
+        let mut pcm = bytes.clone();
+        pcm[0] = 1;
+        assert_eq!(OpusFrame::decode(&pcm), Err(FrameError::UnknownVersion(1)));
     }
 }

@@ -25,6 +25,8 @@ mod prelude {
 
 pub mod codec;
 pub mod codes;
+pub mod encoder_link;
+mod encoding;
 pub mod formats;
 pub mod frame;
 mod limits;
@@ -38,8 +40,12 @@ pub mod ticket;
 pub mod voices;
 
 pub use codes::{EndReason, ErrorCode};
+pub use encoding::AudioEncoding;
 pub use formats::{ResponseFormat, NATIVE_RATE, SAMPLE_RATES};
-pub use frame::{AudioFrame, FrameError, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT};
+pub use frame::{
+    AudioFrame, FrameError, OpusFrame, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT,
+    OPUS_FRAME_VERSION, OPUS_HEADER_LEN, RUN_START,
+};
 pub use limits::Limits;
 pub use markup::Markup;
 #[cfg(feature = "serde")]

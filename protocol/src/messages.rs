@@ -7,7 +7,7 @@ use alloc::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{EndReason, ErrorCode, Limits, Markup, Model, MAX_MESSAGE_ID_LEN};
+use crate::{AudioEncoding, EndReason, ErrorCode, Limits, Markup, Model, MAX_MESSAGE_ID_LEN};
 
 /// A message from client to relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,6 +35,9 @@ pub enum ClientMessage {
         /// How the text is read (Markdown or as it is); absent: the session's choice.
         #[serde(skip_serializing_if = "Option::is_none")]
         markup: Option<Markup>,
+        /// Protocol v2: how its audio travels; absent: PCM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encoding: Option<AudioEncoding>,
     },
     /// Protocol v2: the session's defaults for the messages that start after it. Each field
     /// given replaces the session's; the relay answers `configured`.
@@ -182,7 +185,16 @@ impl ClientMessage {
                 };
                 let markup = markup_of(object.get("markup"))
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
+                let encoding = match optional_string(object.get("encoding")) {
+                    Ok(None) => None,
+                    Ok(Some(name)) => Some(
+                        AudioEncoding::from_name(&name)
+                            .ok_or_else(|| rejected(ErrorCode::InvalidMessage))?,
+                    ),
+                    Err(()) => return Err(rejected(ErrorCode::InvalidMessage)),
+                };
                 Ok(Self::Speak {
+                    encoding,
                     more: flag("more", false)?,
                     cache: flag("cache", true)?,
                     id,
@@ -361,8 +373,8 @@ pub enum ServerMessage {
         sample_rate: u32,
         /// Always 1.
         channels: u16,
-        /// Always `pcm_s16le`.
-        encoding: String,
+        /// How its audio travels: `pcm_s16le`, or (protocol v2, when asked for) `opus`.
+        encoding: AudioEncoding,
         /// Protocol v2: this stream restarts the message at this sample of the message (after
         /// the relay lost its state, the unplayed part restarts at a segment boundary).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -497,6 +509,7 @@ mod tests {
                 more: false,
                 cache: true,
                 markup: None,
+                encoding: None,
             })
         );
         let round = ClientMessage::parse(&m.unwrap().to_json()).unwrap();
@@ -546,6 +559,7 @@ mod tests {
                 more: false,
                 cache: true,
                 markup: None,
+                encoding: None,
             })
         );
     }
@@ -557,6 +571,28 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidMessage);
         let e = err(r#"{"type":"speak","id":"m","text":"x","voice":3}"#);
         assert_eq!(e.speak_id.as_deref(), Some("m"));
+        let e = err(r#"{"type":"speak","id":"m","text":"x","encoding":"mp3"}"#);
+        assert_eq!(e.speak_id.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn a_speak_may_ask_for_opus() {
+        let m = ClientMessage::parse(r#"{"type":"speak","id":"m","text":"x","encoding":"opus"}"#);
+        assert!(matches!(
+            m,
+            Ok(ClientMessage::Speak {
+                encoding: Some(AudioEncoding::Opus),
+                ..
+            })
+        ));
+        let pcm = r#"{"type":"speak","id":"m","text":"x","encoding":"pcm_s16le"}"#;
+        assert!(matches!(
+            ClientMessage::parse(pcm),
+            Ok(ClientMessage::Speak {
+                encoding: Some(AudioEncoding::Pcm),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -653,6 +689,7 @@ mod tests {
                 more: true,
                 cache: true,
                 markup: None,
+                encoding: None,
             })
         );
         assert_eq!(

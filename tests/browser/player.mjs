@@ -8,7 +8,10 @@ import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { capture, installTap, open } from "./browser.mjs";
 
-const [base, outDir, textsJson] = process.argv.slice(2);
+const [app, outDir, textsJson] = process.argv.slice(2);
+// The page's players hear PCM: what they play is checked sample for sample against the source
+// (Opus, lossy, is checked on its own: slow.mjs, and the chaos run).
+const base = `${app}${app.includes("?") ? "&" : "?"}encoding=pcm`;
 const texts = JSON.parse(textsJson);
 const report = {};
 const started = Date.now();
@@ -135,7 +138,7 @@ async function linkProxy(target) {
     const { OrpheusPlayer, session } = window.orpheus;
     const sid = session + "-drop";
     const protocols = async () => (await (await fetch(`/_dev/ticket?session=${sid}`)).json()).protocols;
-    const p = new OrpheusPlayer({ url: `${via}/v1/sessions/${sid}/ws`, protocols });
+    const p = new OrpheusPlayer({ encoding: "pcm", url: `${via}/v1/sessions/${sid}/ws`, protocols });
     const drops = [];
     p.addEventListener("error", (e) => drops.push(e.detail));
     const ready = new Promise((r) => p.addEventListener("ready", r, { once: true }));
@@ -171,7 +174,7 @@ async function linkProxy(target) {
 
     // connect() is idempotent: four calls, one ticket (one socket).
     let asked = 0;
-    const a = new OrpheusPlayer({ url: url.replace(session, session + "-a"), protocols: () => { asked++; return ticket(session + "-a"); } });
+    const a = new OrpheusPlayer({ encoding: "pcm", url: url.replace(session, session + "-a"), protocols: () => { asked++; return ticket(session + "-a"); } });
     const aReady = new Promise((r) => a.addEventListener("ready", r, { once: true }));
     a.connect(); a.connect(); a.connect();
     await aReady;
@@ -196,7 +199,7 @@ async function linkProxy(target) {
 
     // A refused ticket: no retry loop, the reason surfaced.
     let tries = 0;
-    const b = new OrpheusPlayer({ url, protocols: () => { tries++; return ["orpheus.v1", "orpheus.ticket.forged.ticket"]; } });
+    const b = new OrpheusPlayer({ encoding: "pcm", url, protocols: () => { tries++; return ["orpheus.v1", "orpheus.ticket.forged.ticket"]; } });
     const refusals = [];
     b.addEventListener("error", (e) => refusals.push(e.detail));
     b.connect();
@@ -205,7 +208,7 @@ async function linkProxy(target) {
     b.close();
 
     // A context at 48 kHz: the engine resamples.
-    const c = new OrpheusPlayer({ url: url.replace(session, session + "-c"), protocols: () => ticket(session + "-c"), sampleRate: 48000 });
+    const c = new OrpheusPlayer({ encoding: "pcm", url: url.replace(session, session + "-c"), protocols: () => ticket(session + "-c"), sampleRate: 48000 });
     c.connect();
     await new Promise((r) => c.addEventListener("ready", r, { once: true }));
     out.rate48k = { rate: c.context.sampleRate };

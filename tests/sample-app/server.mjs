@@ -23,7 +23,9 @@ const server = createServer((req, res) => {
     return;
   }
   if (url.pathname === "/") {
-    res.writeHead(302, { location: `/index.html?relay=${encodeURIComponent(relay)}` });
+    // The page's own query (`?encoding=pcm`) goes along.
+    url.searchParams.set("relay", relay);
+    res.writeHead(302, { location: `/index.html${url.search}` });
     res.end();
     return;
   }

@@ -27,14 +27,10 @@ use crate::log::{self, LogLine};
 use crate::openai::{self, ApiError, Endpoint, Output, Responder, SpeechRequest};
 use crate::segment_cache::SegmentCache;
 use crate::session::{Config, Effect, Input, Session, Speak, Stored};
-use crate::settings::Settings;
+use crate::settings::{Settings, ENCODER_BINDING};
 use crate::time::Millis;
 use crate::upstream_fetch::UpstreamEvent;
 use crate::upstreams::{Next, Target, Upstreams};
-
-/// The service binding of the encoder Worker (encoder/, wrangler.toml): every format and rate
-/// but PCM and WAV at Orpheus' own.
-pub const ENCODER_BINDING: &str = "ENCODER";
 
 /// The one socket generation of the job's core.
 const CLIENT: u32 = 1;
@@ -340,6 +336,7 @@ impl Job {
             cache: request.cache,
             markup: request.markup,
             lexicon: request.lexicon,
+            encoding: None,
         };
         job.drive(Input::Connected(CLIENT, Version::V1));
         job.drive(Input::Speak(CLIENT, speak));

@@ -32,6 +32,7 @@ mod clock;
 mod entry;
 mod http_speech;
 mod key_budget;
+mod opus_out;
 pub mod relay_object;
 mod segment_cache;
 mod settings;

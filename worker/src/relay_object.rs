@@ -10,26 +10,29 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use orpheus_protocol::{Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME};
+use orpheus_protocol::{
+    AudioEncoding, ServerMessage, Version, CLOSE_REPLACED, PING_FRAME, PONG_FRAME,
+};
 use worker::js_sys;
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::DurableObjectStorage;
 use worker::{
-    durable_object, DurableObject, Env, Headers, Request, Response, Result, ScheduledTime, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Fetcher, Headers, Request, Response, Result, ScheduledTime,
+    State, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use crate::budget::SpeechBudget;
 use crate::clock::{now, Timer};
 use crate::key_budget;
 use crate::log::{self, LogLine};
+use crate::opus_out::OpusOut;
 use crate::replay::UsedTickets;
 use crate::segment_cache::SegmentCache;
 use crate::session::{
     serving_after_wake, Attachment, Durability, Effect, Generation, Input, Session, Stored,
 };
-use crate::settings::Settings;
+use crate::settings::{Settings, ENCODER_BINDING};
 use crate::time::Millis;
 use crate::upgrade::{refuse_in_band, request_path, session_id_from_path, TICKET_HEADER};
 use crate::upstreams::{Next, Target, Upstreams};
@@ -123,6 +126,9 @@ pub struct RelaySession {
     loaded: Rc<RefCell<Load>>,
     /// For an API key's object: the key's budget, once read.
     key_budget: RefCell<Option<SpeechBudget>>,
+    /// The encoder Worker, if bound, and the Opus pipe of the stream that asked for it.
+    encoder: Option<Fetcher>,
+    opus: OpusOut,
 }
 
 impl DurableObject for RelaySession {
@@ -159,6 +165,8 @@ impl DurableObject for RelaySession {
             alarm_at: Cell::new(None),
             loaded,
             key_budget: RefCell::new(None),
+            encoder: env.service(ENCODER_BINDING).ok(),
+            opus: OpusOut::default(),
         }
     }
 
@@ -418,15 +426,26 @@ impl RelaySession {
         for effect in effects {
             match effect {
                 Effect::Send(to, message) => {
+                    if let ServerMessage::End {
+                        stream: Some(stream),
+                        ..
+                    } = &message
+                    {
+                        self.opus.end_stream(*stream);
+                    }
                     if let Some(ws) = self.socket(to) {
                         let _ = ws.send_with_str(message.to_json());
                     }
                 }
-                Effect::Audio(to, audio) => {
-                    if let Some(ws) = self.socket(to) {
+                Effect::Audio(to, audio) => match (self.socket(to), &self.encoder) {
+                    (Some(ws), Some(encoder)) if audio.encoding == AudioEncoding::Opus => {
+                        self.opus.send(encoder, session_id, (to, &ws), &audio);
+                    }
+                    (Some(ws), _) => {
                         let _ = ws.send_with_bytes(audio.encode());
                     }
-                }
+                    (None, _) => {}
+                },
                 Effect::Fetch(request) => self.upstreams.start(&request),
                 Effect::Abort(fetch) => self.upstreams.abort(fetch),
                 Effect::Persist(on, attachment) => {
@@ -451,6 +470,7 @@ impl RelaySession {
                     code,
                     reason,
                 } => {
+                    self.opus.close_socket(socket);
                     if let Some(ws) = self.socket(socket) {
                         let _ = ws.close(Some(code), Some(reason));
                     }

@@ -14,6 +14,10 @@ const DEFAULT_BASE_URL: &str = "https://api.groq.com";
 /// The Durable Object namespace binding (wrangler.toml): sessions, and API keys' limits.
 pub const SESSIONS_BINDING: &str = "SESSIONS";
 
+/// The service binding of the encoder Worker (encoder/, wrangler.toml): every HTTP format and
+/// rate but PCM and WAV at Orpheus' own, and Opus for WebSocket listeners.
+pub const ENCODER_BINDING: &str = "ENCODER";
+
 /// Everything the relay reads from its environment, read once per object.
 #[derive(Clone)]
 pub struct Settings {
@@ -85,6 +89,7 @@ impl Settings {
             budget,
             frames_per_second: var_or(env, "LIMIT_FRAMES_PER_SECOND", defaults.frames_per_second),
             upstream_configured: api_key.is_some(),
+            opus: env.service(ENCODER_BINDING).is_ok(),
             first_byte_timeout_ms: var_or(
                 env,
                 "UPSTREAM_FIRST_BYTE_TIMEOUT_MS",

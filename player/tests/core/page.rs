@@ -176,7 +176,7 @@ impl Page {
             stream,
             sample_rate: 24_000,
             channels: 1,
-            encoding: "pcm_s16le".into(),
+            encoding: orpheus_protocol::AudioEncoding::Pcm,
             resumed_at: None,
         });
     }

@@ -84,6 +84,7 @@ fn v2_written_text_waits_for_ready_and_goes_again_whole_after_a_resume() {
                 more: true,
                 cache: true,
                 markup: None,
+                encoding: None,
             },
             ClientMessage::Append {
                 id: "m".into(),
@@ -207,6 +208,7 @@ fn a_relay_of_protocol_1_gets_written_text_whole_once_it_is_finished() {
             more: false,
             cache: true,
             markup: None,
+            encoding: None,
         }]
     );
     p.start("m", 1);

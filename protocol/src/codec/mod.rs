@@ -209,6 +209,8 @@ pub struct SpeakOptions {
     pub cache: bool,
     /// How the text is read (`markdown` or `plain`); `None`: the session's choice.
     pub markup: Option<String>,
+    /// Protocol v2: how its audio travels (`opus`); `None`: PCM.
+    pub encoding: Option<String>,
 }
 
 /// The player's `speak` frame.
@@ -219,7 +221,8 @@ pub fn speak(id: &str, text: &str, options: &SpeakOptions) -> String {
         .str("text", text)
         .opt_str("voice", options.voice.as_deref())
         .opt_str("model", options.model.as_deref())
-        .opt_str("markup", options.markup.as_deref());
+        .opt_str("markup", options.markup.as_deref())
+        .opt_str("encoding", options.encoding.as_deref());
     if options.more {
         writer = writer.bool("more", true);
     }
@@ -549,6 +552,7 @@ mod tests {
                 more: false,
                 cache: true,
                 markup: None,
+                encoding: None,
             })
         );
         let streamed = SpeakOptions {

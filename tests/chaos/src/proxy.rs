@@ -36,6 +36,8 @@ pub struct ChaosStats {
     pub cuts: u64,
     /// Connections swallowed whole by [`Proxy::swallow`].
     pub swallowed: u64,
+    /// Bytes passed to the connecting side (what a client downloads).
+    pub bytes_to_initiator: u64,
 }
 
 #[derive(Default)]
@@ -49,6 +51,7 @@ struct Counters {
     slow_closes: AtomicU64,
     cuts: AtomicU64,
     swallowed: AtomicU64,
+    bytes_to_initiator: AtomicU64,
 }
 
 struct Shared {
@@ -164,6 +167,7 @@ impl Proxy {
             slow_closes: get(&c.slow_closes),
             cuts: get(&c.cuts),
             swallowed: get(&c.swallowed),
+            bytes_to_initiator: get(&c.bytes_to_initiator),
         }
     }
 }
@@ -275,6 +279,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
         plan.clone(),
         link.clone(),
         rng.fork(),
+        shared.clone(),
     ));
     pumps.spawn(pump(
         server_read,
@@ -283,6 +288,7 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, plan: Plan, mut rng:
         plan.clone(),
         link.clone(),
         rng.fork(),
+        shared.clone(),
     ));
     let mut shutdown = shared.shutdown.clone();
     let mut cut = shared.cut.subscribe();
@@ -342,6 +348,7 @@ async fn pump(
     plan: Plan,
     link: Arc<Link>,
     mut rng: fastrand::Rng,
+    shared: Arc<Shared>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Chunk>(32);
     let mut write_rng = rng.fork();
@@ -427,6 +434,10 @@ async fn pump(
                         }
                         if to.write_all(&rest[..size]).await.is_err() {
                             return;
+                        }
+                        if direction == Direction::ToInitiator {
+                            let passed = &shared.counters.bytes_to_initiator;
+                            passed.fetch_add(size as u64, Ordering::Relaxed);
                         }
                         rest = &rest[size..];
                     }

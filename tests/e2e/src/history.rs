@@ -706,7 +706,7 @@ mod tests {
             stream,
             sample_rate: 24_000,
             channels: 1,
-            encoding: "pcm_s16le".to_owned(),
+            encoding: orpheus_protocol::AudioEncoding::Pcm,
             resumed_at: None,
         }
     }

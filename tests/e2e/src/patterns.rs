@@ -176,7 +176,7 @@ async fn as_relay(
         stream: 1,
         sample_rate: RATE,
         channels: 1,
-        encoding: "pcm_s16le".into(),
+        encoding: orpheus_protocol::AudioEncoding::Pcm,
         resumed_at: None,
     };
     send(&mut ws, Message::text(start_message.to_json())).await?;

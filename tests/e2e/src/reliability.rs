@@ -108,6 +108,7 @@ fn delta(after: ChaosStats, before: ChaosStats) -> ChaosStats {
         slow_closes: after.slow_closes - before.slow_closes,
         cuts: after.cuts - before.cuts,
         swallowed: after.swallowed - before.swallowed,
+        bytes_to_initiator: after.bytes_to_initiator - before.bytes_to_initiator,
     }
 }
 
@@ -503,6 +504,102 @@ pub async fn browser_lost_handshake(rig: &Rig) -> TestResult<String> {
     println!("{summary}");
     ensure!(stats.swallowed == 1, "no handshake was lost: {summary}");
     ensure!(took < Duration::from_secs(60), "too slow: {summary}");
+    Ok(summary)
+}
+
+/// A link a quarter of PCM's rate (96 kbit/s): a weak mobile link.
+const SLOW_LINK_BYTES_PER_S: u64 = REAL_TIME_BYTES_PER_S / 4;
+
+/// How long PCM is listened to on the slow link before it is stopped.
+const PCM_LISTEN_MS: u64 = 12_000;
+
+/// The player in headless Chromium on a link of a quarter of PCM's rate (the chaos proxy
+/// throttling it): a 1,000-character message with Opus (the player's default where the browser
+/// decodes it) plays to `done`, every sample, with no underrun, and sounds like the upstream's
+/// audio (correlation at least 0.95); the same text as PCM on the same link falls behind.
+/// Returns the figures side by side: bytes on the link per second of audio, and how each played.
+pub async fn browser_slow_link(rig: &Rig, text: &str) -> TestResult<String> {
+    let slow = Faults {
+        throttle: 1.0,
+        bandwidth_bps: (SLOW_LINK_BYTES_PER_S, SLOW_LINK_BYTES_PER_S),
+        ..Faults::none()
+    };
+    let opus_link = proxy_to(&rig.relay_url, rig.seed ^ 0xB2, slow.clone()).await?;
+    let pcm_link = proxy_to(&rig.relay_url, rig.seed ^ 0xB3, slow).await?;
+    let args = [
+        rig.relay_url.clone(),
+        format!("ws://{}", opus_link.addr()),
+        format!("ws://{}", pcm_link.addr()),
+        text.to_owned(),
+        PCM_LISTEN_MS.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = crate::run_browser_script("slow.mjs", &args).await?;
+    let (opus, pcm) = (&report["opus"]["result"], &report["pcm"]["result"]);
+    let want = crate::expected_pcm(text);
+    let per_audio_second = |bytes: u64, samples: &serde_json::Value| {
+        bytes as f64 / (samples.as_f64().unwrap_or(0.0) / 24_000.0).max(1e-9)
+    };
+    let opus_rate = per_audio_second(opus_link.stats().bytes_to_initiator, &opus["samples"]);
+    let pcm_rate = per_audio_second(pcm_link.stats().bytes_to_initiator, &pcm["samples"]);
+    let listened_s = PCM_LISTEN_MS as f64 / 1000.0;
+    let pcm_played_s = pcm["played"].as_f64().unwrap_or(0.0) / 24_000.0;
+
+    // What the listener heard of the Opus message, against the upstream's audio: aligned on
+    // where the sound first swells in each, then within less than half a period of the test
+    // signal's tones either way (they repeat every 40 samples or more).
+    let rate = report["opus"]["rate"].as_u64().unwrap_or(0);
+    ensure!(rate == 24_000, "the context ran at {rate} Hz");
+    let heard: Vec<i16> = crate::decode_capture(&report["opus"])?
+        .iter()
+        .map(|&v| (v * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
+        .collect();
+    let reference: Vec<i16> = want
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let onset = |s: &[i16]| s.iter().position(|v| v.unsigned_abs() > 3_000).unwrap_or(0);
+    let (heard_from, reference_from) = (onset(&heard), onset(&reference));
+    let heard = &heard[heard_from.saturating_sub(reference_from)..];
+    let (lag, correlation) = crate::aligned_correlation(&reference, heard, 16);
+
+    let summary = format!(
+        "slow link ({} kbit/s): opus {} after {:.0} ms, {} of {} samples played, underruns {}, \
+         {:.0} B per s of audio, correlation {correlation:.4} (lag {lag}) | pcm: {:.1} s played \
+         in {listened_s:.0} s, underruns {}, {:.0} B per s of audio",
+        SLOW_LINK_BYTES_PER_S * 8 / 1000,
+        opus["reason"],
+        opus["firstAudioSeconds"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        opus["played"],
+        want.len() / 2,
+        opus["underruns"],
+        opus_rate,
+        pcm_played_s,
+        pcm["underruns"],
+        pcm_rate,
+    );
+    println!("{summary}");
+    ensure!(
+        opus["reason"] == "done"
+            && opus["samples"].as_u64() == Some(want.len() as u64 / 2)
+            && opus["played"].as_u64() == Some(want.len() as u64 / 2),
+        "opus did not play every sample to done: {summary}"
+    );
+    ensure!(opus["underruns"] == 0, "opus ran dry: {summary}");
+    let (sounds_alike, compressed) = (
+        correlation >= 0.95,
+        opus_rate < (SLOW_LINK_BYTES_PER_S / 2) as f64,
+    );
+    ensure!(
+        sounds_alike,
+        "opus does not sound like the source: {summary}"
+    );
+    ensure!(compressed, "the message did not travel as Opus: {summary}");
+    let fell_behind = pcm["underruns"].as_u64().unwrap_or(0) > 0 && pcm_played_s < listened_s / 2.0;
+    ensure!(
+        fell_behind,
+        "PCM kept up on a link a quarter of its rate: {summary}"
+    );
     Ok(summary)
 }
 

@@ -724,7 +724,7 @@ mod tests {
             stream: 1,
             sample_rate: 24_000,
             channels: 1,
-            encoding: "pcm_s16le".into(),
+            encoding: orpheus_protocol::AudioEncoding::Pcm,
             resumed_at: None,
         };
         let end = |reason, error: Option<EndError>| ServerMessage::End {

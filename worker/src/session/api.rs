@@ -3,7 +3,7 @@
 //! (a [`ServerMessage`], an [`AudioOut`]); they become bytes only where they leave, in the
 //! runtime that executes them.
 
-use orpheus_protocol::{AudioFrame, Limits, Markup, ServerMessage, Version};
+use orpheus_protocol::{AudioEncoding, AudioFrame, Limits, Markup, ServerMessage, Version};
 
 use super::stored::{Attachment, Stored};
 use crate::budget::BudgetLimits;
@@ -56,6 +56,9 @@ pub struct Config {
     /// Protocol v2: how long text still being written may pause before the relay cuts a
     /// segment at a word boundary rather than wait for a sentence.
     pub text_flush_ms: Millis,
+    /// Whether the relay can code Opus (its encoder Worker is bound): a v2 `speak` that asks
+    /// for it gets it; without, it gets PCM, as its `start` says.
+    pub opus: bool,
     /// Whether a client of protocol v1 is told `words` too: the HTTP endpoint's job is, for an
     /// answer in server-sent events (a WebSocket client of v1 never is).
     pub words_to_v1: bool,
@@ -79,6 +82,7 @@ impl Default for Config {
             resume_grace_ms: 20_000,
             text_idle_ms: 15_000,
             text_flush_ms: 300,
+            opus: false,
             words_to_v1: false,
         }
     }
@@ -116,6 +120,8 @@ pub struct Speak {
     pub markup: Option<Markup>,
     /// Words said another way; `None`: the session's lexicon.
     pub lexicon: Option<Lexicon>,
+    /// Protocol v2: how its audio travels; `None`: PCM.
+    pub encoding: Option<AudioEncoding>,
 }
 
 /// What happened, fed to [`super::Session::handle`].
@@ -167,12 +173,14 @@ pub struct FetchRequest {
 pub struct AudioOut {
     /// The stream.
     pub stream: u32,
+    /// How the stream's audio travels: PCM leaves as it is; Opus is coded on its way out.
+    pub encoding: AudioEncoding,
     /// Its first sample's offset, its flags and its PCM.
     pub piece: Piece,
 }
 
 impl AudioOut {
-    /// The binary frame as it goes on the wire.
+    /// The binary frame of PCM as it goes on the wire.
     pub fn encode(&self) -> Vec<u8> {
         AudioFrame {
             flags: self.piece.flags,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use orpheus_protocol::{EndMetrics, Heard, Model, ServerMessage, WordTiming};
+use orpheus_protocol::{AudioEncoding, EndMetrics, Heard, Model, ServerMessage, WordTiming};
 
 use super::api::Config;
 use super::fetch::Segment;
@@ -38,6 +38,8 @@ pub(super) struct Identity {
     pub voice: &'static str,
     /// Whether segments may come from the segment cache.
     pub cache: bool,
+    /// How its audio travels.
+    pub encoding: AudioEncoding,
 }
 
 /// A v2 message's flow: the client's reports, and the audio it has not played yet.
@@ -66,6 +68,7 @@ pub(super) struct Message {
     pub stream: u32,
     pub model: Model,
     pub voice: &'static str,
+    pub encoding: AudioEncoding,
     /// The app's text, what is said of it, and the segments cut so far (as character ranges
     /// of what is said).
     pub text: String,
@@ -130,6 +133,7 @@ impl Message {
             stream: who.stream,
             model: who.model,
             voice: who.voice,
+            encoding: who.encoding,
             scanned: spans.last().map_or(0, |s| s.end),
             text,
             speech,
@@ -207,6 +211,7 @@ impl Message {
             },
             sample_rate: self.sample_rate,
             no_cache: !self.cache,
+            encoding: self.encoding,
             markup: self.speech.markup(),
             lexicon: self.speech.lexicon().clone(),
             alive_at: now,
@@ -289,7 +294,7 @@ impl Message {
             stream: self.stream,
             sample_rate: self.sample_rate?,
             channels: 1,
-            encoding: "pcm_s16le".to_owned(),
+            encoding: self.encoding,
             resumed_at: self.resumed_at,
         })
     }

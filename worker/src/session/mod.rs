@@ -402,6 +402,7 @@ impl Session {
                 more,
                 cache,
                 markup,
+                encoding,
             }) => self.on_speak(Speak {
                 id,
                 text,
@@ -411,6 +412,7 @@ impl Session {
                 cache,
                 markup,
                 lexicon: None,
+                encoding,
             }),
             Ok(ClientMessage::Configure { markup, lexicon }) => self.on_configure(markup, lexicon),
         }

@@ -215,7 +215,7 @@ impl Session {
     fn send_pieces(&mut self, pieces: Vec<Piece>) {
         let now = self.now;
         let message = self.message.as_mut().expect("audio needs a message");
-        let stream = message.stream;
+        let (stream, encoding) = (message.stream, message.encoding);
         let start = message
             .first_audio_at
             .is_none()
@@ -228,10 +228,13 @@ impl Session {
         let Some(generation) = self.serving() else {
             return;
         };
-        self.effects.extend(
-            pieces
-                .into_iter()
-                .map(|piece| Effect::Audio(generation, AudioOut { stream, piece })),
-        );
+        self.effects.extend(pieces.into_iter().map(|piece| {
+            let audio = AudioOut {
+                stream,
+                encoding,
+                piece,
+            };
+            Effect::Audio(generation, audio)
+        }));
     }
 }

@@ -230,6 +230,7 @@ impl Session {
             model,
             voice,
             cache: !record.no_cache,
+            encoding: record.encoding,
         };
         let window = Some(self.config.flow_window_ms);
         Some(Message::new(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use orpheus_protocol::{
-    resolve_voice, EndError, EndReason, ErrorCode, Markup, Model, ServerMessage,
+    resolve_voice, AudioEncoding, EndError, EndReason, ErrorCode, Markup, Model, ServerMessage,
 };
 
 use super::api::Speak;
@@ -96,6 +96,13 @@ impl Session {
             model,
             voice,
             cache: speak.cache,
+            // Opus for a v2 client that asks for it, when the relay can code it.
+            encoding: match speak.encoding {
+                Some(AudioEncoding::Opus) if self.speaks_v2() && self.config.opus => {
+                    AudioEncoding::Opus
+                }
+                _ => AudioEncoding::Pcm,
+            },
         };
         let window = self.speaks_v2().then_some(self.config.flow_window_ms);
         self.message = Some(Message::new(

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use orpheus_protocol::{EndError, EndReason, Heard, Markup, Version};
+use orpheus_protocol::{AudioEncoding, EndError, EndReason, Heard, Markup, Version};
 use serde::{Deserialize, Serialize};
 
 use super::api::{Config, Generation};
@@ -125,6 +125,9 @@ pub struct MessageRecord {
     /// The message asked for no segment from the cache.
     #[serde(default)]
     pub no_cache: bool,
+    /// How its audio travels.
+    #[serde(default)]
+    pub encoding: AudioEncoding,
     /// How its text is read (a record from before Markdown was read says nothing: plain).
     #[serde(default = "plain")]
     pub markup: Markup,

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use orpheus_protocol::{
-    AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version, WordTiming,
+    AudioEncoding, AudioFrame, ClientMessage, EndReason, ErrorCode, ServerMessage, Version,
+    WordTiming,
 };
 use orpheus_test_support::{pcm_bytes, wav, Quirks};
 use orpheus_worker::session::{
@@ -66,6 +67,8 @@ pub struct Harness {
     /// The text frames each socket received.
     pub sent_to: BTreeMap<Generation, Vec<ServerMessage>>,
     pub audio: BTreeMap<u32, Vec<u8>>,
+    /// How each stream's audio was to travel, as its frames said.
+    pub encodings: BTreeMap<u32, AudioEncoding>,
     /// Close codes, per socket.
     pub closed: BTreeMap<Generation, u16>,
     /// The latest attachment of each socket.
@@ -115,6 +118,7 @@ impl Harness {
             texts: Vec::new(),
             sent_to: BTreeMap::new(),
             audio: BTreeMap::new(),
+            encodings: BTreeMap::new(),
             closed: BTreeMap::new(),
             attachments: BTreeMap::new(),
             stored: None,
@@ -261,6 +265,8 @@ impl Harness {
                         !self.ended_streams.contains_key(&frame.stream),
                         "no audio after end"
                     );
+                    let encoding = *self.encodings.entry(frame.stream).or_insert(audio.encoding);
+                    assert_eq!(encoding, audio.encoding, "one encoding a stream");
                     let got = self.audio.entry(frame.stream).or_default();
                     assert_eq!(
                         frame.offset as usize,

@@ -2,6 +2,7 @@
 
 mod cache;
 mod deadlines;
+mod encoding;
 mod flow;
 mod harness;
 mod limits;

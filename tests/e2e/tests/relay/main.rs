@@ -108,6 +108,7 @@ fn main() {
         transcode_short,
         browser_player,
         browser_through_chaos,
+        browser_opus_on_a_slow_link,
         browser_lost_handshake,
         word_start_errors,
         words_through_the_relay,

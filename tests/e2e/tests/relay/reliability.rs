@@ -40,6 +40,11 @@ pub async fn browser_through_chaos(fx: &Fixture) -> TestResult {
     Ok(())
 }
 
+pub async fn browser_opus_on_a_slow_link(fx: &Fixture) -> TestResult {
+    reliability::browser_slow_link(fx.rig().await?, &crate::texts::english(1000)).await?;
+    Ok(())
+}
+
 pub async fn browser_lost_handshake(fx: &Fixture) -> TestResult {
     reliability::browser_lost_handshake(fx.rig().await?).await?;
     Ok(())
