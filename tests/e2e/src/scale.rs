@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use orpheus_protocol::{AudioFrame, EndReason, ServerMessage};
+use orpheus_protocol::{
+    AudioEncoding, AudioFrame, EndReason, OpusFrame, ServerMessage, OPUS_FRAME_VERSION,
+};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -66,6 +68,8 @@ pub struct Step {
     pub duration: Duration,
     /// Seeds the texts and pauses.
     pub seed: u64,
+    /// How the listeners ask for their audio (a WebSocket step; the HTTP one asks a format).
+    pub encoding: AudioEncoding,
 }
 
 /// What one step measured.
@@ -83,6 +87,8 @@ pub struct Figures {
     pub audio_s: f64,
     /// Frames received.
     pub frames: u64,
+    /// Bytes of audio frames received per second of audio.
+    pub bytes_per_audio_s: f64,
     /// Frame lateness against real-time playback: p50 and p99, in milliseconds.
     pub late_p50_ms: f64,
     /// See `late_p50_ms`.
@@ -101,6 +107,8 @@ struct Tally {
     done: u64,
     failures: BTreeMap<String, u64>,
     samples: u64,
+    /// Bytes of the audio frames.
+    bytes: u64,
     lateness_ms: Vec<f64>,
     /// From each `speak` to its first audio frame.
     first_audio_ms: Vec<f64>,
@@ -120,6 +128,7 @@ impl Tally {
             *self.failures.entry(reason).or_default() += count;
         }
         self.samples += other.samples;
+        self.bytes += other.bytes;
         self.lateness_ms.extend(other.lateness_ms);
         self.first_audio_ms.extend(other.first_audio_ms);
     }
@@ -171,6 +180,7 @@ pub async fn run_step(relay: &Relay, step: Step) -> TestResult<Figures> {
         failures: total.failures,
         audio_s,
         frames: total.lateness_ms.len() as u64,
+        bytes_per_audio_s: total.bytes as f64 / audio_s,
         late_p50_ms: late(50.0),
         late_p99_ms: late(99.0),
         cpu_ms_per_audio_s: cpu_ms / audio_s,
@@ -265,7 +275,10 @@ async fn listen(
     while Instant::now() < deadline {
         number += 1;
         let id = format!("m{number}");
-        let speak = serde_json::json!({"type": "speak", "id": id, "text": reply(&mut rng)});
+        let mut speak = serde_json::json!({"type": "speak", "id": id, "text": reply(&mut rng)});
+        if step.encoding == AudioEncoding::Opus {
+            speak["encoding"] = "opus".into();
+        }
         send(&mut socket, speak.to_string()).await?;
         let ended = play(&mut socket, &mut tally, Instant::now(), deadline + DRAIN).await;
         tally.ended(ended.map_err(|e| format!("{sid}: {e}"))?);
@@ -273,6 +286,17 @@ async fn listen(
     }
     let _ = socket.close(None).await;
     Ok(tally)
+}
+
+/// The stream samples an audio frame carries, PCM or Opus (taken as heard when they arrive:
+/// the load measures the relay, not a decoder).
+fn samples_of(bytes: &[u8]) -> TestResult<u32> {
+    if bytes.first() == Some(&OPUS_FRAME_VERSION) {
+        return Ok(OpusFrame::decode(bytes).map_err(|e| e.to_string())?.samples);
+    }
+    Ok(AudioFrame::decode(bytes)
+        .map_err(|e| e.to_string())?
+        .samples())
 }
 
 async fn send(socket: &mut Socket, text: String) -> TestResult {
@@ -300,12 +324,13 @@ async fn play(
                 let now = Instant::now();
                 match frame {
                     Some(Ok(Message::Binary(bytes))) => {
-                        let frame = AudioFrame::decode(&bytes).map_err(|e| e.to_string())?;
+                        let samples = samples_of(&bytes)?;
                         if playing.started.is_none() {
                             tally.first_audio_ms.push((now - sent).as_secs_f64() * 1000.0);
                         }
-                        let late = playing.schedule(frame.samples(), now);
-                        tally.samples += u64::from(frame.samples());
+                        let late = playing.schedule(samples, now);
+                        tally.samples += u64::from(samples);
+                        tally.bytes += bytes.len() as u64;
                         tally.lateness_ms.push(late.as_secs_f64() * 1000.0);
                     }
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(&text) {
@@ -660,6 +685,7 @@ mod tests {
             failures: BTreeMap::new(),
             audio_s: 60.0,
             frames: 100,
+            bytes_per_audio_s: 48_000.0,
             late_p50_ms: 0.0,
             late_p99_ms,
             cpu_ms_per_audio_s: cpu,

@@ -106,6 +106,7 @@ fn main() {
         scale_short,
         burst_short,
         transcode_short,
+        opus_short,
         browser_player,
         browser_through_chaos,
         browser_opus_on_a_slow_link,

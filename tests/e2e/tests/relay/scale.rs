@@ -1,19 +1,22 @@
 //! The load benchmarks in their short forms, on the main relay: `scripts/bench scale` (a dozen
 //! sessions speaking replies one after another), `scripts/bench burst` (twenty sessions
-//! connecting and speaking in the same second) and `scripts/bench transcode` (four HTTP clients
-//! asking for PCM, then MP3); every message ends `done` or every answer is read, and the figures
+//! connecting and speaking in the same second), `scripts/bench transcode` (four HTTP clients
+//! asking for PCM, then MP3) and `scripts/bench opus` (four listeners asking for PCM, then
+//! Opus); every message ends `done` or every answer is read, and the figures
 //! the benchmarks report are printed, not judged: timing belongs to the benchmarks.
 
 use std::time::Duration;
 
 use orpheus_e2e::scale::{run_burst, run_http_step, run_step, Step};
 use orpheus_e2e::{ensure, percentile, Fixture, TestResult};
+use orpheus_protocol::AudioEncoding;
 
 pub async fn scale_short(fx: &Fixture) -> TestResult {
     let step = Step {
         sessions: 12,
         duration: Duration::from_secs(8),
         seed: 0x5CA1E,
+        encoding: AudioEncoding::Pcm,
     };
     let f = run_step(&fx.relay, step).await?;
     println!(
@@ -85,6 +88,7 @@ pub async fn transcode_short(fx: &Fixture) -> TestResult {
             sessions: 4,
             duration: Duration::from_secs(4),
             seed: 0x7C0DE,
+            encoding: AudioEncoding::Pcm,
         };
         let f = run_http_step(&fx.relay, &fx.upstream, step, format).await?;
         ensure!(
@@ -104,6 +108,38 @@ pub async fn transcode_short(fx: &Fixture) -> TestResult {
             f.audio_s,
             f.bytes as f64 / f.audio_s,
             f.cpu_ms_per_audio_s
+        );
+    }
+    Ok(())
+}
+
+pub async fn opus_short(fx: &Fixture) -> TestResult {
+    for encoding in [AudioEncoding::Pcm, AudioEncoding::Opus] {
+        let step = Step {
+            sessions: 4,
+            duration: Duration::from_secs(6),
+            seed: 0x0905,
+            encoding,
+        };
+        let f = run_step(&fx.relay, step).await?;
+        let name = encoding.as_str();
+        ensure!(
+            f.failed == 0 && f.done >= step.sessions as u64,
+            "{name}: {} done, failures {:?}",
+            f.done,
+            f.failures
+        );
+        println!(
+            "opus_short: {name}, {} messages done, {:.0} s of audio, {:.0} bytes and {:.1} ms of \
+             workerd CPU per second of audio",
+            f.done, f.audio_s, f.bytes_per_audio_s, f.cpu_ms_per_audio_s
+        );
+        // Opus is what the listener asked for: a ninth of PCM's bytes, give or take.
+        let compressed = f.bytes_per_audio_s < 12_000.0;
+        ensure!(
+            compressed == (encoding == AudioEncoding::Opus),
+            "{name}: {:.0} bytes per second of audio",
+            f.bytes_per_audio_s
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The load modes, each taking minutes (docs/scaling.md): `scale`, the ramp (frame lateness,
 //! CPU per second of audio and memory of one workerd for growing numbers of sessions), `burst`,
 //! many sessions connecting and speaking in the same second, `transcode`, what the HTTP
-//! endpoint's answers cost in each format, `soak`, workerd's memory over a long run, and
+//! endpoint's answers cost in each format, `opus`, what a WebSocket listener's Opus costs, `soak`, workerd's memory over a long run, and
 //! `profile`, a CPU profile of workerd under load, summed up by function.
 
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use groq_local::Config as UpstreamConfig;
 use orpheus_e2e::{ensure, percentile, Fixture, TestResult};
+use orpheus_protocol::AudioEncoding;
 
 use crate::{summary, text_of, MS_PER_CHAR};
 
@@ -38,18 +39,20 @@ fn load_relay(root: &Path) -> TestResult<(Fixture, orpheus_e2e::Relay)> {
     Ok((fixture, relay))
 }
 
-/// One step of `sessions` speaking for `seconds` on `relay`.
+/// One step of `sessions` speaking for `seconds` on `relay`, their audio asked for as
+/// `encoding`.
 fn load_step(
     fixture: &Fixture,
     relay: &orpheus_e2e::Relay,
-    sessions: usize,
-    seconds: u64,
+    (sessions, seconds): (usize, u64),
     seed: u64,
+    encoding: AudioEncoding,
 ) -> TestResult<orpheus_e2e::scale::Figures> {
     let step = orpheus_e2e::scale::Step {
         sessions,
         duration: Duration::from_secs(seconds),
         seed,
+        encoding,
     };
     fixture
         .runtime
@@ -64,7 +67,14 @@ pub fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
     println!("  sessions   done  failed   audio s   frames   late p50   late p99   workerd CPU/audio s   CPU share   workerd RSS");
     let mut figures = Vec::new();
     for (i, &sessions) in ramp.iter().enumerate() {
-        let f = load_step(&fixture, &relay, sessions, seconds, 0x5CA1E + i as u64)?;
+        let seed = 0x5CA1E + i as u64;
+        let f = load_step(
+            &fixture,
+            &relay,
+            (sessions, seconds),
+            seed,
+            AudioEncoding::Pcm,
+        )?;
         println!(
             "  {:8} {:6} {:7} {:9.0} {:8} {:7.1} ms {:7.1} ms {:15.1} ms {:10.0}% {:10.0} MB",
             f.sessions,
@@ -86,6 +96,42 @@ pub fn scale(root: &Path, ramp: &[usize], seconds: u64) -> TestResult {
     let picture = root.join("docs/scale-ramp.svg");
     std::fs::write(&picture, orpheus_e2e::scale::ramp_svg(&figures)).map_err(|e| e.to_string())?;
     println!("  the ramp drawn in {}", picture.display());
+    Ok(())
+}
+
+/// What a WebSocket listener's Opus costs (`opus`): `sessions` listeners as in the ramp,
+/// `seconds` asking for PCM, then as many for Opus (which the encoder Worker codes, behind its
+/// service binding), in turn, twice, on one relay: workerd's CPU (both Workers') per second of
+/// audio, and the bytes on the link per second of audio.
+pub fn opus(root: &Path, sessions: usize, seconds: u64) -> TestResult {
+    let (fixture, relay) = load_relay(root)?;
+    println!(
+        "WebSocket listeners, {sessions} sessions speaking replies one after another, {seconds} s per encoding, in turn, twice"
+    );
+    println!("  encoding   done  failed   audio s   bytes per audio s   late p99   workerd CPU/audio s   CPU share");
+    for round in 0..2u64 {
+        for (k, encoding) in [AudioEncoding::Pcm, AudioEncoding::Opus]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = 0x0905 + round * 2 + k as u64;
+            let f = load_step(&fixture, &relay, (sessions, seconds), seed, encoding)?;
+            println!(
+                "  {:<9} {:5} {:7} {:9.0} {:19.0} {:7.1} ms {:15.1} ms {:10.0}%",
+                encoding.as_str(),
+                f.done,
+                f.failed,
+                f.audio_s,
+                f.bytes_per_audio_s,
+                f.late_p99_ms,
+                f.cpu_ms_per_audio_s,
+                f.cpu_share * 100.0
+            );
+            for (reason, count) in &f.failures {
+                println!("           {count} ended {reason}");
+            }
+        }
+    }
     Ok(())
 }
 
@@ -160,6 +206,7 @@ pub fn transcode(root: &Path, sessions: usize, seconds: u64) -> TestResult {
                 sessions,
                 duration: Duration::from_secs(seconds),
                 seed: 0x7C0DE + (round * 3 + k) as u64,
+                encoding: AudioEncoding::Pcm,
             };
             let f = fixture.runtime.block_on(orpheus_e2e::scale::run_http_step(
                 &relay,
@@ -204,7 +251,8 @@ pub fn soak(root: &Path, sessions: usize, minutes: usize) -> TestResult {
     println!("  round   done  failed   late p99   workerd RSS");
     let (mut rss, mut messages) = (Vec::new(), Vec::new());
     for round in 0..minutes {
-        let f = load_step(&fixture, &relay, sessions, 60, 0x50A4 + round as u64)?;
+        let seed = 0x50A4 + round as u64;
+        let f = load_step(&fixture, &relay, (sessions, 60), seed, AudioEncoding::Pcm)?;
         println!(
             "  {:5} {:6} {:7} {:7.1} ms {:10.0} MB",
             round + 1,
@@ -253,6 +301,7 @@ pub fn profile(root: &Path, sessions: usize, seconds: u64) -> TestResult {
         sessions,
         duration: Duration::from_secs(PROFILE_WARM_S + seconds + 5),
         seed: 0x9E0F,
+        encoding: AudioEncoding::Pcm,
     };
     let (figures, profile) = fixture.runtime.block_on(async {
         let recording = async {

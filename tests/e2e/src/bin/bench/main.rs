@@ -12,7 +12,8 @@
 //!
 //! Run only when named, each taking minutes (docs/scaling.md): `scale`, the load ramp (frame
 //! lateness, CPU per second of audio and memory of one workerd for growing numbers of
-//! sessions), `soak`, workerd's memory over a long run at a fixed number of sessions, and
+//! sessions), `burst`, `transcode` (the HTTP endpoint's formats), `opus` (WebSocket listeners'
+//! Opus beside PCM), `soak`, workerd's memory over a long run at a fixed number of sessions, and
 //! `profile`, a CPU profile of workerd under load, summed up by function.
 //!
 //! 5. (`words`) The word timings against espeak-ng's own word events: word start error against
@@ -20,7 +21,7 @@
 //!    in Chromium.
 //!
 //! One module a mode: `relay`, `listener`, `written`, `player`, `words`, and `load` (`scale`,
-//! `burst`, `transcode`, `soak`, `profile`).
+//! `burst`, `transcode`, `opus`, `soak`, `profile`).
 
 mod listener;
 mod load;
@@ -61,6 +62,7 @@ const USAGE: &str = "usage: bench [relay|listener|written|player|words]   (all w
        bench scale [SESSIONS,SESSIONS,...] [SECONDS]   (the load ramp; default 50,100,200,400,500,800 for 60 s each)
        bench burst [SESSIONS]   (sessions connecting and speaking within one second; default 500)
        bench transcode [SESSIONS] [SECONDS]   (the HTTP endpoint's CPU per format; default 100 clients, 30 s each)
+       bench opus [SESSIONS] [SECONDS]   (WebSocket listeners' CPU and bytes, PCM beside Opus; default 100 sessions, 30 s each)
        bench soak [SESSIONS] [MINUTES]   (memory over a long run; default 100 sessions for 30 minutes)
        bench profile [SESSIONS] [SECONDS]   (where workerd's CPU goes; default 200 sessions, 20 s)";
 
@@ -121,6 +123,12 @@ fn main() {
             usage()
         };
         finish(load::transcode(&root, sessions, seconds));
+    }
+    if mode.as_deref() == Some("opus") {
+        let (Some(sessions), Some(seconds)) = (number_arg(2, 100), number_arg(3, 30)) else {
+            usage()
+        };
+        finish(load::opus(&root, sessions, seconds));
     }
     if mode.as_deref() == Some("profile") {
         let (Some(sessions), Some(seconds)) = (number_arg(2, 200), number_arg(3, 20)) else {
