@@ -73,32 +73,45 @@ function toEngine(frame) {
   else early.push(frame);
 }
 
-// Opus (docs/protocol.md, "Opus frames"). Each stream has one decoder; a run's decoded audio
+// Opus (docs/protocol.md, "Opus frames"). One decoder serves every stream, started as soon as
+// the browser is known to decode Opus, so that no message waits for one. A run's decoded audio
 // lags its input by the frame's `delay` (at 48 kHz, as the browser decodes), so the stream
 // sample start + j is the decoded sample 2j + delay. The stream was coded at 24 kHz: nothing
 // of it lies above 12 kHz, and every other sample is the 24 kHz signal, no filter needed.
 const OPUS = 2;
 const RUN_START = 2;
 const CONFIG = { codec: "opus", sampleRate: 48000, numberOfChannels: 1 };
-let opus = null; // { stream, decoder, runs, next: the next packet's timestamp (µs) }
+let opus = null; // { decoder, runs, next: the next packet's timestamp (µs) }
 
 // Whether this browser decodes Opus: the page asks for it only then.
 (self.AudioDecoder ? AudioDecoder.isConfigSupported(CONFIG).then((r) => r.supported, () => false) : Promise.resolve(false))
-  .then((supported) => postMessage({ t: "codecs", opus: !!supported }));
+  .then((supported) => {
+    if (supported) opus ??= decoder();
+    postMessage({ t: "codecs", opus: !!supported });
+  });
+
+function decoder() {
+  const state = { runs: [], next: 0 };
+  state.decoder = new AudioDecoder({
+    output: (data) => decoded(state, data),
+    // A decoder that fails is replaced; the socket closes, and the player resumes.
+    error: () => {
+      opus = decoder();
+      ws?.close();
+    },
+  });
+  state.decoder.configure(CONFIG);
+  return state;
+}
 
 function opusFrame(frame) {
   const view = new DataView(frame);
   const stream = view.getUint32(4, true);
-  if (opus?.stream !== stream) {
-    try { opus?.decoder.close(); } catch {}
-    const state = opus = { stream, runs: [], next: 0 };
-    // A decoder that fails: the socket closes, and the player reconnects and resumes.
-    opus.decoder = new AudioDecoder({ output: (data) => decoded(state, data), error: () => ws?.close() });
-    opus.decoder.configure(CONFIG);
-  }
-  if (view.getUint8(1) & RUN_START || !opus.runs.length) {
+  opus ??= decoder();
+  const last = opus.runs.at(-1);
+  if (view.getUint8(1) & RUN_START || last?.stream !== stream) {
     const start = view.getUint32(8, true);
-    opus.runs.push({ from: opus.next, start, end: start, delay: view.getUint16(2, true), pcm: new Float32Array(0), j: 0 });
+    opus.runs.push({ stream, from: opus.next, start, end: start, delay: view.getUint16(2, true), pcm: new Float32Array(0), j: 0 });
   }
   opus.runs.at(-1).end += view.getUint32(12, true);
   for (let at = 16; at + 2 < frame.byteLength;) {
@@ -111,7 +124,7 @@ function opusFrame(frame) {
 
 // Decoded audio, appended to its run (the last begun by its timestamp); what it completes of
 // the stream goes to the engine. `pcm` holds the run's decoded samples from 2j + delay on.
-function decoded({ stream, runs }, data) {
+function decoded({ runs }, data) {
   while (runs.length > 1 && runs[1].from <= data.timestamp) runs.shift();
   const run = runs[0];
   const pcm = new Float32Array(run.pcm.length + data.numberOfFrames);
@@ -126,7 +139,7 @@ function decoded({ stream, runs }, data) {
   const out = new ArrayBuffer(12 + 2 * count);
   const head = new DataView(out);
   head.setUint8(0, 1);
-  head.setUint32(4, stream, true);
+  head.setUint32(4, run.stream, true);
   head.setUint32(8, run.start + run.j, true);
   const samples = new Int16Array(out, 12);
   for (let k = 0; k < count; k++) samples[k] = Math.max(-32768, Math.min(32767, Math.round(pcm[skip + 2 * k] * 32768)));
