@@ -1,8 +1,9 @@
 //! What crosses between Rust and the player's JavaScript, held to its Rust source: the
 //! worklet's constants (the engine's event bits and push codes, the report period, the frame
 //! header it reads), the layout of an engine report on its way from the worklet through the
-//! page to the core, the effects the core emits and the page executes, and the engine's copy of
-//! the protocol's constants. A change on one side fails here until the other follows.
+//! page to the core, the effects the core emits and the page executes, the engine's copy of the
+//! protocol's constants, and where the socket's Worker reads an Opus frame. A change on one
+//! side fails here until the other follows.
 
 use orpheus_player::core::ReportKind;
 use orpheus_player_dsp::{engine, event, Push};
@@ -94,6 +95,70 @@ fn the_worklet_reads_a_frames_stream_where_the_protocol_puts_it() {
     }
     .encode();
     assert_eq!(frame[4..8], 0x0102_0304u32.to_le_bytes());
+}
+
+#[test]
+fn the_socket_worker_reads_opus_frames_where_the_protocol_puts_them() {
+    assert_eq!(
+        js_const(SOCKET, "OPUS"),
+        f64::from(orpheus_protocol::OPUS_FRAME_VERSION)
+    );
+    assert_eq!(
+        js_const(SOCKET, "RUN_START"),
+        f64::from(orpheus_protocol::RUN_START)
+    );
+    let mut packets = Vec::new();
+    orpheus_protocol::OpusFrame::put_packet(&mut packets, &[0xAA; 3]);
+    let frame = orpheus_protocol::OpusFrame {
+        flags: orpheus_protocol::RUN_START,
+        delay: 0x0506,
+        stream: 0x0102_0304,
+        offset: 0x1112_1314,
+        samples: 0x2122_2324,
+        packets: &packets,
+    }
+    .encode();
+    // Each field where socket.js reads it, and the packets from byte 16 on.
+    for (read, at, bytes) in [
+        ("view.getUint8(1)", 1, vec![orpheus_protocol::RUN_START]),
+        (
+            "view.getUint16(2, true)",
+            2,
+            0x0506u16.to_le_bytes().to_vec(),
+        ),
+        (
+            "view.getUint32(4, true)",
+            4,
+            0x0102_0304u32.to_le_bytes().to_vec(),
+        ),
+        (
+            "view.getUint32(8, true)",
+            8,
+            0x1112_1314u32.to_le_bytes().to_vec(),
+        ),
+        (
+            "view.getUint32(12, true)",
+            12,
+            0x2122_2324u32.to_le_bytes().to_vec(),
+        ),
+    ] {
+        assert!(SOCKET.contains(read), "socket.js no longer reads {read}");
+        assert_eq!(frame[at..at + bytes.len()], bytes[..], "{read}");
+    }
+    assert!(SOCKET.contains("for (let at = 16;"));
+    assert_eq!(orpheus_protocol::OPUS_HEADER_LEN, 16);
+    // What it hands the engine is a PCM frame, as the relay writes them.
+    assert!(
+        SOCKET.contains("new ArrayBuffer(12 + 2 * count)")
+            && SOCKET.contains("head.setUint8(0, 1)")
+    );
+    assert_eq!(
+        (
+            orpheus_protocol::FRAME_HEADER_LEN,
+            orpheus_protocol::FRAME_VERSION
+        ),
+        (12, 1)
+    );
 }
 
 #[test]
