@@ -39,9 +39,12 @@ fn asked(req: &Request) -> Option<(ResponseFormat, u32)> {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, _env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, _env: Env, _ctx: Context) -> Result<Response> {
     if req.method() == Method::Post && req.path() == PACKETS_PATH {
-        return packets(req);
+        let Ok(packets) = Packets::new() else {
+            return Response::error("no opus encoder", 500);
+        };
+        return answer(req, packets, "application/octet-stream");
     }
     if req.method() != Method::Post || req.path() != "/encode" {
         return Response::error("not found", 404);
@@ -52,52 +55,56 @@ async fn fetch(mut req: Request, _env: Env, _ctx: Context) -> Result<Response> {
     let Ok(transcoder) = Transcoder::new(format, rate) else {
         return Response::error("that format at that rate is not written here", 400);
     };
-    let pcm = req.stream()?;
-    // The request body's pieces, transcoded as they come; the encoder's tail at the end.
-    let audio = stream::unfold(Some((pcm, transcoder)), |state| async move {
-        let (mut pcm, mut transcoder) = state?;
-        loop {
-            match pcm.next().await {
-                Some(Ok(piece)) => {
-                    let out = transcoder.push(&piece);
-                    if !out.is_empty() {
-                        return Some((Ok(out), Some((pcm, transcoder))));
-                    }
-                }
-                Some(Err(e)) => return Some((Err(e), None)),
-                None => return Some((Ok(transcoder.finish()), None)),
-            }
-        }
-    });
-    let headers = worker::Headers::new();
-    headers.set("content-type", format.content_type())?;
-    Ok(Response::from_stream(audio)?.with_headers(headers))
+    answer(req, transcoder, format.content_type())
 }
 
-/// A listener's PCM frames in, its Opus frames out, each as soon as it is made.
-fn packets(mut req: Request) -> Result<Response> {
-    let Ok(packets) = Packets::new() else {
-        return Response::error("no opus encoder", 500);
-    };
-    let records = req.stream()?;
-    let frames = stream::unfold(Some((records, packets)), |state| async move {
-        let (mut records, mut packets) = state?;
+/// What codes a request's body as it comes: one response's audio ([`Transcoder`]), or a
+/// listener's Opus frames ([`Packets`]).
+trait Coder {
+    /// What a piece of the body makes, or why the body is not one it codes.
+    fn code(&mut self, piece: &[u8]) -> std::result::Result<Vec<u8>, String>;
+    /// The body ended: the rest.
+    fn end(self) -> Vec<u8>;
+}
+
+impl Coder for Transcoder {
+    fn code(&mut self, piece: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        Ok(self.push(piece))
+    }
+
+    fn end(self) -> Vec<u8> {
+        self.finish()
+    }
+}
+
+impl Coder for Packets {
+    fn code(&mut self, piece: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        self.push(piece).map_err(|e| e.to_string())
+    }
+
+    fn end(self) -> Vec<u8> {
+        self.finish()
+    }
+}
+
+/// The answer to `req`: its body's pieces coded as they come, the coder's tail at the end.
+fn answer(mut req: Request, coder: impl Coder + 'static, content_type: &str) -> Result<Response> {
+    let body = req.stream()?;
+    let coded = stream::unfold(Some((body, coder)), |state| async move {
+        let (mut body, mut coder) = state?;
         loop {
-            match records.next().await {
-                Some(Ok(piece)) => match packets.push(&piece) {
+            match body.next().await {
+                Some(Ok(piece)) => match coder.code(&piece) {
                     Ok(out) if out.is_empty() => {}
-                    Ok(out) => return Some((Ok(out), Some((records, packets)))),
-                    Err(e) => {
-                        let error = worker::Error::RustError(e.to_string());
-                        return Some((Err(error), None));
-                    }
+                    Ok(out) => return Some((Ok(out), Some((body, coder)))),
+                    Err(e) => return Some((Err(worker::Error::RustError(e)), None)),
                 },
                 Some(Err(e)) => return Some((Err(e), None)),
-                None => return Some((Ok(packets.finish()), None)),
+                None => return Some((Ok(coder.end()), None)),
             }
         }
     });
     let headers = worker::Headers::new();
-    headers.set("content-type", "application/octet-stream")?;
-    Ok(Response::from_stream(frames)?.with_headers(headers))
+    headers.set("content-type", content_type)?;
+    Ok(Response::from_stream(coded)?.with_headers(headers))
 }
