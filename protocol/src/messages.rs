@@ -126,12 +126,12 @@ fn is_true(value: &bool) -> bool {
     *value
 }
 
-/// An optional `markup` field: absent or null is `None`, `"markdown"` or `"plain"` is `Some`,
-/// anything else is an error.
-fn markup_of(value: Option<&Value>) -> Result<Option<Markup>, ()> {
+/// An optional field naming one of a few kinds (`markup`, `encoding`): absent or null is
+/// `None`, a name `from_name` knows is `Some`, anything else is an error.
+fn named<T>(value: Option<&Value>, from_name: fn(&str) -> Option<T>) -> Result<Option<T>, ()> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(name)) => Markup::from_name(name).map(Some).ok_or(()),
+        Some(Value::String(name)) => from_name(name).map(Some).ok_or(()),
         Some(_) => Err(()),
     }
 }
@@ -183,16 +183,10 @@ impl ClientMessage {
                     Some(Value::Bool(value)) => Ok(*value),
                     Some(_) => Err(rejected(ErrorCode::InvalidMessage)),
                 };
-                let markup = markup_of(object.get("markup"))
+                let markup = named(object.get("markup"), Markup::from_name)
                     .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
-                let encoding = match optional_string(object.get("encoding")) {
-                    Ok(None) => None,
-                    Ok(Some(name)) => Some(
-                        AudioEncoding::from_name(&name)
-                            .ok_or_else(|| rejected(ErrorCode::InvalidMessage))?,
-                    ),
-                    Err(()) => return Err(rejected(ErrorCode::InvalidMessage)),
-                };
+                let encoding = named(object.get("encoding"), AudioEncoding::from_name)
+                    .map_err(|_| rejected(ErrorCode::InvalidMessage))?;
                 Ok(Self::Speak {
                     encoding,
                     more: flag("more", false)?,
@@ -205,7 +199,8 @@ impl ClientMessage {
                 })
             }
             "configure" => {
-                let markup = markup_of(object.get("markup")).map_err(|_| invalid())?;
+                let markup =
+                    named(object.get("markup"), Markup::from_name).map_err(|_| invalid())?;
                 let lexicon = match object.get("lexicon") {
                     None | Some(Value::Null) => None,
                     Some(Value::Object(entries)) => Some(
