@@ -4,6 +4,7 @@
 
 use orpheus_protocol::{ResponseFormat, NATIVE_RATE};
 
+use crate::aac::Aac;
 use crate::codecs::{Flac, Mp3, Opus, Unsupported};
 use crate::g711;
 use crate::resample::Resampler;
@@ -30,11 +31,11 @@ enum Sink {
     Mp3(Box<Mp3>),
     Opus(Box<Opus>),
     Flac(Box<Flac>),
+    Aac(Box<Aac>),
 }
 
 impl Transcoder {
-    /// Audio in `format` at `rate`, or why not: a rate the format cannot carry, or one of
-    /// the formats the relay does not write (`aac`: no encoder here streams it).
+    /// Audio in `format` at `rate`, or why not: a rate the format cannot carry.
     pub fn new(format: ResponseFormat, rate: u32) -> Result<Self, Unsupported> {
         if !format.carries(rate) {
             return Err(Unsupported);
@@ -50,7 +51,7 @@ impl Transcoder {
             ResponseFormat::Mp3 => Sink::Mp3(Box::new(Mp3::new(rate))),
             ResponseFormat::Opus => Sink::Opus(Box::new(Opus::new(rate)?)),
             ResponseFormat::Flac => Sink::Flac(Box::new(Flac::new(rate)?)),
-            ResponseFormat::Aac => return Err(Unsupported),
+            ResponseFormat::Aac => Sink::Aac(Box::new(Aac::new(rate)?)),
         };
         Ok(Self {
             odd: None,
@@ -87,6 +88,7 @@ impl Transcoder {
             Sink::Mp3(mut mp3) => mp3.finish(&mut out),
             Sink::Opus(opus) => opus.finish(&mut out),
             Sink::Flac(flac) => flac.finish(&mut out),
+            Sink::Aac(aac) => aac.finish(&mut out),
             Sink::Wav { rate, started } if !started => {
                 out.extend_from_slice(&orpheus_protocol::formats::streaming_wav_header(rate));
             }
@@ -127,6 +129,7 @@ impl Transcoder {
             }
             Sink::Opus(opus) => opus.push(samples, out),
             Sink::Flac(flac) => flac.push(samples, out),
+            Sink::Aac(aac) => aac.push(samples, out),
         }
     }
 }
@@ -173,13 +176,6 @@ mod tests {
     fn each_format_streams_before_the_end() {
         let pcm = speech_like(2.0);
         for format in ResponseFormat::ALL {
-            if format == ResponseFormat::Aac {
-                assert!(
-                    Transcoder::new(format, 24_000).is_err(),
-                    "no streaming AAC encoder"
-                );
-                continue;
-            }
             let rate = format.default_rate();
             let (out, streamed) = run(format, rate, &pcm, 4_800);
             assert!(
@@ -197,6 +193,12 @@ mod tests {
         assert_eq!(mp3[0], 0xFF, "an MPEG frame sync first");
         let (opus, _) = run(ResponseFormat::Opus, 24_000, &pcm, 4_800);
         assert_eq!(&opus[..4], b"OggS");
+        let (aac, _) = run(ResponseFormat::Aac, 24_000, &pcm, 4_800);
+        assert_eq!(
+            (aac[0], aac[1] & 0xF6),
+            (0xFF, 0xF0),
+            "an ADTS frame sync first"
+        );
         let (flac, _) = run(ResponseFormat::Flac, 24_000, &pcm, 4_800);
         assert_eq!(&flac[..4], b"fLaC");
         let (mulaw, _) = run(ResponseFormat::Mulaw, 8_000, &pcm, 4_801);

@@ -190,8 +190,9 @@ pub async fn ffmpeg_decode(bytes: &[u8], input: &[&str], rate: u32) -> TestResul
 }
 
 /// The lag (of `decoded` behind `reference`, within `max_lag` samples either way) at which the
-/// two are most alike, found on a stretch from the middle, and their normalised correlation
-/// there over the whole.
+/// two are most alike, found on three stretches (a quarter, half and three quarters in: on
+/// one alone, a signal that repeats itself can look alike a period away), and their
+/// normalised correlation there over the whole.
 pub fn aligned_correlation(reference: &[i16], decoded: &[i16], max_lag: usize) -> (isize, f64) {
     let correlation = |lag: isize, range: std::ops::Range<usize>| {
         let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
@@ -209,11 +210,19 @@ pub fn aligned_correlation(reference: &[i16], decoded: &[i16], max_lag: usize) -
         }
         xy / (xx * yy).sqrt().max(1.0)
     };
-    let middle = reference.len() / 2;
-    let stretch = middle.saturating_sub(2 * max_lag)..(middle + 2 * max_lag).min(reference.len());
+    let stretches: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|quarter| {
+            let at = reference.len() * quarter / 4;
+            at.saturating_sub(max_lag)..(at + max_lag).min(reference.len())
+        })
+        .collect();
     let max_lag = max_lag as isize;
     let (lag, _) = (-max_lag..=max_lag)
-        .map(|lag| (lag, correlation(lag, stretch.clone())))
+        .map(|lag| {
+            let alike: f64 = stretches.iter().map(|s| correlation(lag, s.clone())).sum();
+            (lag, alike)
+        })
         .fold((0, f64::MIN), |best, c| if c.1 > best.1 { c } else { best });
     (lag, correlation(lag, 0..reference.len()))
 }

@@ -282,17 +282,13 @@ pub fn parse(body: &[u8], endpoint: Endpoint<'_>) -> Result<SpeechRequest, ApiEr
     ))?;
     let unsupported_format = ApiError::invalid(
         "unsupported_response_format",
-        "response_format must be one of mp3, opus, flac, wav, pcm, mulaw, alaw (aac is not \
-         streamed by this relay)",
+        "response_format must be one of mp3, opus, aac, flac, wav, pcm, mulaw, alaw",
         "response_format",
     );
     let format = match string("response_format")? {
         None if endpoint.encoder => ResponseFormat::Mp3,
         None => ResponseFormat::Wav,
-        Some(name) => match ResponseFormat::from_name(name) {
-            Some(ResponseFormat::Aac) | None => return Err(unsupported_format),
-            Some(format) => format,
-        },
+        Some(name) => ResponseFormat::from_name(name).ok_or(unsupported_format)?,
     };
     match object.get("speed") {
         None | Some(Value::Null) => {}
@@ -656,7 +652,7 @@ mod tests {
                 Some("speed"),
             ),
             (
-                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"aac"}"#,
+                r#"{"model":"canopylabs/orpheus-v1-english","voice":"troy","input":"x","response_format":"m4a"}"#,
                 400,
                 "unsupported_response_format",
                 Some("response_format"),

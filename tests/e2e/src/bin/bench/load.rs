@@ -201,11 +201,11 @@ pub fn transcode(root: &Path, sessions: usize, seconds: u64) -> TestResult {
     );
     println!("  format   answered  failed   audio s   bytes per audio s   workerd CPU/audio s   CPU share");
     for round in 0..2 {
-        for (k, format) in ["pcm", "mp3", "opus"].into_iter().enumerate() {
+        for (k, format) in ["pcm", "mp3", "opus", "aac"].into_iter().enumerate() {
             let step = orpheus_e2e::scale::Step {
                 sessions,
                 duration: Duration::from_secs(seconds),
-                seed: 0x7C0DE + (round * 3 + k) as u64,
+                seed: 0x7C0DE + (round * 4 + k) as u64,
                 encoding: AudioEncoding::Pcm,
             };
             let f = fixture.runtime.block_on(orpheus_e2e::scale::run_http_step(

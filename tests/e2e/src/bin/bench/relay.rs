@@ -146,7 +146,7 @@ pub async fn run(fx: &Fixture) -> TestResult {
     drop(floor);
 
     // The HTTP endpoint: the encoded formats' first bytes against WAV's, in turn.
-    let formats = ["wav", "mp3", "opus"];
+    let formats = ["wav", "mp3", "opus", "aac"];
     let mut firsts: Vec<Vec<f64>> = vec![Vec::new(); formats.len()];
     for _ in 0..FORMAT_RUNS {
         for (k, format) in formats.iter().enumerate() {
