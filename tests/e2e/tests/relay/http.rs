@@ -298,8 +298,9 @@ fn sse_events(body: &[u8]) -> TestResult<(Vec<u8>, Vec<Value>, Value)> {
 
 /// Every format the endpoint writes, read back by a real decoder (ffmpeg): the OpenAI SDK with
 /// no `response_format` gets MP3, as from OpenAI; Opus, AAC, FLAC (bit-exact at 24 kHz), MP3 in
-/// server-sent events with the word timings beside it, G.711 at 8 kHz, WAV at every rate, MP3 at 48 kHz and AAC at 16 kHz. Each
-/// answer's first bytes come before the message's last segment is even asked for (they stream).
+/// server-sent events with the word timings beside it, G.711 at 8 kHz, WAV at every rate, MP3
+/// at 48 kHz and AAC at 16 kHz. Each answer's first bytes come before the message's last
+/// segment is even asked for (they stream).
 pub async fn http_formats(fx: &Fixture) -> TestResult {
     let text = english(600);
     let text_file = text_for_clients(fx, &text, "formats.txt")?;
