@@ -1,15 +1,14 @@
 // orpheus-player: plays Orpheus Relay speech in the browser.
 //
 // This file is the browser wiring only. The decisions (the link, messages, exactly-once
-// completion) are made by the Rust core (orpheus_player_bg.wasm, player/src/core.rs); the
-// audio is played by the Rust engine in an AudioWorklet (orpheus_player_dsp.wasm + worklet.js).
+// completion) are made by the Rust core (orpheus_player.wasm, player/src/core/, through
+// core.js); the audio is played by the Rust engine in an AudioWorklet
+// (orpheus_player_dsp.wasm + worklet.js).
 // The socket lives in a dedicated Worker (socket.js), which hands audio frames straight to the
 // worklet: the page's main thread never touches audio. Assets are found with
 // new URL(..., import.meta.url), which bundlers follow.
 
-import init, { Core } from "./orpheus_player.js";
-
-await init({ module_or_path: new URL("./orpheus_player_bg.wasm", import.meta.url) });
+import { Core } from "./core.js";
 
 const DSP_URL = new URL("./orpheus_player_dsp.wasm", import.meta.url);
 const WORKLET_URL = new URL("./worklet.js", import.meta.url);

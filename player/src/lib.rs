@@ -2,10 +2,10 @@
 //!
 //! The logic is pure Rust, tested on the host: [`core`] (the state machine: the link, messages,
 //! completion), reading and writing the control messages with the protocol crate's serde-free
-//! codec (`orpheus_protocol::codec`). [`web`] is the
-//! wasm-bindgen face the JavaScript glue (`player/js/index.js`) drives. Audio never passes
-//! through here: it goes from the socket to the AudioWorklet engine (the `orpheus-player-dsp`
-//! crate) as the relay sent it.
+//! codec (`orpheus_protocol::codec`). [`web`] is the face the JavaScript drives
+//! (`player/js/index.js`, through the module's exports in `ffi` and their glue,
+//! `player/js/core.js`). Audio never passes through here: it goes from the socket to the
+//! AudioWorklet engine (the `orpheus-player-dsp` crate) as the relay sent it.
 
 // No `std` in the wasm: its panic machinery and formatting were 2.9 KB of the gzipped module.
 #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -20,6 +20,8 @@ mod prelude {
 }
 
 pub mod core;
+#[cfg(target_arch = "wasm32")]
+mod ffi;
 mod web;
 
 pub use web::Core;

@@ -1,10 +1,9 @@
 //! The core as the JavaScript glue sees it: one method per input, each returning the effects to
 //! execute as JSON text (a few per control message; audio frames never come here). Times are
-//! the AudioContext's, in seconds; durations in the effects are whole milliseconds.
+//! the AudioContext's, in seconds; durations in the effects are whole milliseconds. The wasm
+//! exports that reach these methods are [`crate::ffi`]'s.
 
 use crate::prelude::*;
-
-use wasm_bindgen::prelude::*;
 
 use crate::core::{
     Command, Completion, Config, ContextState, Effect, Input, PlayerCore, Progress, Report,
@@ -141,7 +140,6 @@ fn effect_json(effect: &Effect) -> String {
 }
 
 /// The player core, driven by the JavaScript glue.
-#[wasm_bindgen]
 pub struct Core {
     core: PlayerCore,
 }
@@ -167,10 +165,8 @@ impl Core {
     }
 }
 
-#[wasm_bindgen]
 impl Core {
     /// A core not yet connected; `seed` (0 to 1) draws its reconnect jitter.
-    #[wasm_bindgen(constructor)]
     pub fn new(seed: f64) -> Core {
         Core {
             core: PlayerCore::new(Config::default(), (seed * u64::MAX as f64) as u64),
@@ -213,47 +209,45 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     pub fn speak(
         &mut self,
-        id: String,
-        text: String,
-        voice: Option<String>,
-        model: Option<String>,
+        id: &str,
+        text: &str,
+        voice: Option<&str>,
+        model: Option<&str>,
         more: bool,
         cache: bool,
-        markup: Option<String>,
-        encoding: Option<String>,
+        markup: Option<&str>,
+        encoding: Option<&str>,
         now: f64,
     ) -> String {
         let options = SpeakOptions {
-            voice,
-            model,
+            voice: voice.map(ToOwned::to_owned),
+            model: model.map(ToOwned::to_owned),
             more,
             cache,
-            markup,
-            encoding,
+            markup: markup.map(ToOwned::to_owned),
+            encoding: encoding.map(ToOwned::to_owned),
         };
+        let (id, text) = (id.to_owned(), text.to_owned());
         self.run(Input::Speak { id, text, options }, now)
     }
 
     /// More text for message `id`, opened with `more`.
-    pub fn append(&mut self, id: String, text: String, now: f64) -> String {
+    pub fn append(&mut self, id: &str, text: &str, now: f64) -> String {
+        let (id, text) = (id.to_owned(), text.to_owned());
         self.run(Input::Append { id, text }, now)
     }
 
     /// The text of message `id` is complete.
-    pub fn finish(&mut self, id: String, now: f64) -> String {
-        self.run(Input::Finish { id }, now)
+    pub fn finish(&mut self, id: &str, now: f64) -> String {
+        self.run(Input::Finish { id: id.to_owned() }, now)
     }
 
     /// The session's defaults: how the relay reads text (`markdown`, `plain`) and a lexicon
     /// as the JSON object of its words and what is said for them (`None` leaves the session's
     /// as it is; one string crosses into wasm more cheaply than an array of them).
-    pub fn configure(
-        &mut self,
-        markup: Option<String>,
-        lexicon: Option<String>,
-        now: f64,
-    ) -> String {
-        let lexicon = lexicon.and_then(|json| string_map(&json));
+    pub fn configure(&mut self, markup: Option<&str>, lexicon: Option<&str>, now: f64) -> String {
+        let lexicon = lexicon.and_then(string_map);
+        let markup = markup.map(ToOwned::to_owned);
         self.run(Input::Configure { markup, lexicon }, now)
     }
 
@@ -322,13 +316,12 @@ impl Core {
     }
 
     /// When to call `tick` next (context seconds), or NaN when no timer is due.
-    #[wasm_bindgen(js_name = nextDeadline)]
     pub fn next_deadline(&self) -> f64 {
         self.core.next_deadline().unwrap_or(f64::NAN)
     }
 
     /// The current state's name.
-    pub fn state(&self) -> String {
-        self.core.state().as_str().to_owned()
+    pub fn state(&self) -> &'static str {
+        self.core.state().as_str()
     }
 }

@@ -2,7 +2,8 @@
 //! worklet's constants (the engine's event bits and push codes, the report period, the frame
 //! header it reads), the layout of an engine report on its way from the worklet through the
 //! page to the core, the effects the core emits and the page executes, the engine's copy of the
-//! protocol's constants, and where the socket's Worker reads an Opus frame. A change on one
+//! protocol's constants, where the socket's Worker reads an Opus frame, and the core's exports
+//! as its glue calls them. A change on one
 //! side fails here until the other follows.
 
 use orpheus_player::core::ReportKind;
@@ -13,6 +14,8 @@ const WORKLET: &str = include_str!("../js/worklet.js");
 const INDEX: &str = include_str!("../js/index.js");
 const WEB: &str = include_str!("../src/web.rs");
 const SOCKET: &str = include_str!("../js/socket.js");
+const CORE_JS: &str = include_str!("../js/core.js");
+const FFI: &str = include_str!("../src/ffi.rs");
 
 /// The value of `const NAME = …;` in `source`: whole numbers, joined by `|`, or one decimal.
 fn js_const(source: &str, name: &str) -> f64 {
@@ -274,4 +277,51 @@ fn the_engines_copies_of_the_protocols_constants_agree() {
         (engine::PROGRESS_S * 1000.0) as u64,
         orpheus_protocol::REPORT_INTERVAL_MS
     );
+}
+
+#[test]
+fn the_glue_calls_each_export_as_it_is_declared() {
+    // `this.#call("name", [strings], numbers…)`: export `orpheus_name` takes the handle, a
+    // length (i32) for each string, then the numbers.
+    let calls: Vec<_> = CORE_JS
+        .match_indices("this.#call(\"")
+        .map(|(at, _)| {
+            let rest = &CORE_JS[at + 12..];
+            let name = &rest[..rest.find('"').expect("a closing quote")];
+            let strings = list_after(rest, "", '[', ']').len();
+            let after_strings = &rest[rest.find(']').expect("the strings' end") + 1..];
+            let numbers = after_strings[..after_strings.find(')').expect("the call's end")]
+                .split(',')
+                .filter(|n| !n.trim().is_empty())
+                .count();
+            (name, strings, numbers)
+        })
+        .collect();
+    assert!(calls.len() >= 14, "{calls:?}");
+    for (name, strings, numbers) in calls {
+        let parameters = list_after(FFI, &format!("fn orpheus_{name}"), '(', ')');
+        let types: Vec<&str> = parameters
+            .iter()
+            .map(|p| p.split(':').nth(1).expect("a typed parameter").trim())
+            .collect();
+        assert_eq!(
+            types.len(),
+            1 + strings + numbers,
+            "orpheus_{name}: {types:?}"
+        );
+        assert_eq!(types[0], "u32", "orpheus_{name} takes the handle first");
+        assert!(
+            types[1..=strings].iter().all(|t| *t == "i32"),
+            "orpheus_{name}: {strings} string lengths first, in {types:?}"
+        );
+    }
+    // The calls without strings, straight to their export.
+    for (at, _) in CORE_JS.match_indices("wasm.orpheus_") {
+        let rest = &CORE_JS[at + 5..];
+        let name = &rest[..rest.find('(').expect("a call")];
+        assert!(
+            FFI.contains(&format!("pub extern \"C\" fn {name}(")),
+            "core.js calls {name}, which src/ffi.rs does not export"
+        );
+    }
 }

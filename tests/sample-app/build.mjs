@@ -36,7 +36,7 @@ await esbuild.build({
   logLevel: "warning",
 });
 const installed = join(app, "node_modules/orpheus-player");
-for (const asset of ["orpheus_player_bg.wasm", "orpheus_player_dsp.wasm", "worklet.js", "socket.js"]) {
+for (const asset of ["orpheus_player.wasm", "orpheus_player_dsp.wasm", "worklet.js", "socket.js"]) {
   cpSync(join(installed, asset), join(dist, asset));
 }
 for (const page of ["index.html", "demo.css"]) cpSync(join(root, "player/demo", page), join(dist, page));

@@ -9,8 +9,8 @@ pub async fn player_figures() -> TestResult {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let shipped = [
         "index.js",
-        "orpheus_player.js",
-        "orpheus_player_bg.wasm",
+        "core.js",
+        "orpheus_player.wasm",
         "orpheus_player_dsp.wasm",
         "worklet.js",
         "socket.js",
