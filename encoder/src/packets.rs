@@ -9,11 +9,13 @@
 //! encoder's delay, reaches past the run's last sample with room for the listener's resampling
 //! filter: every sample of a run can be decoded before the next run begins. Invariant: a
 //! frame's offset is where its first packet's input began, the previous frame's offset plus
-//! its samples within a run, and a run's first frame carries [`RUN_START`].
+//! its samples within a run, a run's first frame carries [`RUN_START`] and its last
+//! [`RUN_END`] (a decoder that holds its last packet back until more comes, as WebCodecs' in
+//! Chromium may, is flushed there).
 
 use opus_pure::{Application, OpusEncoder, OpusHead, MAX_PACKET_BYTES};
 use orpheus_protocol::encoder_link::{put_record, Records};
-use orpheus_protocol::{AudioFrame, OpusFrame, NATIVE_RATE, RUN_START};
+use orpheus_protocol::{AudioFrame, OpusFrame, NATIVE_RATE, RUN_END, RUN_START};
 
 use crate::codecs::{Unsupported, OPUS_BPS};
 
@@ -148,17 +150,15 @@ impl Run {
     }
 
     /// The frame of what was `made`, as the record that carries it; nothing if nothing was.
-    fn frame(&mut self, made: Made, delay: u16, out: &mut Vec<u8>) {
+    /// `last` when it ends the run.
+    fn frame(&mut self, made: Made, delay: u16, last: bool, out: &mut Vec<u8>) {
         if made.packets.is_empty() {
             return;
         }
         let before = self.carried - u64::from(made.samples);
+        let first = !std::mem::replace(&mut self.framed, true);
         let frame = OpusFrame {
-            flags: if std::mem::replace(&mut self.framed, true) {
-                0
-            } else {
-                RUN_START
-            },
+            flags: if first { RUN_START } else { 0 } | if last { RUN_END } else { 0 },
             delay,
             stream: self.stream,
             offset: (self.start + before) as u32,
@@ -211,12 +211,13 @@ impl Packets {
         };
         let mut made = Made::default();
         run.push(frame.pcm, &mut made);
-        if frame.is_last_in_segment() {
+        let last = frame.is_last_in_segment();
+        if last {
             run.finish(&mut made);
-            run.frame(made, self.delay, out);
+        }
+        run.frame(made, self.delay, last, out);
+        if last {
             self.run = None;
-        } else {
-            run.frame(made, self.delay, out);
         }
         Ok(())
     }
@@ -225,7 +226,7 @@ impl Packets {
         if let Some(mut run) = self.run.take() {
             let mut made = Made::default();
             run.finish(&mut made);
-            run.frame(made, self.delay, out);
+            run.frame(made, self.delay, true, out);
         }
     }
 }
@@ -356,7 +357,14 @@ mod tests {
             if pair[1].2 & RUN_START == 0 {
                 assert_eq!(pair[1].0, pair[0].0 + pair[0].1, "contiguous offsets");
             }
+            // A run ends exactly where the next begins (and the last at the end).
+            assert_eq!(
+                pair[0].2 & RUN_END != 0,
+                pair[1].2 & RUN_START != 0,
+                "a run's last frame says so"
+            );
         }
+        assert!(frames.last().is_some_and(|f| f.2 & RUN_END != 0));
         let carried: u32 = frames.iter().map(|f| f.1).sum();
         assert_eq!(carried, 7_321 + 4_000 + 1_000);
         assert_eq!(

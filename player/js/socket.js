@@ -80,6 +80,7 @@ function toEngine(frame) {
 // of it lies above 12 kHz, and every other sample is the 24 kHz signal, no filter needed.
 const OPUS = 2;
 const RUN_START = 2;
+const RUN_END = 4;
 const CONFIG = { codec: "opus", sampleRate: 48000, numberOfChannels: 1 };
 let opus = null; // { decoder, runs, next: the next packet's timestamp (µs) }
 
@@ -120,6 +121,9 @@ function opusFrame(frame) {
     opus.next += 20000;
     at += 2 + len;
   }
+  // The decoder may hold its last packet back until more comes (Chromium's does): at a run's
+  // end, out with it, or the run's last samples would wait for the next message.
+  if (view.getUint8(1) & RUN_END) opus.decoder.flush().catch(() => {});
 }
 
 // Decoded audio, appended to its run (the last begun by its timestamp); what it completes of

@@ -110,6 +110,14 @@ fn the_socket_worker_reads_opus_frames_where_the_protocol_puts_them() {
         js_const(SOCKET, "RUN_START"),
         f64::from(orpheus_protocol::RUN_START)
     );
+    assert_eq!(
+        js_const(SOCKET, "RUN_END"),
+        f64::from(orpheus_protocol::RUN_END)
+    );
+    assert!(
+        SOCKET.contains("view.getUint8(1) & RUN_END"),
+        "the socket's Worker reads a run's end from the flags"
+    );
     let mut packets = Vec::new();
     orpheus_protocol::OpusFrame::put_packet(&mut packets, &[0xAA; 3]);
     let frame = orpheus_protocol::OpusFrame {

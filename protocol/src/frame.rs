@@ -43,6 +43,10 @@ pub const OPUS_HEADER_LEN: usize = 16;
 /// Flag bit of an Opus frame: its first packet starts a run (the decoder starts afresh).
 pub const RUN_START: u8 = 0b10;
 
+/// Flag bit of an Opus frame: its last packet ends a run (a decoder that holds packets back
+/// is flushed).
+pub const RUN_END: u8 = 0b100;
+
 /// A decoded audio frame borrowing its PCM bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioFrame<'a> {
@@ -155,6 +159,11 @@ impl<'a> OpusFrame<'a> {
     /// Whether its first packet starts a run.
     pub fn starts_run(&self) -> bool {
         self.flags & RUN_START != 0
+    }
+
+    /// Whether its last packet ends a run.
+    pub fn ends_run(&self) -> bool {
+        self.flags & RUN_END != 0
     }
 
     /// Encodes the frame, header and packets, into a new buffer.

@@ -44,7 +44,7 @@ pub use encoding::AudioEncoding;
 pub use formats::{ResponseFormat, NATIVE_RATE, SAMPLE_RATES};
 pub use frame::{
     AudioFrame, FrameError, OpusFrame, FRAME_HEADER_LEN, FRAME_VERSION, LAST_IN_SEGMENT,
-    OPUS_FRAME_VERSION, OPUS_HEADER_LEN, RUN_START,
+    OPUS_FRAME_VERSION, OPUS_HEADER_LEN, RUN_END, RUN_START,
 };
 pub use limits::Limits;
 pub use markup::Markup;
