@@ -2,32 +2,18 @@
 //! handle. Strings cross through two buffers: the caller writes a call's strings one after
 //! another into the input (sized by [`orpheus_input`]) and passes each one's length in bytes
 //! (-1 for none), before the call's numbers; an answer is left in the output, its length
-//! returned. The module runs on
-//! the page's main thread and no export re-enters another: the cores and the buffers live in
-//! statics, reached only through these functions.
+//! returned. The module runs on the page's main thread and no export re-enters another: the
+//! cores and the buffers live in statics ([`Global`]), reached only through these functions.
 
-use core::cell::UnsafeCell;
+use orpheus_wasm_statics::Global;
 
 use crate::prelude::*;
 use crate::web::Core;
 
-struct Global<T>(UnsafeCell<T>);
-
-// SAFETY: the module instance runs on one thread and never re-enters an export.
-unsafe impl<T> Sync for Global<T> {}
-
-impl<T> Global<T> {
-    #[allow(clippy::mut_from_ref)]
-    fn get(&self) -> &mut T {
-        // SAFETY: single-threaded and non-reentrant (see the Sync impl): one borrow at a time.
-        unsafe { &mut *self.0.get() }
-    }
-}
-
 /// The cores, a handle being an index; a freed core leaves its slot empty for the next.
-static CORES: Global<Vec<Option<Core>>> = Global(UnsafeCell::new(Vec::new()));
-static INPUT: Global<Vec<u8>> = Global(UnsafeCell::new(Vec::new()));
-static OUTPUT: Global<String> = Global(UnsafeCell::new(String::new()));
+static CORES: Global<Vec<Option<Core>>> = Global::new(Vec::new());
+static INPUT: Global<Vec<u8>> = Global::new(Vec::new());
+static OUTPUT: Global<String> = Global::new(String::new());
 
 fn core(handle: u32) -> &'static mut Core {
     match CORES.get().get_mut(handle as usize) {

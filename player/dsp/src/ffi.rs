@@ -1,7 +1,7 @@
 //! The exports the worklet calls. The module is single-threaded (one AudioWorkletGlobalScope):
 //! the one engine and its buffers live in statics, reached only through these functions.
 
-use core::cell::UnsafeCell;
+use orpheus_wasm_statics::Global;
 
 use crate::engine::Engine;
 
@@ -14,23 +14,10 @@ const MAX_RENDER: usize = 1024;
 /// Most word starts the worklet hands over in one call.
 const WORD_STAGING: usize = 1024;
 
-struct Global<T>(UnsafeCell<T>);
-
-// SAFETY: the worklet's module instance runs on one thread and never re-enters an export.
-unsafe impl<T> Sync for Global<T> {}
-
-impl<T> Global<T> {
-    #[allow(clippy::mut_from_ref)]
-    fn get(&self) -> &mut T {
-        // SAFETY: single-threaded and non-reentrant (see the Sync impl): one borrow at a time.
-        unsafe { &mut *self.0.get() }
-    }
-}
-
-static ENGINE: Global<Engine> = Global(UnsafeCell::new(Engine::new()));
-static STAGING: Global<[u8; STAGING_BYTES]> = Global(UnsafeCell::new([0; STAGING_BYTES]));
-static OUTPUT: Global<[f32; MAX_RENDER]> = Global(UnsafeCell::new([0.0; MAX_RENDER]));
-static WORDS: Global<[u32; WORD_STAGING]> = Global(UnsafeCell::new([0; WORD_STAGING]));
+static ENGINE: Global<Engine> = Global::new(Engine::new());
+static STAGING: Global<[u8; STAGING_BYTES]> = Global::new([0; STAGING_BYTES]);
+static OUTPUT: Global<[f32; MAX_RENDER]> = Global::new([0.0; MAX_RENDER]);
+static WORDS: Global<[u32; WORD_STAGING]> = Global::new([0; WORD_STAGING]);
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
