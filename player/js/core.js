@@ -27,12 +27,16 @@ export class Core {
   /** Export `orpheus_${name}` with `strings`, then `numbers`; its answer. */
   #call(name, strings, ...numbers) {
     const bytes = strings.map((s) => (s == null ? null : encoder.encode(s)));
-    let at = wasm.orpheus_input(bytes.reduce((n, b) => n + (b ? b.length : 0), 0));
-    const memory = new Uint8Array(wasm.memory.buffer);
-    for (const b of bytes) {
-      if (b) {
-        memory.set(b, at);
-        at += b.length;
+    // The input is written only for calls that take strings: the frequent ones (the engine's
+    // reports, ticks) take numbers alone.
+    if (bytes.length) {
+      let at = wasm.orpheus_input(bytes.reduce((n, b) => n + (b ? b.length : 0), 0));
+      const memory = new Uint8Array(wasm.memory.buffer);
+      for (const b of bytes) {
+        if (b) {
+          memory.set(b, at);
+          at += b.length;
+        }
       }
     }
     const lengths = bytes.map((b) => (b ? b.length : -1));
