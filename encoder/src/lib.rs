@@ -6,8 +6,8 @@
 //! body answers with the audio in that format and rate, streamed as it is made: each piece of
 //! the request body goes out as soon as it makes a frame. `POST /packets` takes a WebSocket
 //! listener's PCM frames and answers with its Opus frames, as [`packets`] says. The pure parts:
-//! [`transcode`] (one response's audio), [`packets`], [`resample`], [`codecs`], [`aac`], [`g711`]; this
-//! file is the adapter.
+//! [`transcode`] (one response's audio), [`packets`], [`resample`], [`codecs`], [`aac`],
+//! [`g711`]; this file is the adapter.
 
 pub mod aac;
 pub mod codecs;

@@ -1,8 +1,9 @@
 //! The load modes, each taking minutes (docs/scaling.md): `scale`, the ramp (frame lateness,
 //! CPU per second of audio and memory of one workerd for growing numbers of sessions), `burst`,
 //! many sessions connecting and speaking in the same second, `transcode`, what the HTTP
-//! endpoint's answers cost in each format, `opus`, what a WebSocket listener's Opus costs, `soak`, workerd's memory over a long run, and
-//! `profile`, a CPU profile of workerd under load, summed up by function.
+//! endpoint's answers cost in each format, `opus`, what a WebSocket listener's Opus costs,
+//! `soak`, workerd's memory over a long run, and `profile`, a CPU profile of workerd under
+//! load, summed up by function.
 
 use std::path::Path;
 use std::time::Duration;
